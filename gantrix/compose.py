@@ -1,0 +1,180 @@
+"""Composition: check a recipe against the tricks' metadata, then wire the tricks into one
+run plugin manager.
+
+The checker knows no trick. It applies, in order:
+
+1. one entry per trick name (a later spec overrides an earlier one's parameters);
+2. exactly one loss (a loss the user names replaces a recipe's loss);
+3. ``replaces`` (a user's trick drops the recipe trick it supersedes; naming both is an error);
+4. ``requires`` and ``conflicts`` between the remaining tricks' tags;
+5. the core's defaults (the Adam optimizer when no trick provides ``"optimizer"``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pluggy
+
+from . import hookspecs
+from .errors import CompositionError
+from .findings import Clash, Finding, Replaces, Requires, as_relation
+from .recipe import USER, Recipe, TrickSpec
+from .registry import catalogue
+from .trick import Trick
+
+DEFAULT_OPTIMIZER = "default Adam(lr=2e-4, betas=(0.5, 0.999))"
+#: tags the core's default optimizer contributes when no trick configures one.
+DEFAULT_OPTIMIZER_TAGS = frozenset({"optimizer", "momentum-optimizer"})
+
+
+@dataclass
+class _Chosen:
+    trick: Trick
+    origin: str
+
+    @property
+    def name(self) -> str:
+        return self.trick.name
+
+    @property
+    def from_user(self) -> bool:
+        return self.origin == USER
+
+
+def _instantiate(specs: list[TrickSpec]) -> list[_Chosen]:
+    cat = catalogue()
+    merged: dict[str, tuple[dict, str]] = {}
+    for spec in specs:
+        cls = cat.trick(spec.name)
+        values = spec.resolve(cls)
+        if spec.name in merged:
+            old, origin = merged[spec.name]
+            merged[spec.name] = ({**old, **values}, USER if USER in (origin, spec.origin) else origin)
+        else:
+            merged[spec.name] = (values, spec.origin)
+    return [_Chosen(cat.trick(n)(**v), o) for n, (v, o) in merged.items()]
+
+
+def _one_loss(chosen: list[_Chosen], findings: list[Finding]) -> list[_Chosen]:
+    losses = [c for c in chosen if c.trick.kind == "loss"]
+    user = [c for c in losses if c.from_user]
+    if len(user) == 1 and len(losses) > 1:
+        dropped = [c for c in losses if not c.from_user]
+        for c in dropped:
+            findings.append(Finding("note", f"{user[0].name} replaces the recipe's loss {c.name}",
+                                    (user[0].name, c.name)))
+        chosen = [c for c in chosen if c not in dropped]
+        losses = user
+    if not losses:
+        names = ", ".join(sorted(n for n, c in catalogue().tricks.items() if c.kind == "loss"))
+        findings.append(Finding("error", f"no loss: add exactly one of {names}"))
+    elif len(losses) > 1:
+        findings.append(Finding(
+            "error",
+            "more than one loss; a composition trains with exactly one adversarial loss "
+            "(remove all but one)",
+            tuple(c.name for c in losses)))
+    return chosen
+
+
+def _apply_replaces(chosen: list[_Chosen], findings: list[Finding]) -> list[_Chosen]:
+    dropped: set[str] = set()
+    for c in chosen:
+        for rel in (as_relation(r, Replaces) for r in c.trick.replaces):
+            for other in chosen:
+                if other is c or rel.target not in other.trick.features() or other.name in dropped:
+                    continue
+                why = f": {rel.reason}" if rel.reason else ""
+                if other.from_user and c.from_user:
+                    findings.append(Finding(
+                        "error", f"{c.name} replaces {other.name}{why}; use one of them",
+                        (c.name, other.name), rel.paper))
+                else:
+                    dropped.add(other.name)
+                    findings.append(Finding(
+                        "note", f"{c.name} replaces the recipe's {other.name}{why}",
+                        (c.name, other.name), rel.paper))
+    return [c for c in chosen if c.name not in dropped]
+
+
+def _providers(tag: str) -> str:
+    names = sorted(n for n, cls in catalogue().tricks.items()
+                   if tag == n or tag == cls.kind or tag in cls.provides)
+    return ", ".join(names)
+
+
+def _relations(chosen: list[_Chosen], findings: list[Finding]) -> None:
+    tags = {c.name: c.trick.features() for c in chosen}
+    if not any("optimizer" in t for t in tags.values()):
+        tags[DEFAULT_OPTIMIZER] = set(DEFAULT_OPTIMIZER_TAGS)
+        findings.append(Finding("note", f"no optimizer trick: the core uses the {DEFAULT_OPTIMIZER}"))
+    seen = set()
+    for c in chosen:
+        for rel in (as_relation(r, Requires) for r in c.trick.requires):
+            if not any(rel.target in t for n, t in tags.items() if n != c.name):
+                who = _providers(rel.target)
+                hint = f" (add one of: {who})" if who and who != rel.target else ""
+                why = f": {rel.reason}" if rel.reason else ""
+                findings.append(Finding("error", f"{c.name} requires {rel.target}{why}{hint}",
+                                        (c.name,), rel.paper))
+        for clash in c.trick.conflicts:
+            assert isinstance(clash, Clash), f"{c.name}.conflicts must hold Clash records"
+            for other, other_tags in tags.items():
+                if other == c.name or clash.target not in other_tags:
+                    continue
+                key = (frozenset((c.name, other)), clash.reason)
+                if key not in seen:
+                    seen.add(key)
+                    findings.append(Finding(clash.severity, clash.reason, (c.name, other), clash.paper))
+
+
+def resolve(recipe: Recipe) -> tuple[list[Trick], list[Finding]]:
+    """The configured tricks that survive composition, and every finding on the way."""
+    findings: list[Finding] = []
+    chosen = _instantiate(recipe.specs)
+    chosen = _one_loss(chosen, findings)
+    chosen = _apply_replaces(chosen, findings)
+    _relations(chosen, findings)
+    order = {"error": 0, "warning": 1, "note": 2}
+    findings.sort(key=lambda f: order[f.severity])
+    return [c.trick for c in chosen], findings
+
+
+class Composition:
+    """Checked tricks registered on one run plugin manager; ``hook`` calls them."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        self.tricks, self.findings = resolve(recipe)
+        if any(f.severity == "error" for f in self.findings):
+            raise CompositionError(self.findings)
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        for trick in self.tricks:
+            self.pm.register(trick, name=trick.name)
+        self.pm.check_pending()
+        self.hook = self.pm.hook
+
+    def get(self, name: str) -> Trick | None:
+        """The configured trick called ``name``, if it is part of this composition."""
+        return next((t for t in self.tricks if t.name == name), None)
+
+    @property
+    def loss(self) -> Trick:
+        return next(t for t in self.tricks if t.kind == "loss")
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    def specs(self) -> list[str]:
+        """The composition as trick strings, re-runnable: ``["wgan", "n-critic:n=5", ...]``."""
+        return [t.spec() for t in self.tricks]
+
+    def check_models(self, models) -> list[Finding]:
+        """Findings of every trick's ``gantrix_check_model`` on both built models."""
+        found: list[Finding] = []
+        for role, model in (("generator", models.generator), ("discriminator", models.discriminator)):
+            for result in self.hook.gantrix_check_model(model=model, role=role):
+                found.extend(result or ())
+        return found

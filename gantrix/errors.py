@@ -1,0 +1,37 @@
+"""Errors meant for people: a user mistake raises one of these, and the CLI prints its
+message (never a traceback) and exits with status 2."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class GantrixError(Exception):
+    """A mistake in what the user asked for (a name, a value, a composition, a file)."""
+
+
+class UnknownNameError(GantrixError, KeyError):
+    """An unknown trick, recipe or parameter name; the message suggests close matches."""
+
+    def __init__(self, what: str, name: str, known: Iterable[str]):
+        self.what, self.name = what, name
+        self.suggestions = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"unknown {what} {name!r}{hint}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]
+
+
+class ParamError(GantrixError, ValueError):
+    """A parameter value of the wrong type or outside its allowed range."""
+
+
+class CompositionError(GantrixError):
+    """A composition with error findings; ``findings`` holds all of them (warnings too)."""
+
+    def __init__(self, findings):
+        self.findings = list(findings)
+        errors = [f for f in self.findings if f.severity == "error"]
+        lines = "\n".join(f"  {f}" for f in errors)
+        super().__init__(f"the composition has {len(errors)} error(s):\n{lines}")

@@ -1,0 +1,194 @@
+"""The hook contract: every hook gantrix calls, documented where it is declared.
+
+There are two levels, as in pytest and datasette.
+
+**Discovery hooks** are called on the one global plugin manager (`gantrix.registry`), into
+which every module of ``gantrix.plugins`` and every installed entry point of group
+``gantrix`` is registered. They tell gantrix what exists: tricks, recipes, CLI commands.
+
+**Run hooks** are called on a plugin manager built for one composed recipe
+(`gantrix.compose.Composition`): each chosen trick is instantiated with its parameters and
+registered there as a plugin. The built-in base classes (`gantrix.Loss`, `Regularizer`,
+`Policy`, `Architecture`) implement the run hooks that fit their kind, so a trick author
+usually writes plain methods (``d_loss``, ``d_term``, ...) and never touches these hooks;
+a trick that needs more implements any hook below directly with ``@hookimpl``.
+
+A hook implementation that matches no spec here is rejected (``check_pending``).
+"""
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "gantrix"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+@hookspec
+def gantrix_register_tricks(register):
+    """Register trick classes.
+
+    ``register(cls)`` takes a subclass of `gantrix.Trick` (usually of `Loss`,
+    `Regularizer`, `Policy` or `Architecture`) whose class attributes carry its metadata:
+    ``name`` (kebab-case, unique, used on the CLI), ``summary``, ``params``, ``paper``,
+    ``requires``, ``conflicts``, ``replaces``. Registering a name twice is an error that
+    names both plugins.
+    """
+
+
+@hookspec
+def gantrix_register_recipes(register):
+    """Register named recipes (a paper's full setup).
+
+    ``register(name, path_or_mapping, *, summary="")`` takes either a TOML file path or a
+    mapping of the same shape (``{"summary": ..., "paper": ..., "tricks": [...]}`` where
+    each trick is a ``"name:key=value,..."`` string or a table with ``name`` and params).
+    """
+
+
+@hookspec
+def gantrix_register_commands(app):
+    """Add commands to the ``gantrix`` command line.
+
+    ``app`` is the `typer.Typer` application; decorate functions with ``@app.command()``.
+    Called once, when the CLI starts, after the built-in commands exist.
+    """
+
+
+# --------------------------------------------------------------------------- build time
+
+
+@hookspec(firstresult=True)
+def gantrix_build_model(role, spec):
+    """Build the model for ``role`` (``"generator"`` or ``"discriminator"``), or return None.
+
+    ``spec`` is a `gantrix.ModelSpec` describing the data (shape, number of classes, latent
+    size). The first trick that returns a module wins; when none does, the core builds its
+    default for the data (an MLP for vectors, a strided-conv pair for images).
+    """
+
+
+@hookspec
+def gantrix_transform_model(model, role, spec):
+    """Return a transformed ``model`` (or None to leave it as it is).
+
+    Called once per role after the model is built, chained: each architecture trick gets
+    the previous trick's output. Used to condition a model on labels, replace activations,
+    wrap layers in spectral normalisation, add a Q head, ...
+    """
+
+
+@hookspec
+def gantrix_check_model(model, role):
+    """Inspect a built (and transformed) model and return `Finding`s (or None).
+
+    Errors stop the run before training; warnings are shown. This is where rules about
+    real modules live: BatchNorm in a critic under a gradient penalty, a Sigmoid output
+    under a Wasserstein loss, the DCGAN rules, parameter counts.
+    """
+
+
+@hookspec(firstresult=True)
+def gantrix_configure_optimizer(params, role):
+    """Return the `torch.optim.Optimizer` for ``role``'s ``params``, or None.
+
+    The first answer wins; the composition checker allows only one trick that provides
+    ``"optimizer"``. Without any, the core uses Adam(lr=2e-4, betas=(0.5, 0.999)).
+    """
+
+
+# --------------------------------------------------------------------------- every step
+
+
+@hookspec(firstresult=True)
+def gantrix_critic_steps(step):
+    """Return how many discriminator updates run before generator update ``step``.
+
+    First answer wins; default 1. (`n-critic` answers 5 for WGAN.)
+    """
+
+
+@hookspec(firstresult=True)
+def gantrix_regularization_interval(trick):
+    """Return how often (every k steps) the regularizer ``trick`` is applied, or None.
+
+    A regularizer applied every k steps is scaled by k so its expected contribution is
+    unchanged (lazy regularization, Karras et al. 2020). Default: every step.
+    """
+
+
+@hookspec
+def gantrix_condition(batch):
+    """Fill the generator's and critic's conditioning inputs for this step.
+
+    Called once per `Batch` before the fake samples are generated: sample class labels for
+    the fakes, latent codes, ... by setting ``batch.fake_labels``, ``batch.codes`` or adding
+    keyword arguments to ``batch.generator_inputs``.
+    """
+
+
+@hookspec
+def gantrix_prepare_batch(batch):
+    """Adjust the batch before the critic sees it.
+
+    Called once per `Batch` after the fakes exist and before any critic output is computed:
+    add instance noise or augmentation to ``batch.real``/``batch.fake``, or request input
+    gradients (``batch.require_input_grad("real")``) so the critic's forward is shared.
+    """
+
+
+@hookspec(firstresult=True)
+def gantrix_discriminator_loss(batch):
+    """Return the discriminator's (critic's) adversarial loss, a scalar tensor.
+
+    Exactly one loss trick answers (the checker enforces one loss per composition).
+    """
+
+
+@hookspec(firstresult=True)
+def gantrix_generator_loss(batch):
+    """Return the generator's adversarial loss, a scalar tensor."""
+
+
+@hookspec
+def gantrix_discriminator_terms(batch):
+    """Return extra discriminator loss terms as ``{term name: scalar tensor}`` (or None).
+
+    All answers are summed into the discriminator loss and logged by name (penalties,
+    consistency terms, ...).
+    """
+
+
+@hookspec
+def gantrix_generator_terms(batch):
+    """Return extra generator loss terms as ``{term name: scalar tensor}`` (or None)."""
+
+
+@hookspec
+def gantrix_after_discriminator_step(models, step):
+    """Act after each discriminator optimizer step (weight clipping, ...).
+
+    ``models`` is a `gantrix.Models` (generator, discriminator, and any extra modules).
+    """
+
+
+@hookspec
+def gantrix_after_generator_step(models, step):
+    """Act after each generator optimizer step (weight averaging, ...)."""
+
+
+@hookspec
+def gantrix_state_dict():
+    """Return ``{key: state}`` to checkpoint for this trick (EMA weights, ...), or None.
+
+    Keys must be unique across tricks; use the trick's name as a prefix.
+    """
+
+
+@hookspec
+def gantrix_load_state_dict(state):
+    """Restore from the merged checkpoint state written by `gantrix_state_dict`."""

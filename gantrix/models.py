@@ -1,0 +1,152 @@
+"""Model building blocks and the core's default models.
+
+The core builds neutral defaults (an MLP pair for vectors, a strided-conv pair without
+normalisation for images) when no architecture trick builds the models; the building
+functions take the choices (normalisation, activations, widths) that architecture tricks
+such as DCGAN fix by their rules.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+ROLES = ("generator", "discriminator")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model must fit: the sample shape, the classes (if labelled), the latent size."""
+
+    shape: tuple[int, ...]
+    num_classes: int | None = None
+    latent_dim: int = 64
+    width: int = 64
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    @property
+    def features(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass
+class Models:
+    """The generator, the discriminator (critic), and any extra modules tricks add."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    extra: dict[str, nn.Module] = field(default_factory=dict)
+
+    def by_role(self, role: str) -> nn.Module:
+        return self.generator if role == "generator" else self.discriminator
+
+
+def mlp(inp: int, out: int, hidden: int = 256, depth: int = 3,
+        act: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
+    """``depth`` hidden layers of ``hidden`` units, then a linear output."""
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(inp if i == 0 else hidden, hidden), act()]
+    layers.append(nn.Linear(hidden if depth else inp, out))
+    return nn.Sequential(*layers)
+
+
+class VectorGenerator(nn.Module):
+    """z ↦ x for vector data (the 2-D mixtures)."""
+
+    def __init__(self, spec: ModelSpec, hidden: int = 256, depth: int = 3):
+        super().__init__()
+        self.net = mlp(spec.latent_dim, spec.features, hidden, depth)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class VectorCritic(nn.Module):
+    """x ↦ logit for vector data."""
+
+    def __init__(self, spec: ModelSpec, hidden: int = 256, depth: int = 3):
+        super().__init__()
+        self.net = mlp(spec.features, 1, hidden, depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1)).squeeze(1)
+
+
+def _norm(kind: str | None, channels: int) -> nn.Module:
+    if kind is None or kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":  # over (C, H, W) per sample, as WGAN-GP's critic
+        return nn.GroupNorm(1, channels)
+    if kind == "instance":
+        return nn.GroupNorm(channels, channels)
+    raise ValueError(f"unknown normalisation {kind!r}")
+
+
+def _check_size(size: int) -> int:
+    if size < 8 or size > 256 or size & (size - 1):
+        raise ValueError(f"image size must be a power of two from 8 to 256, got {size}")
+    return int(math.log2(size))
+
+
+class ConvGenerator(nn.Module):
+    """z ↦ image by transposed convolutions, 4×4 up to ``size``×``size``, Tanh output."""
+
+    def __init__(self, spec: ModelSpec, norm: str | None = None,
+                 act: Callable[[], nn.Module] = nn.ReLU):
+        super().__init__()
+        channels, size, _ = spec.shape
+        levels = _check_size(size) - 2  # doublings after the 4×4 start
+        width = spec.width * 2 ** (levels - 1) if levels else spec.width
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(spec.latent_dim, width, 4, 1, 0, bias=norm is None),
+            _norm(norm, width), act()]
+        for _ in range(levels - 1):
+            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=norm is None),
+                       _norm(norm, width // 2), act()]
+            width //= 2
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1) if levels else
+                   nn.Conv2d(width, channels, 3, 1, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.flatten(1)[:, :, None, None])
+
+
+class ConvCritic(nn.Module):
+    """image ↦ logit by strided convolutions (no pooling, no hidden fully-connected layer)."""
+
+    def __init__(self, spec: ModelSpec, norm: str | None = None,
+                 act: Callable[[], nn.Module] = lambda: nn.LeakyReLU(0.2)):
+        super().__init__()
+        channels, size, _ = spec.shape
+        levels = _check_size(size) - 2
+        width = spec.width
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1) if levels else
+                                   nn.Conv2d(channels, width, 3, 1, 1), act()]
+        for _ in range(levels - 1):
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm is None),
+                       _norm(norm, width * 2), act()]
+            width *= 2
+        layers.append(nn.Conv2d(width, 1, 4, 1, 0))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1).squeeze(1)
+
+
+def default_model(role: str, spec: ModelSpec) -> nn.Module:
+    """The core's neutral model for ``role`` when no architecture trick builds one."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    if spec.is_image:
+        return ConvGenerator(spec) if role == "generator" else ConvCritic(spec)
+    return VectorGenerator(spec) if role == "generator" else VectorCritic(spec)

@@ -1,0 +1,155 @@
+"""The composed training step: one generator update preceded by k critic updates, every
+part of it decided by the composition's hooks.
+
+    build:     gantrix_build_model → gantrix_transform_model (chained) → gantrix_check_model
+    optimizer: gantrix_configure_optimizer (first answer, else the default Adam)
+    per update: gantrix_condition → G(z) → gantrix_prepare_batch → loss + Σ terms
+                → backward → optimizer step → gantrix_after_*_step
+
+It works with any models that follow the shapes of `gantrix.models` (G takes z and keyword
+conditioning inputs, D takes x and keyword conditioning inputs).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from .batch import Batch
+from .compose import Composition
+from .errors import CompositionError
+from .models import ROLES, ModelSpec, Models, default_model
+
+DEFAULT_LR = 2e-4
+DEFAULT_BETAS = (0.5, 0.999)
+
+DataSource = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def build_models(composition: Composition, spec: ModelSpec,
+                 generator: nn.Module | None = None,
+                 discriminator: nn.Module | None = None) -> Models:
+    """Build (or take the user's), transform and check both models.
+
+    Raises `CompositionError` when a trick's model check finds an error.
+    """
+    hook = composition.hook
+    given = {"generator": generator, "discriminator": discriminator}
+    built = {}
+    for role in ROLES:
+        model = given[role]
+        if model is None:
+            model = hook.gantrix_build_model(role=role, spec=spec) or default_model(role, spec)
+        for impl in reversed(hook.gantrix_transform_model.get_hookimpls()):
+            out = impl.function(model=model, role=role, spec=spec)
+            model = out if out is not None else model
+        built[role] = model
+    models = Models(built["generator"], built["discriminator"])
+    findings = composition.check_models(models)
+    composition.findings.extend(findings)
+    if any(f.severity == "error" for f in findings):
+        raise CompositionError(findings)
+    return models
+
+
+def configure_optimizers(composition: Composition, models: Models) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per role, from the composition or the core's default Adam."""
+    optimizers = {}
+    for role in ROLES:
+        params = [p for p in models.by_role(role).parameters() if p.requires_grad]
+        opt = composition.hook.gantrix_configure_optimizer(params=params, role=role)
+        optimizers[role] = opt or torch.optim.Adam(params, lr=DEFAULT_LR, betas=DEFAULT_BETAS)
+    return optimizers
+
+
+def _sum_terms(results) -> dict[str, torch.Tensor]:
+    terms: dict[str, torch.Tensor] = {}
+    for result in results:
+        for name, value in (result or {}).items():
+            if name in terms:
+                raise RuntimeError(f"two tricks returned a loss term named {name!r}")
+            terms[name] = value
+    return terms
+
+
+class ComposedStep:
+    """Runs updates of ``models`` as ``composition`` says; keeps the update counters.
+
+    ``step()`` does one generator update and the critic updates before it, pulling real
+    batches from ``data``; it returns the detached losses and terms of the last updates.
+    """
+
+    def __init__(self, composition: Composition, models: Models, spec: ModelSpec,
+                 optimizers: dict[str, torch.optim.Optimizer] | None = None,
+                 generator: torch.Generator | None = None):
+        self.composition = composition
+        self.hook = composition.hook
+        self.models = models
+        self.spec = spec
+        self.optimizers = optimizers or configure_optimizers(composition, models)
+        self.rng = generator
+        self.d_steps = 0
+        self.g_steps = 0
+
+    def _batch(self, real: torch.Tensor, labels, phase: str) -> Batch:
+        z = torch.randn(real.shape[0], self.spec.latent_dim, device=real.device, generator=self.rng)
+        step = self.d_steps if phase == "discriminator" else self.g_steps
+        batch = Batch(real=real, labels=labels, z=z, phase=phase, step=step,
+                      critic=self.models.discriminator, hook=self.hook)
+        self.hook.gantrix_condition(batch=batch)
+        fake = self.models.generator(z, **batch.generator_inputs)
+        batch.fake = fake.detach() if phase == "discriminator" else fake
+        self.hook.gantrix_prepare_batch(batch=batch)
+        return batch
+
+    def _update(self, role: str, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict:
+        total = loss + sum(terms.values()) if terms else loss
+        opt = self.optimizers[role]
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        prefix = "d" if role == "discriminator" else "g"
+        out = {f"{prefix}_loss": loss.detach()}
+        out.update({f"{prefix}/{k}": v.detach() for k, v in terms.items()})
+        return out
+
+    def discriminator_step(self, real: torch.Tensor, labels=None) -> dict:
+        """One critic update on a real batch."""
+        batch = self._batch(real, labels, "discriminator")
+        loss = self.hook.gantrix_discriminator_loss(batch=batch)
+        terms = _sum_terms(self.hook.gantrix_discriminator_terms(batch=batch))
+        out = self._update("discriminator", loss, terms)
+        self.hook.gantrix_after_discriminator_step(models=self.models, step=self.d_steps)
+        self.d_steps += 1
+        return out
+
+    def generator_step(self, real: torch.Tensor, labels=None) -> dict:
+        """One generator update; the critic's weights are frozen meanwhile (no wasted grads)."""
+        critic_params = [p for p in self.models.discriminator.parameters() if p.requires_grad]
+        for p in critic_params:
+            p.requires_grad_(False)
+        try:
+            batch = self._batch(real, labels, "generator")
+            loss = self.hook.gantrix_generator_loss(batch=batch)
+            terms = _sum_terms(self.hook.gantrix_generator_terms(batch=batch))
+            out = self._update("generator", loss, terms)
+        finally:
+            for p in critic_params:
+                p.requires_grad_(True)
+        self.hook.gantrix_after_generator_step(models=self.models, step=self.g_steps)
+        self.g_steps += 1
+        return out
+
+    def critic_steps(self) -> int:
+        """How many critic updates precede the next generator update."""
+        return int(self.hook.gantrix_critic_steps(step=self.g_steps) or 1)
+
+    def step(self, data: DataSource | Iterator) -> dict:
+        """k critic updates, then one generator update; returns the last losses and terms."""
+        pull = data if callable(data) else lambda: next(data)
+        out: dict = {}
+        for _ in range(self.critic_steps()):
+            out.update(self.discriminator_step(*pull()))
+        out.update(self.generator_step(*pull()))
+        return out
