@@ -150,7 +150,9 @@ class Composition:
             raise CompositionError(self.findings)
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        for trick in self.tricks:
+        # pluggy calls the last registered plugin first: registering in reverse makes every
+        # hook run in the recipe's order (and the first trick listed win a firstresult hook).
+        for trick in reversed(self.tricks):
             self.pm.register(trick, name=trick.name)
         self.pm.check_pending()
         self.hook = self.pm.hook

@@ -41,7 +41,7 @@ def build_models(composition: Composition, spec: ModelSpec,
         model = given[role]
         if model is None:
             model = hook.gantrix_build_model(role=role, spec=spec) or default_model(role, spec)
-        for impl in reversed(hook.gantrix_transform_model.get_hookimpls()):
+        for impl in reversed(hook.gantrix_transform_model.get_hookimpls()):  # call order
             out = impl.function(model=model, role=role, spec=spec)
             model = out if out is not None else model
         built[role] = model
