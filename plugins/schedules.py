@@ -1,0 +1,70 @@
+"""Step schedules: several critic updates per generator update, and lazy regularization."""
+from __future__ import annotations
+
+import re
+
+from gantrix import Param, ParamError, Policy, Requires, hookimpl
+
+
+class NCritic(Policy):
+    """Train the critic ``n`` times per generator update (WGAN's Algorithm 1: n_critic = 5).
+
+    A Wasserstein critic must be trained close to optimality for its estimate of the
+    Earth-Mover distance, and so the generator's gradient, to be reliable; WGAN-GP keeps
+    n_critic = 5. ``n-critic:5`` sets it positionally.
+    """
+
+    name = "n-critic"
+    summary = "n critic updates per generator update (5 for WGAN and WGAN-GP)"
+    paper = ("Arjovsky, Chintala & Bottou 2017, Wasserstein GAN, Algorithm 1; "
+             "Gulrajani et al. 2017, Improved Training of Wasserstein GANs, Algorithm 1")
+    params = (Param("n", int, 5, "critic updates per generator update", low=1),)
+
+    @hookimpl
+    def gantrix_critic_steps(self, step):
+        return self.n
+
+
+class LazyRegularization(Policy):
+    """Compute the regularizers only every k-th update, scaled by k so their expected
+    contribution is unchanged (Karras et al. 2020, StyleGAN2 §2.4). The penalties' double
+    backward is the dearest part of a step; StyleGAN2 computes R1 every 16 critic updates
+    at no loss of quality.
+
+    Applies to every regularizer of the composition, or only to those named in ``only``
+    (``lazy-regularization:only=r1``, several joined by ``+``: ``only=r1+r2``), each counted
+    in its own phase's updates.
+
+    StyleGAN2 also rescales Adam for the lazily regularized network (lr·c and β^c with
+    c = k/(k+1)), as if the regularization step were a separate update; this trick does
+    not: the optimizer belongs to the optimizer trick. With StyleGAN2's own β1 = 0 and
+    β2 = 0.99 the difference is small; set the optimizer's lr/betas by hand to match it.
+    """
+
+    name = "lazy-regularization"
+    summary = "compute regularizers every k updates, scaled by k (StyleGAN2, k = 16)"
+    paper = "Karras et al. 2020, Analyzing and Improving the Image Quality of StyleGAN, §2.4"
+    params = (Param("every", int, 16, "k: compute the regularizers every k updates", low=1),
+              Param("only", str, None, "regularizer names joined by '+' (default: all of them)",
+                    optional=True))
+    requires = (Requires("regularizer", "there is nothing to apply lazily without a regularizer"),)
+
+    def validate(self) -> None:
+        #: the regularizers named in ``only`` (empty: all of them).
+        self.targets = frozenset(n.strip() for n in re.split(r"[+,]", self.only or "") if n.strip())
+        if self.only is not None and not self.targets:
+            raise ParamError(f"{self.name}: parameter 'only' got {self.only!r}; "
+                             "allowed: regularizer names joined by '+', or none")
+        # each regularizer named in `only` must be in the composition: a requirement
+        self.requires = type(self).requires + tuple(
+            Requires(n, f"lazy-regularization:only names {n}") for n in sorted(self.targets))
+
+    @hookimpl
+    def gantrix_regularization_interval(self, trick):
+        return self.every if not self.targets or trick.name in self.targets else None
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    for cls in (NCritic, LazyRegularization):
+        register(cls)
