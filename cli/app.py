@@ -1,46 +1,124 @@
-"""The ``gantrix`` command line: built-in commands, then every plugin's commands.
+"""The ``gantrix`` command line: the built-in commands, then every plugin's commands.
 
-The CLI only parses, calls the library and prints. A user mistake (`gantrix.GantrixError`)
-prints its message and exits with status 2, never a traceback.
+The CLI only parses, calls the library and prints. A user mistake (any `gantrix.GantrixError`)
+prints ``error: <message>`` on stderr and exits with status 2, never a traceback: every
+command, a plugin's too, is wrapped by `user_errors` when the app is created, so this holds
+however the app is invoked (the console script, ``python -m gantrix.cli``, or
+``typer.testing.CliRunner``).
 """
 from __future__ import annotations
 
-import sys
+import functools
+from importlib import import_module
+from typing import Callable, NoReturn
 
 import typer
 
+from gantrix import __version__
 from gantrix.errors import GantrixError
+
+#: the built-in command modules, in help order; each exposes ``register(app)``.
+BUILTIN_COMMANDS = ("browse", "train")
+
+#: the exit status of a command stopped by a user mistake.
+USER_ERROR = 2
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn a `GantrixError` raised by ``command`` into ``error: ...`` on stderr and exit 2."""
+    if getattr(command, "__gantrix_guarded__", False):
+        return command
+
+    @functools.wraps(command)
+    def guarded(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GantrixError as exc:
+            fail(str(exc))
+
+    guarded.__gantrix_guarded__ = True
+    return guarded
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: message`` on stderr and stop with the user-error status."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(USER_ERROR)
+
+
+def _guard(app: typer.Typer) -> None:
+    for info in app.registered_commands:
+        if info.callback is not None:
+            info.callback = user_errors(info.callback)
+    for group in app.registered_groups:
+        if isinstance(group.typer_instance, typer.Typer):
+            _guard(group.typer_instance)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gantrix {__version__}")
+        raise typer.Exit()
+
+
+def _builtin_modules():
+    """The built-in command modules that exist (the training commands may be absent)."""
+    for name in BUILTIN_COMMANDS:
+        qualified = f"{__package__}.{name}"
+        try:
+            yield import_module(qualified)
+        except ModuleNotFoundError as exc:
+            if exc.name != qualified:  # a missing dependency inside it is a real error
+                raise
+
+
+def _plugin_commands(app: typer.Typer) -> None:
+    """Let every plugin add commands; one that fails is reported and the others still load."""
+    from gantrix.registry import catalogue
+
+    cat = catalogue()
+    infos = {p.name: p for p in cat.plugins}
+    for impl in cat.pm.hook.gantrix_register_commands.get_hookimpls():  # in loading order
+        try:
+            impl.function(app=app)
+        except Exception as exc:  # a broken plugin must not take the CLI down
+            error = f"{type(exc).__name__}: {exc}"
+            info = infos.get(impl.plugin_name)
+            if info is not None:
+                info.error = f"gantrix_register_commands failed: {error}"
+            typer.secho(f"warning: plugin {impl.plugin_name!r} could not add its commands: "
+                        f"{error}", fg=typer.colors.YELLOW, err=True)
 
 
 def create_app() -> typer.Typer:
     """A fresh app with the built-in commands and every plugin's commands."""
-    from gantrix.registry import catalogue
-
-    from . import browse
-
     app = typer.Typer(
         name="gantrix",
-        help="GAN training tricks as composable plugins.",
+        help="GAN training tricks as composable plugins: browse, check, train.",
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    browse.register(app)
-    try:
-        from . import train
-    except ImportError:  # the training commands are optional until they land
-        train = None
-    if train is not None:
-        train.register(app)
-    catalogue().pm.hook.gantrix_register_commands(app=app)
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                     help="Print gantrix's version and exit."),
+    ) -> None:
+        """GAN training tricks as composable plugins: browse, check, train."""
+
+    for module in _builtin_modules():
+        module.register(app)
+    _plugin_commands(app)
+    _guard(app)
     return app
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point (``gantrix``)."""
     try:
         app = create_app()
-        app(standalone_mode=True)
     except GantrixError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(2)
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(USER_ERROR) from None
+    app(prog_name="gantrix")

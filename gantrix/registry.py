@@ -139,7 +139,11 @@ def _wanted(ep: metadata.EntryPoint, dist: str) -> bool:
 def _load(pm: pluggy.PluginManager) -> list[PluginInfo]:
     plugins: list[PluginInfo] = []
     seen = set()
-    for ep in metadata.entry_points(group=GROUP):
+    # gantrix's own plugins first, so a third-party trick named like a built-in one is the
+    # one reported as a duplicate, whatever the order of sys.path.
+    entry_points = sorted(metadata.entry_points(group=GROUP),
+                          key=lambda ep: not (ep.dist and ep.dist.name == BUILTIN_DIST))
+    for ep in entry_points:
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
         if (dist, ep.name) in seen or not _wanted(ep, dist):

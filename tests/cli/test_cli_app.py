@@ -1,0 +1,118 @@
+"""The app itself: plugin commands, errors turned into ``error: ...`` and exit 2 for every
+command (a plugin's too), the built-in command modules, the console entry point, startup."""
+import subprocess
+import sys
+
+import pytest
+
+from gantrix import registry
+from gantrix.cli import app as cli_app
+
+HELLO = '''
+import typer
+from gantrix import GantrixError, hookimpl
+
+
+@hookimpl
+def gantrix_register_commands(app):
+    @app.command("t-hello")
+    def hello(name: str = typer.Argument("world")):
+        """Say hello (a plugin's command)."""
+        if name == "nobody":
+            raise GantrixError("cannot greet nobody")
+        if name == "bug":
+            raise RuntimeError("a bug, not a user mistake")
+        typer.echo(f"hello {name}")
+'''
+
+BROKEN_COMMANDS = '''
+from gantrix import hookimpl
+
+
+@hookimpl
+def gantrix_register_commands(app):
+    raise RuntimeError("cannot add my command")
+'''
+
+
+@pytest.fixture
+def hello(install):
+    install("gx-hello", {"gx_hello": HELLO}, {"hello": "gx_hello"})
+
+
+def test_a_plugin_adds_a_command(gantrix, hello):
+    assert "t-hello" in gantrix("--help").output
+    result = gantrix("t-hello", "plugins")
+    assert (result.exit_code, result.stdout) == (0, "hello plugins\n")
+    assert "register_commands" in gantrix("plugins").stdout
+
+
+def test_a_plugin_command_gets_the_same_error_handling(gantrix, hello, user_error):
+    user_error(gantrix("t-hello", "nobody"), "error: cannot greet nobody")
+
+
+def test_a_bug_is_not_disguised_as_a_user_error(gantrix, hello):
+    result = gantrix("t-hello", "bug")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, RuntimeError)
+
+
+def test_a_plugin_that_fails_to_add_commands_is_reported(gantrix, hello, install, capsys):
+    install("gx-badcmd", {"gx_badcmd": BROKEN_COMMANDS}, {"badcmd": "gx_badcmd"})
+    result = gantrix("t-hello", "again")  # the app is created, and warns, before it runs
+    assert result.exit_code == 0 and result.stdout == "hello again\n"
+    assert ("warning: plugin 'badcmd' could not add its commands: RuntimeError: cannot add my "
+            "command") in capsys.readouterr().err
+    plugins = gantrix("plugins").stdout
+    assert "badcmd (gx-badcmd 1.0, gx_badcmd): gantrix_register_commands failed: RuntimeError" in plugins
+
+
+def test_built_in_command_modules_that_do_not_exist_yet_are_skipped(monkeypatch, gantrix):
+    monkeypatch.setattr(cli_app, "BUILTIN_COMMANDS", ("browse", "t_not_written_yet"))
+    assert gantrix("list").exit_code == 0
+
+
+def test_user_errors_guard_is_applied_once():
+    def command():
+        """Doc."""
+
+    guarded = cli_app.user_errors(command)
+    assert cli_app.user_errors(guarded) is guarded
+    assert guarded.__name__ == "command" and guarded.__doc__ == "Doc."
+
+
+def test_main_reports_a_broken_installation_without_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", "gantrix")
+    monkeypatch.setattr(sys, "argv", ["gantrix", "list"])
+    registry.reset()
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli_app.main()
+    finally:
+        registry.reset()
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("error: gantrix's built-in plugins were not found")
+
+
+def test_main_runs_a_command(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["gantrix", "--version"])
+    with pytest.raises(SystemExit) as exc:
+        cli_app.main()
+    assert exc.value.code == 0 and capsys.readouterr().out == "gantrix 0.1.0\n"
+
+
+def test_listing_imports_no_triton_and_builds_no_model():
+    """`gantrix list` must start fast: plugins load once, lazily, and nothing heavy runs."""
+    code = (
+        "import sys, torch.nn\n"
+        "built = []\n"
+        "init = torch.nn.Module.__init__\n"
+        "torch.nn.Module.__init__ = lambda self, *a, **k: (built.append(type(self).__name__), init(self, *a, **k))[1]\n"
+        "from typer.testing import CliRunner\n"
+        "from gantrix.cli.app import create_app\n"
+        "result = CliRunner().invoke(create_app(), ['list'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in sys.modules if m == 'triton' or m.startswith('triton.')), built)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] []"

@@ -1,0 +1,162 @@
+"""`gantrix.Recipe`: trick strings, named recipes, TOML files, and their errors."""
+import pytest
+
+from gantrix import GantrixError, Loss, Param, ParamError, Policy, Recipe, UnknownNameError
+from gantrix.recipe import TrickSpec
+
+
+class Margin(Loss):
+    name = "t-margin"
+    params = (Param("margin", float, 1.0, low=0), Param("one_sided", bool, False))
+
+
+class Clip(Policy):
+    name = "t-clip"
+    params = (Param("c", float, 0.01, low=0, low_open=True),)
+
+
+@pytest.fixture(autouse=True)
+def tricks(add_tricks, add_recipe):
+    add_tricks(Margin, Clip)
+    add_recipe("t-base", {"summary": "base", "tricks": ["t-margin", {"name": "t-clip", "c": 0.1}],
+                          "train": {"steps": 100, "batch_size": 32}})
+    add_recipe("t-child", {"recipe": "t-base", "tricks": ["t-clip:c=0.2"], "train": {"steps": 5}})
+
+
+def names(recipe):
+    return [(s.name, s.origin) for s in recipe.specs]
+
+
+def test_trick_spec_parse_keeps_text_until_the_class_is_known():
+    spec = TrickSpec.parse(" t-margin:margin=2,one-sided=yes ")
+    assert (spec.name, spec.params, spec.origin) == ("t-margin", {"__text__": "margin=2,one-sided=yes"}, "user")
+    assert spec.resolve(Margin) == {"margin": 2.0, "one_sided": True}
+    assert str(spec) == "t-margin:margin=2,one-sided=yes"
+    assert str(TrickSpec.parse("t-margin")) == "t-margin"
+
+
+def test_trick_spec_from_a_table_takes_kebab_keys():
+    spec = TrickSpec("t-margin", {"one-sided": True, "margin": 3})
+    assert spec.resolve(Margin) == {"one_sided": True, "margin": 3}
+    assert str(spec) == "t-margin:one-sided=True,margin=3"
+
+
+def test_trick_spec_needs_a_name():
+    with pytest.raises(GantrixError, match="empty trick name in ':margin=1'"):
+        TrickSpec.parse(":margin=1")
+
+
+def test_recipe_from_strings():
+    recipe = Recipe("t-margin:2", "t-clip")
+    assert names(recipe) == [("t-margin", "user"), ("t-clip", "user")]
+    assert recipe.train == {} and recipe.names == []
+    assert repr(recipe) == "Recipe('t-margin:2', 't-clip')"
+
+
+def test_named_recipe_marks_its_specs_and_train_settings():
+    recipe = Recipe(recipe="t-base")
+    assert names(recipe) == [("t-margin", "recipe:t-base"), ("t-clip", "recipe:t-base")]
+    assert recipe.train == {"steps": 100, "batch_size": 32}
+    assert recipe.names == ["t-base"]
+    assert names(Recipe.named("t-base")) == names(recipe)
+
+
+def test_recipe_building_on_a_recipe():
+    recipe = Recipe(recipe="t-child")
+    assert recipe.names == ["t-base", "t-child"]
+    assert names(recipe)[-1] == ("t-clip", "recipe:t-child")
+    assert recipe.train == {"steps": 5, "batch_size": 32}  # the child's settings win
+
+
+def test_recipe_cycle_is_an_error(add_recipe):
+    add_recipe("t-a", {"recipe": "t-b"})
+    add_recipe("t-b", {"recipe": "t-a"})
+    with pytest.raises(GantrixError, match="recipe 't-a' includes itself: t-a -> t-b -> t-a"):
+        Recipe(recipe="t-a")
+
+
+def test_unknown_recipe_suggests():
+    with pytest.raises(UnknownNameError, match="unknown recipe 't-bsae'; did you mean 't-base'"):
+        Recipe(recipe="t-bsae")
+
+
+def test_a_lone_string_may_name_a_recipe_or_a_file(tmp_path):
+    assert Recipe("t-base").names == ["t-base"]
+    assert names(Recipe("t-margin")) == [("t-margin", "user")]  # a trick stays a trick
+    path = tmp_path / "mine.toml"
+    path.write_text('tricks = ["t-clip"]\n')
+    assert names(Recipe(str(path))) == [("t-clip", "user")]
+
+
+def test_user_tricks_come_after_the_recipe_and_extend_adds_more():
+    recipe = Recipe("t-clip:c=0.5", recipe="t-base")
+    assert names(recipe)[-1] == ("t-clip", "user")
+    assert recipe.extend(["t-margin:0"]) is recipe
+    assert names(recipe)[-1] == ("t-margin", "user")
+
+
+def test_toml_file_with_base_tricks_tables_and_train(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text(
+        'recipe = "t-base"\n'
+        'summary = "mine"\n'
+        'tricks = ["t-margin:margin=0.5", { name = "t-clip", c = 0.05 }]\n'
+        "[train]\n"
+        "steps = 7\n"
+        'data = "ring8"\n'
+    )
+    recipe = Recipe.from_toml(path)
+    assert names(recipe) == [("t-margin", "recipe:t-base"), ("t-clip", "recipe:t-base"),
+                             ("t-margin", "user"), ("t-clip", "user")]
+    assert recipe.specs[-1].params == {"c": 0.05}
+    assert recipe.train == {"steps": 7, "batch_size": 32, "data": "ring8"}
+    assert recipe.names == ["t-base"]
+
+
+def test_config_then_recipe_then_tricks(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text('tricks = ["t-clip"]\n')
+    recipe = Recipe("t-margin", recipe="t-base", config=path)
+    assert [s.origin for s in recipe.specs] == ["user", "recipe:t-base", "recipe:t-base", "user"]
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text('tricks = ["t-clip"\n')
+    with pytest.raises(GantrixError, match=f"{path} is not valid TOML"):
+        Recipe(config=path)
+
+
+def test_missing_file():
+    with pytest.raises(GantrixError, match="config file not found: /no/such/file.toml"):
+        Recipe(config="/no/such/file.toml")
+
+
+def test_unknown_keys_are_named_with_the_allowed_ones(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('trick = ["t-clip"]\nsteps = 3\n')
+    with pytest.raises(GantrixError) as exc:
+        Recipe(config=path)
+    assert str(exc.value) == (f"{path}: unknown key(s) steps, trick; "
+                              "allowed: recipe, summary, paper, tricks, train")
+
+
+@pytest.mark.parametrize("body, message", [
+    ('tricks = "t-clip"\n', "'tricks' must be a list of strings or tables"),
+    ("tricks = [3]\n", "cannot read trick entry 3"),
+    ("tricks = [{ c = 0.1 }]\n", "cannot read trick entry {'c': 0.1}"),
+])
+def test_bad_trick_entries_name_the_file(tmp_path, body, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(GantrixError, match=f"{path}: {message}".replace("[", r"\[").replace("{", r"\{")):
+        Recipe(config=path)
+
+
+def test_check_raises_at_once_on_unknown_names_and_bad_values(tmp_path):
+    with pytest.raises(UnknownNameError, match="did you mean 't-clip'"):
+        Recipe("t-margin", "t-clp").check()
+    path = tmp_path / "neg.toml"
+    path.write_text('tricks = ["t-margin", { name = "t-clip", c = -1.0 }]\n')
+    with pytest.raises(ParamError, match="t-clip: parameter 'c' got -1.0; allowed: float in \\(0, inf\\)"):
+        Recipe(config=path).check()

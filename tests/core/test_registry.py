@@ -1,0 +1,229 @@
+"""Discovery (`gantrix.registry`): built-ins through entry points, third-party plugins
+installed for real, the environment switches, and broken plugins reported without taking
+the others down."""
+import pytest
+
+import gantrix
+from gantrix import GantrixError, ParamError, UnknownNameError, registry
+
+pytestmark = pytest.mark.usefixtures("fresh_registry")
+
+GOOD = '''
+import torch
+from gantrix import Loss, Param, hookimpl
+
+
+class Margin(Loss):
+    """A test loss from a third-party distribution."""
+    name = "t-extra-loss"
+    summary = "from gx-extra"
+    params = (Param("margin", float, 1.0, low=0),)
+
+    def d_loss(self, r, f):
+        return torch.relu(self.margin - r).mean() + torch.relu(self.margin + f).mean()
+
+    def g_loss(self, r, f):
+        return -f.mean()
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    register(Margin)
+
+
+@hookimpl
+def gantrix_register_recipes(register):
+    register("t-extra", {"summary": "extra recipe", "tricks": ["t-extra-loss:margin=2"]})
+'''
+
+
+def plugin(name):
+    return next(p for p in registry.catalogue().plugins if p.name == name)
+
+
+@pytest.fixture
+def extra(install):
+    install("gx-extra", {"gx_extra": GOOD}, {"extra": "gx_extra"}, version="2.5")
+
+
+def test_builtins_load_through_their_entry_points():
+    cat = registry.catalogue()
+    losses = plugin("losses")
+    assert (losses.distribution, losses.module, losses.error) == ("gantrix", "gantrix.plugins.losses", None)
+    assert losses.hooks == ["gantrix_register_tricks"]
+    assert {"minimax", "nonsaturating", "wgan", "hinge", "lsgan"} <= set(cat.tricks)
+    assert cat.tricks["wgan"].plugin == "gantrix"
+
+
+def test_the_catalogue_loads_once_until_reset():
+    first = registry.catalogue()
+    assert registry.catalogue() is first
+    registry.reset()
+    assert registry.catalogue() is not first
+
+
+def test_import_gantrix_loads_no_plugin():
+    assert registry._catalogue is None
+    gantrix.Recipe  # noqa: B018 — resolving a lazy name does not load plugins
+    assert registry._catalogue is None
+
+
+def test_a_third_party_plugin_adds_tricks_and_recipes(extra):
+    info = plugin("extra")
+    assert (info.distribution, info.version, info.module, info.error) == ("gx-extra", "2.5", "gx_extra", None)
+    assert info.hooks == ["gantrix_register_recipes", "gantrix_register_tricks"]
+    assert gantrix.tricks("loss")["t-extra-loss"].plugin == "gx-extra"
+    assert registry.catalogue().recipe("t-extra").plugin == "gx-extra"
+    assert gantrix.Recipe(recipe="t-extra").compose().get("t-extra-loss").margin == 2.0
+
+
+def test_make_configures_a_plugin_trick(extra):
+    import torch
+
+    loss = gantrix.make("t-extra-loss", margin=0.5)
+    r, f = torch.tensor([0.0, 1.0]), torch.tensor([0.0, -1.0])
+    assert loss.d_loss(r, f).item() == pytest.approx((0.5 + 0.0) / 2 + (0.5 + 0.0) / 2)
+    with pytest.raises(ParamError, match="'margin' got -1.0"):
+        gantrix.make("t-extra-loss", margin=-1.0)
+
+
+def test_load_plugins_empty_means_builtins_only(extra, monkeypatch):
+    monkeypatch.setenv("GANTRIX_LOAD_PLUGINS", "")
+    registry.reset()
+    cat = registry.catalogue()
+    assert {p.distribution for p in cat.plugins} == {"gantrix"}
+    assert "t-extra-loss" not in cat.tricks and "wgan" in cat.tricks
+
+
+@pytest.mark.parametrize("value, loaded", [("extra", True), ("gx-extra", True),
+                                           ("other,extra", True), ("other", False)])
+def test_load_plugins_by_entry_point_or_distribution(extra, monkeypatch, value, loaded):
+    monkeypatch.setenv("GANTRIX_LOAD_PLUGINS", value)
+    registry.reset()
+    assert ("t-extra-loss" in registry.catalogue().tricks) is loaded
+
+
+@pytest.mark.parametrize("value", ["extra", "gx-extra", " extra , x"])
+def test_disable_a_third_party_plugin(extra, monkeypatch, value):
+    monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", value)
+    registry.reset()
+    assert "t-extra-loss" not in registry.catalogue().tricks
+    assert "extra" not in {p.name for p in registry.catalogue().plugins}
+
+
+def test_disable_a_builtin_plugin(monkeypatch):
+    monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", "losses")
+    registry.reset()
+    cat = registry.catalogue()
+    assert "wgan" not in cat.tricks and "losses" not in {p.name for p in cat.plugins}
+    assert "recipes" in {p.name for p in cat.plugins}
+
+
+def test_without_any_builtin_plugin_gantrix_says_how_to_fix_it(monkeypatch):
+    monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", "gantrix")
+    registry.reset()
+    with pytest.raises(GantrixError, match="built-in plugins were not found"):
+        registry.catalogue()
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_others_work(extra, install):
+    install("gx-broken", {"gx_broken": "raise ImportError('needs the frobnicator package')\n"},
+            {"broken": "gx_broken"})
+    broken = plugin("broken")
+    assert broken.error == "ImportError: needs the frobnicator package"
+    assert broken.hooks == [] and broken.distribution == "gx-broken"
+    assert "t-extra-loss" in registry.catalogue().tricks and "wgan" in registry.catalogue().tricks
+
+
+def test_an_entry_point_to_a_missing_module_is_reported(install):
+    install("gx-ghost", {}, {"ghost": "gx_no_such_module"})
+    assert plugin("ghost").error == "ModuleNotFoundError: No module named 'gx_no_such_module'"
+
+
+def test_a_misspelt_hook_rejects_the_whole_plugin(extra, install):
+    install("gx-typo", {"gx_typo": GOOD.replace("t-extra", "t-typo") + '''
+
+@hookimpl
+def gantrix_register_trick(register):
+    """misspelt: no such hook"""
+'''}, {"typo": "gx_typo"})
+    typo = plugin("typo")
+    assert typo.error.startswith("hook matches no spec") and "gantrix_register_trick" in typo.error
+    cat = registry.catalogue()
+    assert "t-typo-loss" not in cat.tricks and cat.pm.get_plugin("typo") is None
+    assert "t-extra-loss" in cat.tricks
+
+
+def test_a_duplicate_trick_name_is_recorded_and_the_first_one_kept(install):
+    install("gx-dup", {"gx_dup": '''
+from gantrix import Loss, hookimpl
+
+
+class Clone(Loss):
+    name = "wgan"
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    register(Clone)
+'''}, {"dup": "gx_dup"})
+    assert plugin("dup").error == "ValueError: trick 'wgan' is already registered by gantrix"
+    assert registry.catalogue().tricks["wgan"].plugin == "gantrix"
+    assert registry.catalogue().tricks["wgan"].__module__ == "gantrix.plugins.losses"
+
+
+@pytest.mark.parametrize("body, error", [
+    ("register(object)", "TypeError: register() takes a Trick subclass"),
+    ("register(type('NoName', (Loss,), {}))", "TypeError: NoName needs a name and a kind"),
+])
+def test_registering_something_that_is_not_a_trick_is_recorded(install, body, error):
+    install("gx-odd", {"gx_odd": f'''
+from gantrix import Loss, hookimpl
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    {body}
+'''}, {"odd": "gx_odd"})
+    assert plugin("odd").error.startswith(error)
+    assert "wgan" in registry.catalogue().tricks
+
+
+def test_a_duplicate_recipe_name_is_recorded(install):
+    install("gx-rdup", {"gx_rdup": '''
+from gantrix import hookimpl
+
+
+@hookimpl
+def gantrix_register_recipes(register):
+    register("wgan-gp", {"tricks": ["wgan"]})
+'''}, {"rdup": "gx_rdup"})
+    assert plugin("rdup").error == "ValueError: recipe 'wgan-gp' is already registered by gantrix"
+    assert registry.catalogue().recipes["wgan-gp"].plugin == "gantrix"
+
+
+def test_a_recipe_file_registered_by_path(install, tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('summary = "from a file"\ntricks = ["hinge"]\n')
+    install("gx-file", {"gx_file": f'''
+from gantrix import hookimpl
+
+
+@hookimpl
+def gantrix_register_recipes(register):
+    register("t-file", {str(path)!r})
+'''}, {"file": "gx_file"})
+    entry = registry.catalogue().recipe("t-file")
+    assert (entry.summary, entry.source, entry.plugin) == ("from a file", str(path), "gx-file")
+
+
+def test_tricks_by_kind_sorted_and_unknown_kind_suggests():
+    losses = gantrix.tricks("loss")
+    assert list(losses) == sorted(losses) and all(c.kind == "loss" for c in losses.values())
+    with pytest.raises(UnknownNameError, match="unknown kind 'regulariser'; did you mean 'regularizer'"):
+        gantrix.tricks("regulariser")
+
+
+def test_make_unknown_trick_suggests():
+    with pytest.raises(UnknownNameError, match="unknown trick 'hnige'; did you mean 'hinge'"):
+        gantrix.make("hnige")
