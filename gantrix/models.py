@@ -150,3 +150,74 @@ def default_model(role: str, spec: ModelSpec) -> nn.Module:
     if spec.is_image:
         return ConvGenerator(spec) if role == "generator" else ConvCritic(spec)
     return VectorGenerator(spec) if role == "generator" else VectorCritic(spec)
+
+
+# --------------------------------------------------------------------------- for tricks
+#
+# Architecture tricks that add inputs (labels, latent codes) or layers (a minibatch-stddev
+# feature, a Q head) to a model need to find its layers and widen one of them. These two
+# helpers are that shared vocabulary; they name no trick.
+
+#: layer types `widen_input` can give extra inputs.
+WIDENABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
+             nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def find_layers(model: nn.Module) -> nn.Sequential | None:
+    """The `nn.Sequential` that runs ``model``'s layers in order, or None.
+
+    The core's models (and those tricks build from them) keep their layers in ``.net`` and
+    feed their input (the latent vector, the flattened vector, the image) straight into it;
+    a wrapper that adds inputs or outputs around a model exposes the model it wraps as
+    ``.wrapped`` and is looked through. A trick that edits ``net[0]`` or ``net[-1]`` relies
+    on exactly that contract, so a model without it gets a clear finding instead.
+    """
+    while model is not None:
+        net = getattr(model, "net", None)
+        if isinstance(net, nn.Sequential) and len(net):
+            return net
+        model = getattr(model, "wrapped", None)
+    return None
+
+
+def widen_input(layer: nn.Module, extra: int) -> nn.Module:
+    """A copy of ``layer`` that takes ``extra`` more input features (channels), appended
+    after the existing ones.
+
+    The existing weights and bias are kept, so the new layer computes the same function
+    when the extra inputs are zero (concatenating inputs is adding a block of weights). The
+    new weights are drawn from a normal with the existing weights' mean and std, so the
+    layer's initialisation (DCGAN's N(0, 0.02), PyTorch's default, LeCun's) carries over.
+    Raises TypeError for a layer it cannot widen: not in `WIDENABLE`, grouped, or
+    parametrized (e.g. already spectrally normalised: widen first, then parametrize).
+    """
+    from torch.nn.utils import parametrize
+
+    if not isinstance(layer, WIDENABLE):
+        raise TypeError(f"cannot add inputs to a {type(layer).__name__}; "
+                        f"supported: {', '.join(t.__name__ for t in WIDENABLE)}")
+    if parametrize.is_parametrized(layer):
+        raise TypeError(f"cannot add inputs to a parametrized {type(layer).__name__} "
+                        "(e.g. spectral norm): add the inputs first, then parametrize")
+    if getattr(layer, "groups", 1) != 1:
+        raise TypeError(f"cannot add inputs to a grouped {type(layer).__name__}")
+    old = layer.weight.detach()
+    if isinstance(layer, nn.Linear):
+        new = nn.Linear(layer.in_features + extra, layer.out_features, bias=layer.bias is not None)
+        dim = 1
+    else:
+        args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                    bias=layer.bias is not None, padding_mode=layer.padding_mode)
+        if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+            args["output_padding"] = layer.output_padding
+        base = next(t for t in WIDENABLE if isinstance(layer, t))
+        new = base(layer.in_channels + extra, layer.out_channels, layer.kernel_size, **args)
+        dim = 0 if isinstance(layer, nn.modules.conv._ConvTransposeNd) else 1
+    new = new.to(device=old.device, dtype=old.dtype)
+    with torch.no_grad():
+        new.weight.normal_(old.mean().item(), old.std(correction=0).item())
+        new.weight.narrow(dim, 0, old.shape[dim]).copy_(old)
+        if layer.bias is not None:
+            new.bias.copy_(layer.bias)
+    new.train(layer.training)
+    return new

@@ -1,0 +1,105 @@
+"""Minibatch standard deviation (Karras et al. 2018, ProGAN §3): give the critic a
+statistic of the whole minibatch, so it can tell a batch of near-identical fakes from a
+varied real batch and the generator is pushed towards variety (against mode collapse).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gantrix import Architecture, Finding, Param, hookimpl
+from gantrix.models import WIDENABLE, find_layers, widen_input
+
+PAPER = ("Karras, Aila, Laine & Lehtinen 2018, Progressive Growing of GANs for Improved "
+         "Quality, Stability, and Variation, §3")
+
+
+def group_size(batch: int, group: int) -> int:
+    """The largest size ≤ ``group`` that divides ``batch`` (the groups must tile it)."""
+    g = min(group, batch)
+    while batch % g:
+        g -= 1
+    return g
+
+
+class MinibatchStdDev(nn.Module):
+    """Append one feature: the mean over features of each feature's std over its group.
+
+    The batch is split into groups of ``group`` samples (sample b belongs to group
+    b mod (B/group), as in ProGAN's code); in each group, the standard deviation of every
+    feature (channel × position) over the group's samples, sqrt(Var + 1e-8) with the biased
+    variance, is averaged to one number, which every sample of the group gets as an extra
+    channel (constant over positions, for images) or an extra feature (vectors).
+    """
+
+    def __init__(self, group: int = 4, eps: float = 1e-8):
+        super().__init__()
+        self.group, self.eps = group, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        g = group_size(b, self.group)
+        y = x.reshape(g, b // g, *x.shape[1:])
+        std = (y.var(0, correction=0) + self.eps).sqrt()          # (B/g, C, *spatial)
+        s = std.flatten(1).mean(1)                                # (B/g,)
+        s = s.repeat(g).reshape(b, 1, *[1] * (x.dim() - 2))       # sample b gets s[b mod B/g]
+        return torch.cat([x, s.expand(b, 1, *x.shape[2:]).to(x.dtype)], 1)
+
+    def extra_repr(self) -> str:
+        return f"group={self.group}"
+
+
+class MinibatchStdDevTrick(Architecture):
+    """Insert a minibatch-stddev layer before the critic's last weight layer (ProGAN §3).
+
+    The layer appends the mean, over all features, of each feature's standard deviation
+    over a group of ``group`` samples (4 in ProGAN) as one extra channel (images) or
+    feature (vectors); the following layer is widened by one input, its weights kept. For
+    the critic's layer stack (``.net``: the core's models, ``dcgan``'s); another critic is an
+    error. It runs before the other architecture tricks' transforms, so a Q head or a
+    spectral norm added later sees the widened layer. The critic's output then depends on the
+    whole batch, as with BatchNorm: keep per-sample penalties in mind (ProGAN itself trained
+    with WGAN-GP and this layer).
+    """
+
+    name = "minibatch-stddev"
+    summary = "critic sees the batch's feature std as an extra channel (ProGAN; vs mode collapse)"
+    paper = PAPER
+    params = (Param("group", int, 4, "samples per group (capped at, and dividing, the batch)",
+                    low=2),)
+
+    def __init__(self, **values):
+        super().__init__(**values)
+        self._problem: str | None = None  # why the critic could not be changed
+
+    @hookimpl(tryfirst=True)
+    def gantrix_transform_model(self, model, role, spec):
+        if role != "discriminator":
+            return None
+        self._problem = None
+        net = find_layers(model)
+        last = None if net is None else next(
+            (i for i in reversed(range(len(net))) if isinstance(net[i], WIDENABLE)), None)
+        try:
+            if last is None:
+                raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input) "
+                                "with a Linear or Conv layer")
+            layer = widen_input(net[last], 1)
+        except TypeError as exc:
+            self._problem = (f"cannot insert minibatch-stddev into the critic "
+                             f"({type(model).__name__}): {exc}")
+            return None
+        net[last] = layer
+        net.insert(last, MinibatchStdDev(self.group))
+        return model
+
+    @hookimpl
+    def gantrix_check_model(self, model, role):
+        if role == "discriminator" and self._problem:
+            return [Finding("error", self._problem, (self.name,), PAPER)]
+        return None
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    register(MinibatchStdDevTrick)

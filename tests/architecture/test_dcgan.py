@@ -1,0 +1,166 @@
+"""dcgan: the built models follow the paper's rules; the check flags models that do not."""
+import pytest
+import torch
+from torch import nn
+
+import gantrix
+from gantrix import GantrixError, ModelSpec
+
+ROLES = ("generator", "discriminator")
+
+
+def build(spec, **params):
+    trick = gantrix.make("dcgan", **params)
+    return trick, {role: trick.gantrix_build_model(role=role, spec=spec) for role in ROLES}
+
+
+def kinds(model, cls):
+    return [m for m in model.modules() if isinstance(m, cls)]
+
+
+@pytest.mark.parametrize("size", [8, 16, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_builds_any_power_of_two_size_and_channel_count(size, channels):
+    spec = ModelSpec((channels, size, size), latent_dim=16, width=8)
+    _, m = build(spec)
+    x = m["generator"](torch.randn(4, 16))
+    assert x.shape == (4, channels, size, size)
+    assert x.abs().max() <= 1
+    assert m["discriminator"](x).shape == (4,)
+
+
+@pytest.mark.parametrize("size", [8, 32])
+def test_layout_follows_the_rules(size):
+    trick, m = build(ModelSpec((3, size, size), latent_dim=16, width=8))
+    g, d = m["generator"].net, m["discriminator"].net
+    for model in (g, d):
+        assert not kinds(model, nn.Linear)
+        assert not kinds(model, (nn.MaxPool2d, nn.AvgPool2d))
+    # G: [ConvT, BN, ReLU]... ConvT, Tanh
+    assert isinstance(g[-1], nn.Tanh) and isinstance(g[-2], nn.ConvTranspose2d)
+    convs = kinds(g, nn.ConvTranspose2d)
+    assert len(kinds(g, nn.BatchNorm2d)) == len(convs) - 1 == len(kinds(g, nn.ReLU))
+    # D: Conv, LeakyReLU (no BN at the input), [Conv, BN, LeakyReLU]..., Conv
+    assert isinstance(d[0], nn.Conv2d) and isinstance(d[1], nn.LeakyReLU)
+    assert isinstance(d[-1], nn.Conv2d)
+    assert len(kinds(d, nn.BatchNorm2d)) == len(kinds(d, nn.Conv2d)) - 2
+    assert all(a.negative_slope == 0.2 for a in kinds(d, nn.LeakyReLU))
+    assert all(c.stride == (2, 2) for c in kinds(d, nn.Conv2d)[:-1])
+    assert trick.gantrix_check_model(model=m["generator"], role="generator") == []
+    assert trick.gantrix_check_model(model=m["discriminator"], role="discriminator") == []
+
+
+def test_initialisation_is_normal_0_002_and_bn_scales_normal_1_002():
+    _, m = build(ModelSpec((3, 64, 64), latent_dim=100, width=64))
+    for model in m.values():
+        w = torch.cat([c.weight.flatten() for c in kinds(model, (nn.Conv2d, nn.ConvTranspose2d))])
+        assert abs(w.std().item() - 0.02) < 0.0005 and abs(w.mean().item()) < 0.0005
+        bn = kinds(model, nn.BatchNorm2d)
+        scale = torch.cat([b.weight.flatten() for b in bn])
+        assert abs(scale.mean().item() - 1) < 0.005 and abs(scale.std().item() - 0.02) < 0.005
+        assert all(b.bias.abs().max() == 0 for b in bn)
+        assert all(c.bias is None or c.bias.abs().max() == 0 for c in kinds(model, nn.Conv2d))
+
+
+def test_vector_data_builds_nothing():
+    _, m = build(ModelSpec((2,)))
+    assert m == {"generator": None, "discriminator": None}
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 12), (1, 8, 16), (1, 4, 4), (3, 512, 512)])
+def test_unsupported_image_sizes_are_a_clear_error(shape):
+    with pytest.raises(GantrixError, match="power of two from 8 to 256"):
+        build(ModelSpec(shape))
+
+
+def test_params_change_norm_output_width_and_tags():
+    spec = ModelSpec((1, 16, 16), latent_dim=8, width=4)
+    trick, m = build(spec)
+    assert {"critic-batchnorm"} <= trick.features() and "sigmoid-output" not in trick.features()
+    trick, m = build(spec, critic_norm="layer", output="sigmoid", width=6)
+    assert "critic-batchnorm" not in trick.features() and "sigmoid-output" in trick.features()
+    d = m["discriminator"]
+    assert not kinds(d, nn.BatchNorm2d) and kinds(d, nn.GroupNorm)
+    assert isinstance(d.net[-1], nn.Sigmoid)
+    assert d.net[0].out_channels == 6
+    y = d(torch.randn(3, 1, 16, 16))
+    assert ((y > 0) & (y < 1)).all()
+    _, m = build(spec, critic_norm="none")
+    assert not kinds(m["discriminator"], (nn.BatchNorm2d, nn.GroupNorm))
+    assert trick.gantrix_check_model(model=d, role="discriminator") == []
+
+
+class BadGenerator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 32 * 4 * 4)
+        self.net = nn.Sequential(
+            nn.Linear(32 * 16, 32 * 16), nn.LeakyReLU(0.2),  # hidden FC, not ReLU
+            nn.ConvTranspose2d(32, 1, 4, 2, 1), nn.BatchNorm2d(1), nn.Sigmoid())
+
+
+class BadCritic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, 1, 1), nn.LeakyReLU(0.2), nn.AvgPool2d(2),
+            nn.Flatten(), nn.Linear(8 * 4, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+
+
+def messages(role, model):
+    findings = gantrix.make("dcgan").gantrix_check_model(model=model, role=role)
+    assert all(f.severity == "warning" and "§3" in f.paper and f.tricks == ("dcgan",)
+               for f in findings)
+    return [f.message for f in findings]
+
+
+def test_check_flags_every_broken_rule_of_a_users_generator():
+    found = messages("generator", BadGenerator())
+    expected = [
+        "'net.0' (Linear): hidden fully-connected layer",
+        "ends in 'net.4' (Sigmoid)",
+        "'net.1' (LeakyReLU): hidden activation is not ReLU",
+        "'net.3' (BatchNorm2d): BatchNorm on the output layer",
+    ]
+    for text in expected:
+        assert sum(text in m for m in found) == 1, (text, found)
+    assert len(found) == len(expected)
+    assert all(m.startswith("generator ") for m in found)
+    assert not any("'fc'" in m for m in found)  # G's first layer may project z
+
+
+def test_check_flags_every_broken_rule_of_a_users_critic():
+    found = messages("discriminator", BadCritic())
+    expected = [
+        "'net.3' (MaxPool2d): pooling layer",
+        "'net.6' (AvgPool2d): pooling layer",
+        "'net.8' (Linear): hidden fully-connected layer",
+        "'net.2' (ReLU): activation is not LeakyReLU",
+        "'net.1' (BatchNorm2d): BatchNorm on the input layer",
+    ]
+    for text in expected:
+        assert sum(text in m for m in found) == 1, (text, found)
+    assert len(found) == len(expected)
+    assert not any("'net.10'" in m for m in found)  # D's last layer may be linear
+
+
+def test_check_wants_batchnorm_in_the_generator():
+    from gantrix.models import ConvGenerator
+
+    (msg,) = messages("generator", ConvGenerator(ModelSpec((1, 16, 16), width=4)))
+    assert msg.startswith("generator has no BatchNorm")
+
+
+def test_check_notes_a_model_without_convolutions():
+    (finding,) = gantrix.make("dcgan").gantrix_check_model(model=nn.Sequential(nn.Linear(2, 2)),
+                                                           role="generator")
+    assert finding.severity == "note" and "no convolutions" in finding.message
+
+
+def test_the_critic_batchnorm_tag_meets_the_gradient_penalty_rule():
+    errors = [f for f in gantrix.Recipe("wgan", "gradient-penalty", "dcgan").check()
+              if f.severity == "error"]
+    assert any({"dcgan", "gradient-penalty"} == set(f.tricks) for f in errors)
+    layer_norm = gantrix.Recipe("wgan", "gradient-penalty", "dcgan:critic_norm=layer")
+    assert not [f for f in layer_norm.check() if f.severity == "error"]
