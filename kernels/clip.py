@@ -1,0 +1,65 @@
+"""Triton kernel for in-place weight clipping: one launch for up to MAX_TENSORS tensors of a dtype.
+
+The tensors reach the kernel as a tuple of arguments (Triton specialises the kernel on the
+tuple's length), not as a table of pointers in device memory: a table would have to be
+copied to the device on every call (or cached and kept valid), and Triton's interpreter cannot
+load through pointers read from memory, so CI could not run it. The kernel loops over the
+tuple at compile time; the blocks of all tensors, in order, are dealt round robin to a fixed
+number of programs, so small and large tensors share the work evenly. Kernel arguments are
+limited in size (4 KiB on older CUDA), hence at most MAX_TENSORS per launch.
+
+Tensors whose elements do not fill one dense block (a strided slice) are clamped through a
+contiguous copy that is written back; the others are clamped where they lie, in memory order.
+"""
+from __future__ import annotations
+
+from itertools import accumulate
+
+import torch
+import triton
+import triton.language as tl
+
+from .dispatch import interpreting
+from .layout import is_dense
+
+MAX_TENSORS = 128
+# Elements per block and the most programs. In Triton's interpreter each program and op costs
+# Python time, so there a few programs take many blocks each.
+BLOCK, MAX_PROGRAMS = (4096, 3) if interpreting() else (4096, 1024)
+
+
+@triton.jit
+def _clamp(ptrs, sizes, firsts, c, n_programs, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    for i in tl.static_range(len(ptrs)):
+        # block k of tensor i is block first_i + k of the concatenation, which program
+        # (first_i + k) mod n_programs owns; firsts[i] = first_i mod n_programs
+        k0 = (pid - firsts[i] + n_programs) % n_programs
+        for k in range(k0, tl.cdiv(sizes[i], BLOCK), n_programs):
+            offs = k * BLOCK + tl.arange(0, BLOCK)
+            mask = offs < sizes[i]
+            x = tl.load(ptrs[i] + offs, mask=mask)
+            y = tl.clamp(x.to(tl.float32), -c, c, propagate_nan=tl.PropagateNan.ALL)
+            tl.store(ptrs[i] + offs, y.to(x.dtype), mask=mask)
+
+
+def clip_(tensors: list[torch.Tensor], c: float) -> None:
+    """Clamp ``tensors`` (one device and dtype) in place to [−c, c]."""
+    work, copies = [], []
+    for t in tensors:
+        if t.is_contiguous() or is_dense(t.shape, t.stride()):
+            if t.numel():
+                work.append(t)
+        else:
+            copies.append((t, t.contiguous()))
+            work.append(copies[-1][1])
+    for lo in range(0, len(work), MAX_TENSORS):
+        batch = work[lo:lo + MAX_TENSORS]
+        sizes = tuple(t.numel() for t in batch)
+        blocks = [triton.cdiv(n, BLOCK) for n in sizes]
+        n_programs = min(sum(blocks), MAX_PROGRAMS)
+        firsts = tuple(first % n_programs for first in accumulate(blocks[:-1], initial=0))
+        _clamp[(n_programs,)](tuple(batch), sizes, firsts, float(c), n_programs, BLOCK=BLOCK)
+    for original, copy in copies:
+        original.copy_(copy)
+    torch.autograd.graph.increment_version(tensors)  # the kernel wrote behind autograd's back

@@ -1,0 +1,178 @@
+"""The public ops: argument checks, then the backend ``dispatch`` picks (Triton or PyTorch).
+
+Checks look only at shapes, dtypes and devices, never at values, so no op waits on the GPU.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from numbers import Real
+
+import torch
+
+from . import dispatch, reference
+
+KINDS = ("sgan", "lsgan", "hinge")
+SMALL_ON_CPU = 4096  # elements; below it the _foreach pair beats a clamp_ call each (see clip_)
+
+
+def _float_tensor(value, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+    return value
+
+
+def _batched(value, name: str) -> torch.Tensor:
+    """A floating tensor with a non-empty batch dimension and at least one element per sample."""
+    _float_tensor(value, name)
+    if value.dim() == 0:
+        raise ValueError(f"{name} must have a batch dimension, got a 0-d tensor")
+    if value.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(value.shape)})")
+    return value
+
+
+def _number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{names} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{names} must have the same dtype, got {a.dtype} and {b.dtype}")
+    if a.device != b.device:
+        raise ValueError(f"{names} must be on the same device, got {a.device} and {b.device}")
+
+
+def grad_norm_penalty(grad: torch.Tensor, *, center: float = 1.0, weight: float = 10.0,
+                      one_sided: bool = False) -> torch.Tensor:
+    """weight · mean_b (‖g_b‖₂ − center)² over a batch of gradients, as a scalar.
+
+    The norm of each sample b is taken over all its non-batch dims (never over dim 1 alone, nor
+    over the whole batch). ``one_sided`` penalises only norms above ``center``:
+    max(0, ‖g_b‖ − center)². ``center=0`` gives weight · mean_b ‖g_b‖², the R1/R2 penalty.
+
+    ``grad`` is usually the input gradient from ``torch.autograd.grad(..., create_graph=True)``:
+    the backward (closed form, 2·weight·(‖g_b‖ − center)·g_b/(‖g_b‖·B), zero for a sample whose
+    gradient is zero — never NaN) hands its result to autograd, which carries it on through the
+    critic's double-backward graph to the critic's weights. The loss is float32 for float16 and
+    bfloat16 gradients (float64 for float64).
+    """
+    _batched(grad, "grad")
+    impl = dispatch.triton_op("grad_penalty") if dispatch.use_triton(grad) else reference
+    return impl.GradNormPenalty.apply(grad, _number(center, "center"), _number(weight, "weight"),
+                                      bool(one_sided))
+
+
+def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor, *,
+                     weight: float = 10.0, center: float = 1.0, eps: torch.Tensor | None = None,
+                     one_sided: bool = False, **critic_kwargs) -> torch.Tensor:
+    """The WGAN-GP penalty of ``critic`` at random points between ``real`` and ``fake`` samples.
+
+    x̂_b = fake_b + eps_b·(real_b − fake_b), one ``eps_b ~ U[0, 1)`` per sample unless ``eps``
+    (shape (B,)) is given; then ``critic(x̂, **critic_kwargs)`` (extra inputs such as a cGAN's
+    labels go through the keywords), its input gradient out of place with
+    ``torch.autograd.grad(out.sum(), x̂, create_graph=True)``, and ``grad_norm_penalty`` of it.
+    ``real`` and ``fake`` are detached: the penalty trains the critic only, and one ordinary
+    ``.backward()`` of a loss holding it reaches every critic weight (DDP included). The
+    gradient is of the critic's own output, so it needs no unscaling under a GradScaler.
+    """
+    if not callable(critic):
+        raise TypeError(f"critic must be callable, got {type(critic).__name__}")
+    _batched(real, "real")
+    _batched(fake, "fake")
+    _same(real, fake, "real and fake")
+    batch = real.shape[0]
+    if eps is None:
+        eps = torch.rand(batch, device=real.device, dtype=real.dtype)
+    else:
+        _float_tensor(eps, "eps")
+        if eps.shape != (batch,):
+            raise ValueError(f"eps must have shape ({batch},), one value per sample, got {tuple(eps.shape)}")
+        if eps.device != real.device:
+            raise ValueError(f"eps must be on {real.device}, got {eps.device}")
+    eps = eps.to(real.dtype).view((batch,) + (1,) * (real.dim() - 1))
+    with torch.enable_grad():
+        x_hat = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
+        out = critic(x_hat, **critic_kwargs)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"critic must return a tensor, got {type(out).__name__}")
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+        return grad_norm_penalty(grad, center=center, weight=weight, one_sided=one_sided)
+
+
+def relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, *, kind: str = "sgan",
+                      average: bool = True, for_generator: bool = False) -> torch.Tensor:
+    """The relativistic GAN losses (Jolicoeur-Martineau, 2018) on logits of any shape, as a scalar.
+
+    r, f are the real and fake logits; m_r, m_f their means over all elements; BCE(x, t) is
+    binary cross-entropy on logits x against target t, averaged over all elements.
+
+    ``average=False``, r paired with f element by element (RSGAN, RLSGAN, RHinge):
+      sgan   D: BCE(r − f, 1)              G: BCE(f − r, 1)
+      lsgan  D: mean((r − f − 1)²)         G: mean((f − r − 1)²)
+      hinge  D: mean(relu(1 − (r − f)))    G: mean(relu(1 − (f − r)))
+    ``average=True`` (RaSGAN, RaLSGAN, RaHinge):
+      sgan   D: ½[BCE(r − m_f, 1) + BCE(f − m_r, 0)]
+             G: ½[BCE(r − m_f, 0) + BCE(f − m_r, 1)]
+      lsgan  D: ½[mean((r − m_f − 1)²) + mean((f − m_r + 1)²)]
+             G: ½[mean((f − m_r − 1)²) + mean((r − m_f + 1)²)]
+      hinge  D: ½[mean(relu(1 − (r − m_f))) + mean(relu(1 + (f − m_r)))]
+             G: ½[mean(relu(1 − (f − m_r))) + mean(relu(1 + (r − m_f)))]
+
+    D is the discriminator's loss, G (``for_generator=True``) the generator's. Gradients reach
+    both inputs, including the coupling through the means. PatchGAN logits (B, 1, H, W) work
+    as they are. The loss is float32 for float16 and bfloat16 logits (float64 for float64).
+    """
+    _batched(real_logits, "real_logits")
+    _batched(fake_logits, "fake_logits")
+    _same(real_logits, fake_logits, "real_logits and fake_logits")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    impl = dispatch.triton_op("relativistic") if dispatch.use_triton(real_logits) else reference
+    return impl.RelativisticLoss.apply(real_logits, fake_logits, kind, bool(average), bool(for_generator))
+
+
+def clip_(params: Iterable[torch.Tensor] | torch.Tensor, c: float) -> None:
+    """Clamp every tensor of ``params`` in place to [−c, c] (WGAN weight clipping); returns None.
+
+    Takes any mix of sizes, dtypes and devices (``model.parameters()`` works as is). CUDA
+    tensors are grouped by device and dtype: one Triton launch per group (per 128 tensors), or
+    two ``_foreach`` launches on the PyTorch path. On CPU a large tensor is clamped where it is
+    met (one pass) and the small ones together by the ``_foreach`` pair, whose two passes cost
+    less than a Python call per tensor; lists of a hundred tensors and more are common. Nothing
+    waits on the GPU, so it can be captured in a CUDA graph.
+    """
+    c = _number(c, "c")
+    if not c > 0:
+        raise ValueError(f"c must be positive, got {c}")
+    tensors = [params] if isinstance(params, torch.Tensor) else list(params)
+    to_triton = dispatch.mode() == "triton"
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    small: list[torch.Tensor] = []
+    with torch.set_grad_enabled(False):
+        try:  # integer, complex and non-tensor inputs fail in here; named below
+            for t in tensors:
+                if t.is_cuda or to_triton:
+                    groups.setdefault((t.device, t.dtype), []).append(t)
+                elif t.numel() > SMALL_ON_CPU:
+                    t.clamp_(-c, c)
+                else:
+                    small.append(t)
+            if small:
+                reference.clip_(small, c)
+            if not all(dtype.is_floating_point for _, dtype in groups):
+                raise TypeError
+        except (AttributeError, TypeError, RuntimeError, NotImplementedError):
+            for i, t in enumerate(tensors):  # (some CPU tensors may be clipped already)
+                _float_tensor(t, f"params[{i}]")
+            raise
+        for group in groups.values():
+            if dispatch.use_triton(group[0]):
+                dispatch.triton_op("clip").clip_(group, c)
+            else:
+                reference.clip_(group, c)

@@ -1,0 +1,107 @@
+"""Triton kernels for the gradient-norm penalty: two launches forward, one backward.
+
+Forward: ``_row_sumsq`` splits every sample of the (B, D) gradient into CHUNK-sized pieces
+and writes one partial sum of squares per piece (no atomics, so no zero-fill launch and a
+deterministic result); ``_penalty`` (one program) adds the partials of each sample, takes the
+norm n_b, and writes the loss together with the backward coefficient
+coef_b = 2·weight·(n_b − c)/(n_b·B) (0 where n_b = 0). Backward: ``_scale_rows`` writes
+dg_b = grad_out · coef_b · g_b. Everything stays on the device (grad_out is read through a
+pointer), so the op can be captured in a CUDA graph.
+
+Each sample only has to fill one dense block of memory (channels-last or a batch slice is
+read in place, see ``layout``); the norm does not depend on the order of the elements.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .dispatch import interpreting
+from .layout import dense_rows, empty_packed_rows
+
+# Elements per program (CHUNK) and per load (BLOCK). In Triton's interpreter every program
+# and every op costs Python time, so there fewer, wider blocks are used.
+CHUNK, BLOCK = (8192, 4096) if interpreting() else (4096, 1024)
+BLOCK_B, BLOCK_P = 64, 64
+
+
+@triton.jit
+def _row_sumsq(G, PART, D, stride_b, n_parts, CHUNK: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    part = tl.program_id(1)
+    base = G + row.to(tl.int64) * stride_b
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for off in tl.static_range(0, CHUNK, BLOCK):
+        cols = part * CHUNK + off + tl.arange(0, BLOCK)
+        x = tl.load(base + cols, mask=cols < D, other=0.0).to(tl.float32)
+        acc += x * x
+    tl.store(PART + row * n_parts + part, tl.sum(acc, axis=0))
+
+
+@triton.jit
+def _penalty(PART, COEF, LOSS, B, n_parts, center, weight,
+             ONE_SIDED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_P: tl.constexpr):
+    total = tl.zeros([BLOCK_B], dtype=tl.float32)
+    for b0 in range(0, B, BLOCK_B):
+        rows = b0 + tl.arange(0, BLOCK_B)
+        in_batch = rows < B
+        sq = tl.zeros([BLOCK_B], dtype=tl.float32)
+        for p0 in range(0, n_parts, BLOCK_P):
+            cols = p0 + tl.arange(0, BLOCK_P)
+            mask = in_batch[:, None] & (cols < n_parts)[None, :]
+            sq += tl.sum(tl.load(PART + rows[:, None] * n_parts + cols[None, :], mask=mask, other=0.0), axis=1)
+        norm = tl.sqrt_rn(sq)
+        dist = norm - center
+        if ONE_SIDED:
+            dist = tl.maximum(dist, 0.0)
+        total += tl.where(in_batch, dist * dist, 0.0)
+        nonzero = norm > 0.0
+        coef = tl.where(nonzero, dist / tl.where(nonzero, norm, 1.0), 0.0) * (2.0 * weight / B)
+        tl.store(COEF + rows, coef, mask=in_batch)
+    tl.store(LOSS, tl.sum(total, axis=0) * (weight / B))
+
+
+@triton.jit
+def _scale_rows(G, COEF, GRAD_OUT, DG, D, stride_b, CHUNK: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    part = tl.program_id(1)
+    scale = tl.load(COEF + row) * tl.load(GRAD_OUT).to(tl.float32)
+    src = G + row.to(tl.int64) * stride_b
+    dst = DG + row.to(tl.int64) * D
+    for off in tl.static_range(0, CHUNK, BLOCK):
+        cols = part * CHUNK + off + tl.arange(0, BLOCK)
+        mask = cols < D
+        x = tl.load(src + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(dst + cols, (x * scale).to(DG.dtype.element_ty), mask=mask)
+
+
+class GradNormPenalty(torch.autograd.Function):
+    """The Triton twin of ``reference.GradNormPenalty`` (same contract, float32 loss)."""
+
+    @staticmethod
+    def forward(ctx, grad, center: float, weight: float, one_sided: bool):
+        rows = dense_rows(grad if grad.dim() > 1 else grad.unsqueeze(1))
+        batch = rows.shape[0]
+        per_row = rows.numel() // batch
+        n_parts = triton.cdiv(per_row, CHUNK)
+        part = torch.empty((batch, n_parts), device=grad.device, dtype=torch.float32)
+        _row_sumsq[(batch, n_parts)](rows, part, per_row, rows.stride(0), n_parts, CHUNK=CHUNK, BLOCK=BLOCK)
+        coef = torch.empty(batch, device=grad.device, dtype=torch.float32)
+        loss = torch.empty((), device=grad.device, dtype=torch.float32)
+        _penalty[(1,)](part, coef, loss, batch, n_parts, float(center), float(weight),
+                       ONE_SIDED=bool(one_sided), BLOCK_B=BLOCK_B, BLOCK_P=BLOCK_P)
+        ctx.save_for_backward(rows, coef)
+        ctx.squeeze = grad.dim() == 1
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        rows, coef = ctx.saved_tensors
+        batch = rows.shape[0]
+        per_row = rows.numel() // batch
+        dgrad = empty_packed_rows(rows)
+        _scale_rows[(batch, triton.cdiv(per_row, CHUNK))](
+            rows, coef, grad_out, dgrad, per_row, rows.stride(0), CHUNK=CHUNK, BLOCK=BLOCK)
+        return (dgrad.squeeze(1) if ctx.squeeze else dgrad), None, None, None

@@ -1,0 +1,44 @@
+"""Fixtures for the kernel tests: every op is tested on both backends.
+
+``backend`` forces ``GANTRIX_KERNELS`` to ``torch`` or ``triton``. Without a GPU the Triton
+case runs the real kernels on CPU tensors through Triton's interpreter (tests/conftest.py
+switches it on); ``device`` is CUDA when there is one, else the CPU.
+"""
+import pytest
+import torch
+
+from gantrix.kernels import dispatch
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def triton_runs() -> bool:
+    return dispatch.triton_installed() and (DEVICE.type == "cuda" or dispatch.interpreting())
+
+
+@pytest.fixture(params=["torch", "triton"])
+def backend(request, monkeypatch):
+    if request.param == "triton" and not triton_runs():
+        pytest.skip("Triton cannot run here: no CUDA device and its interpreter is off")
+    monkeypatch.setenv("GANTRIX_KERNELS", request.param)
+    return request.param
+
+
+@pytest.fixture
+def device():
+    return DEVICE
+
+
+@pytest.fixture
+def needs_triton():
+    if not triton_runs():
+        pytest.skip("Triton cannot run here: no CUDA device and its interpreter is off")
+
+
+@pytest.fixture
+def ran_on(backend):
+    """``ran_on(loss, op_module)`` asserts that ``loss`` came from the backend under test."""
+    def check(loss: torch.Tensor, op_module: str) -> None:
+        want = op_module if backend == "triton" else "reference"
+        assert loss.grad_fn._forward_cls.__module__ == f"gantrix.kernels.{want}"
+    return check
