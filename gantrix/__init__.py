@@ -6,6 +6,7 @@
     recipe = gantrix.Recipe(recipe="wgan-gp").extend(["ema"])
     recipe.check()                                    # findings, before any training
     composition = recipe.compose()                    # tricks wired into one run
+    gantrix.Trainer(recipe, "ring8", out="runs/ring").fit()   # train, checkpoint, plot
 
 Names are imported lazily: ``import gantrix`` loads no plugin, no torch model and no triton.
 """
@@ -43,6 +44,7 @@ _EXPORTS = {
     "Models": "models",
     "ComposedStep": "step",
     "build_models": "step",
+    "Trainer": "trainer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -128,6 +128,10 @@ def gantrix_condition(batch):
     Called once per `Batch` before the fake samples are generated: sample class labels for
     the fakes, latent codes, ... by setting ``batch.fake_labels``, ``batch.codes`` or adding
     keyword arguments to ``batch.generator_inputs``.
+
+    When ``batch.fake_labels`` is already set, keep those labels (feed them to the generator
+    rather than sampling new ones): `gantrix sample --labels` sets them to the classes the
+    user asks for.
     """
 
 
@@ -178,7 +182,12 @@ def gantrix_after_discriminator_step(models, step):
 
 @hookspec
 def gantrix_after_generator_step(models, step):
-    """Act after each generator optimizer step (weight averaging, ...)."""
+    """Act after each generator optimizer step (weight averaging, ...).
+
+    A trick may publish an alternative generator to sample from under
+    ``models.extra["generator_ema"]`` (an average of the generator's weights); `gantrix
+    sample`, `gantrix eval` and the sample grids then use it instead of ``models.generator``.
+    """
 
 
 @hookspec
@@ -190,5 +199,10 @@ def gantrix_state_dict():
 
 
 @hookspec
-def gantrix_load_state_dict(state):
-    """Restore from the merged checkpoint state written by `gantrix_state_dict`."""
+def gantrix_load_state_dict(state, models):
+    """Restore from the merged checkpoint state written by `gantrix_state_dict`.
+
+    ``models`` is the run's `gantrix.Models`, already restored, so a trick that publishes a
+    module in ``models.extra`` (``"generator_ema"``) can put it back at once, before any
+    step, for a run loaded only to sample. (An implementation may omit ``models``.)
+    """

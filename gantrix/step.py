@@ -53,13 +53,15 @@ def build_models(composition: Composition, spec: ModelSpec,
     return models
 
 
-def configure_optimizers(composition: Composition, models: Models) -> dict[str, torch.optim.Optimizer]:
-    """One optimizer per role, from the composition or the core's default Adam."""
+def configure_optimizers(composition: Composition, models: Models,
+                         lr: float = DEFAULT_LR) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per role, from the composition or the core's default Adam (whose
+    learning rate is ``lr``)."""
     optimizers = {}
     for role in ROLES:
         params = [p for p in models.by_role(role).parameters() if p.requires_grad]
         opt = composition.hook.gantrix_configure_optimizer(params=params, role=role)
-        optimizers[role] = opt or torch.optim.Adam(params, lr=DEFAULT_LR, betas=DEFAULT_BETAS)
+        optimizers[role] = opt or torch.optim.Adam(params, lr=lr, betas=DEFAULT_BETAS)
     return optimizers
 
 

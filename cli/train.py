@@ -1,0 +1,226 @@
+"""``gantrix train``, ``gantrix sample``, ``gantrix eval`` and ``gantrix bench quality``.
+
+These commands parse, call `gantrix.Trainer` (and `gantrix.benchmark`) and print. A user
+mistake is a `GantrixError`: its message, exit status 2. A run stopped by Ctrl-C or SIGTERM
+saves a checkpoint and exits with 130 or 143.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+
+from gantrix.errors import GantrixError
+
+#: what ``gantrix bench quality`` runs by default: vanilla losses without tricks, then the
+#: recipes that claim to fight mode collapse.
+BENCH_RECIPES = ("minimax", "nonsaturating", "dcgan", "wgan", "wgan-gp",
+                 "rsgan", "rasgan", "ralsgan", "rahinge")
+BENCH_DATA = ("ring8", "grid25", "digits")
+
+
+def _errors(command: Callable) -> Callable:
+    """Print a user mistake (or an interruption) as one line; never a traceback."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from gantrix.trainer import TrainingInterrupted
+
+        try:
+            return command(*args, **kwargs)
+        except TrainingInterrupted as exc:
+            typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except GantrixError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+
+    return run
+
+
+def _default_out(recipe: str | None, tricks: list[str], data: str | None) -> Path:
+    """``runs/<recipe or first trick>-<data>``, numbered so no existing folder is reused."""
+    name = recipe or (tricks[0].split(":")[0] if tricks else "run")
+    stem = f"{name}-{Path(data).name if data else 'data'}"
+    out = Path("runs") / stem
+    i = 2
+    while out.exists():
+        out = Path("runs") / f"{stem}-{i}"
+        i += 1
+    return out
+
+
+def _show_findings(trainer) -> None:
+    for finding in trainer.composition.findings:
+        if finding.severity == "warning":
+            typer.secho(str(finding), fg=typer.colors.YELLOW, err=True)
+
+
+def train(
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="A named recipe (gantrix recipes)."),
+    trick: List[str] = typer.Option([], "--trick", "-t", metavar="NAME[:k=v,...]",
+                                    help="A trick to add (or override the recipe's); repeatable."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="A recipe TOML file; its \\[train] table sets defaults."),
+    data: Optional[str] = typer.Option(None, "--data", "-d",
+                                       help="ring8, grid25, spiral, digits, an image folder, or a .npy/.pt file."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The run folder (new or empty)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    steps: Optional[int] = typer.Option(None, help="Generator updates in total."),
+    batch_size: Optional[int] = typer.Option(None, help="Samples per batch."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (default)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate of the core's default Adam."),
+    image_size: Optional[int] = typer.Option(None, help="Resize images to this (power of two, 8-256)."),
+    latent_dim: Optional[int] = typer.Option(None, help="Size of the latent vector."),
+    width: Optional[int] = typer.Option(None, help="Base channel count of the conv models."),
+    sample_every: Optional[int] = typer.Option(None, help="Steps between sample pictures."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
+) -> None:
+    """Train a GAN: a recipe and/or tricks, on built-in data or your images."""
+    from gantrix.metrics import format_metrics
+    from gantrix.recipe import Recipe
+    from gantrix.trainer import Trainer
+
+    progress = False if quiet else None
+    if resume is not None:
+        given = [n for n, v in (("--recipe", recipe), ("--config", config), ("--data", data),
+                                ("--out", out)) if v is not None] + (["--trick"] if trick else [])
+        fixed = [n for n, v in (("--batch-size", batch_size), ("--seed", seed), ("--lr", lr),
+                                ("--image-size", image_size), ("--latent-dim", latent_dim),
+                                ("--width", width), ("--sample-every", sample_every),
+                                ("--checkpoint-every", checkpoint_every)) if v is not None]
+        if given or fixed:
+            raise GantrixError(f"--resume continues a run as it was configured; drop "
+                               f"{', '.join(given + fixed)} (only --steps and --device may change)")
+        trainer = Trainer.resume(resume, steps=steps, device=device, progress=progress)
+        where = (f"step {trainer.resumed_from}" if trainer.resumed_from is not None
+                 else "the start (no checkpoint yet)")
+        typer.echo(f"resuming {resume} from {where} of {trainer.settings.steps}", err=True)
+    else:
+        if recipe is None and config is None and not trick:
+            raise GantrixError("nothing to train: give --recipe NAME, --config FILE or "
+                               "--trick NAME (see gantrix recipes, gantrix list)")
+        spec = Recipe(recipe=recipe, config=config).extend(trick)
+        if data is None and "data" not in spec.train:
+            raise GantrixError("no data: give --data (ring8, grid25, spiral, digits, an image "
+                               "folder or a .npy/.pt file)")
+        out = out or _default_out(recipe, trick, data or spec.train.get("data"))
+        trainer = Trainer(spec, data, out=out, steps=steps, batch_size=batch_size, seed=seed,
+                          device=device, lr=lr, image_size=image_size, latent_dim=latent_dim,
+                          width=width, sample_every=sample_every,
+                          checkpoint_every=checkpoint_every, progress=progress)
+        s = trainer.settings
+        typer.echo(f"training [{' '.join(trainer.composition.specs())}] on {s.data} for "
+                   f"{s.steps} steps (batch {s.batch_size}, {trainer.device}) -> {out}", err=True)
+    _show_findings(trainer)
+    trainer.fit()
+    result = trainer.evaluate()
+    typer.echo(f"done: {trainer.step} steps in {trainer.elapsed:.1f} s; {format_metrics(result)}")
+
+
+def sample(
+    run: Path = typer.Argument(..., help="A run folder."),
+    n: int = typer.Option(64, "--n", "-n", help="How many samples."),
+    out: Path = typer.Option(..., "--out", "-o", help="A .npy (array) or .png (grid) file."),
+    labels: Optional[str] = typer.Option(None, help="Class labels for a conditional model: "
+                                         "one label, or a comma-separated list (repeated to n)."),
+    seed: int = typer.Option(0, help="Seed of the latent vectors."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
+) -> None:
+    """Draw samples from a trained run (from its averaged generator when it has one)."""
+    import numpy as np
+
+    from gantrix.checkpoint import write_atomic
+    from gantrix.trainer import Trainer
+
+    if out.suffix.lower() not in (".npy", ".png"):
+        raise GantrixError(f"--out must end in .npy or .png, got {out.name!r}")
+    if not out.parent.is_dir():
+        raise GantrixError(f"the folder of --out does not exist: {out.parent}")
+    picked = None
+    if labels is not None:
+        try:
+            picked = [int(v) for v in labels.split(",") if v.strip()]
+        except ValueError:
+            raise GantrixError(f"--labels must be integers separated by commas, got {labels!r}") from None
+    trainer = Trainer.load(run, device=device)
+    x = trainer.sample(n, labels=picked, seed=seed)
+    if out.suffix.lower() == ".npy":
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, x.numpy())
+        write_atomic(out, buffer.getvalue())
+    elif trainer.data.is_image:
+        from gantrix.plots import grid_png
+
+        grid_png(out, x)
+    elif trainer.data.shape == (2,):
+        from gantrix.plots import scatter_png
+
+        scatter_png(out, x, trainer.data.reference(max(n, 1000)), f"{trainer.data.name}, step {trainer.step}")
+    else:
+        raise GantrixError(f"cannot draw samples of shape {tuple(trainer.data.shape)} as a "
+                           "picture; use a .npy file")
+    typer.echo(f"{n} samples -> {out}")
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="A run folder."),
+    n: int = typer.Option(2500, "--n", "-n", help="Samples to score."),
+    seed: int = typer.Option(0, help="Seed of the latent vectors."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
+) -> None:
+    """Score a run's generator (modes for 2-D data; classes and Fréchet distance for digits)."""
+    from gantrix.metrics import format_metrics
+    from gantrix.trainer import EVAL, Trainer
+
+    if n < 2:
+        raise GantrixError(f"--n must be at least 2, got {n}")
+    trainer = Trainer.load(run, device=device)
+    result = trainer.evaluate(n=n, seed=seed)
+    typer.echo(f"step {trainer.step}: {format_metrics(result)}")
+    typer.echo(f"saved {Path(run) / EVAL}", err=True)
+
+
+def quality(
+    recipes: List[str] = typer.Option(list(BENCH_RECIPES), "--recipes", "-r",
+                                      help="Recipes or lone loss tricks; repeatable."),
+    data: List[str] = typer.Option(list(BENCH_DATA), "--data", "-d", help="Data sets; repeatable."),
+    seeds: int = typer.Option(3, help="Seeds per cell (0, 1, ...)."),
+    steps: Optional[int] = typer.Option(None, help="Steps per run (default: the data's default)."),
+    out: Path = typer.Option(Path("docs/results.md"), "--out", "-o", help="The Markdown file."),
+) -> None:
+    """Train every recipe on every data set with several seeds; write a Markdown table."""
+    import shlex
+
+    from gantrix.benchmark import quality_grid, write_results
+
+    if seeds < 1:
+        raise GantrixError(f"--seeds must be at least 1, got {seeds}")
+    words = ["gantrix", "bench", "quality", *(w for r in recipes for w in ("-r", r)),
+             *(w for d in data for w in ("-d", d)), "--seeds", str(seeds),
+             *(["--steps", str(steps)] if steps is not None else []), "--out", str(out)]
+    command = " ".join(shlex.quote(w) for w in words)
+    cells = quality_grid(recipes, data, seeds, steps=steps,
+                         report=lambda line: typer.echo(line, err=True),
+                         checkpoint=lambda done: write_results(out, done, command))
+    write_results(out, cells, command)
+    typer.echo(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training commands (and ``bench quality``) to ``app``."""
+    app.command("train")(_errors(train))
+    app.command("sample")(_errors(sample))
+    app.command("eval")(_errors(evaluate))
+    bench = next((g.typer_instance for g in app.registered_groups if g.name == "bench"), None)
+    if bench is None:
+        bench = typer.Typer(help="Benchmarks: quality of the recipes, speed of the kernels.",
+                            no_args_is_help=True)
+        app.add_typer(bench, name="bench")
+    bench.command("quality")(_errors(quality))

@@ -1,0 +1,308 @@
+"""Training data, all without downloads: 2-D toy distributions, scikit-learn's digits, a
+folder of images, or a tensor file.
+
+Every source hands out batches with ``next_batch(n) -> (x, labels or None)`` and keeps its
+randomness in its own seeded `torch.Generator`, whose state (and, for finite data sets,
+the epoch's order and position) is part of a checkpoint, so a resumed run sees exactly the
+batches an uninterrupted one would:
+
+- `Toy2D`: an infinite sampler; each batch is a fresh draw from the distribution.
+- `TensorData`: a finite data set in shuffled epochs.
+
+`load_data(name_or_path)` picks the source: ``ring8``, ``grid25``, ``spiral``, ``digits``,
+a folder of PNG/JPEG images (labels from sub-folders), or a ``.npy``/``.pt`` file.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import GantrixError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+TENSOR_SUFFIXES = (".npy", ".pt")
+DEFAULT_IMAGE_SIZE = 32
+SPIRAL_SECTIONS = 20
+
+
+class Data:
+    """A source of training batches. Subclasses set ``name``, ``shape``, ``num_classes``."""
+
+    name: str
+    shape: tuple[int, ...]
+    num_classes: int | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    def next_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def reference(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` real samples drawn without touching the training stream (for plots)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- 2-D toys
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a 2-D sample should be near: ``k`` parts (mixture modes, spiral sections), each
+    with a noise scale ``sigma``. `nearest` returns, per sample, the part it belongs to and
+    its distance to the distribution's support (a mode's centre, the spiral's curve)."""
+
+    centres: torch.Tensor  # (m, 2): mode centres, or points along a curve
+    sigma: float
+    part: torch.Tensor  # (m,): the part each centre belongs to
+    k: int
+
+    def nearest(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = torch.cdist(x.double(), self.centres.double())
+        dist, idx = d.min(dim=1)
+        return self.part[idx], dist
+
+
+class Toy2D(Data):
+    """An infinite sampler from a known 2-D distribution, with its quality `target`."""
+
+    shape = (2,)
+
+    def __init__(self, name: str, seed: int = 0):
+        self.name = name
+        self.rng = torch.Generator().manual_seed(seed)
+        if name == "ring8":
+            angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+            centres = 2.0 * torch.stack([angles.cos(), angles.sin()], 1)
+            self.target = Target(centres, 0.02, torch.arange(8), 8)
+        elif name == "grid25":
+            axis = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0], dtype=torch.float64)
+            centres = torch.cartesian_prod(axis, axis)
+            self.target = Target(centres, 0.05, torch.arange(25), 25)
+        elif name == "spiral":
+            self.curve, self.arc = _spiral_curve()
+            part = (self.arc / self.arc[-1] * SPIRAL_SECTIONS).long().clamp(max=SPIRAL_SECTIONS - 1)
+            self.target = Target(self.curve, 0.05, part, SPIRAL_SECTIONS)
+        else:
+            raise GantrixError(f"unknown 2-D data {name!r}; allowed: {', '.join(TOYS)}")
+
+    def _draw(self, n: int, rng: torch.Generator) -> torch.Tensor:
+        t = self.target
+        if self.name == "spiral":
+            s = torch.rand(n, generator=rng, dtype=torch.float64) * self.arc[-1]
+            i = torch.searchsorted(self.arc, s).clamp(1, len(self.arc) - 1)
+            w = ((s - self.arc[i - 1]) / (self.arc[i] - self.arc[i - 1]))[:, None]
+            mean = self.curve[i - 1] * (1 - w) + self.curve[i] * w
+        else:
+            mean = t.centres[torch.randint(len(t.centres), (n,), generator=rng)]
+        noise = torch.randn(n, 2, generator=rng, dtype=torch.float64) * t.sigma
+        return (mean + noise).float()
+
+    def next_batch(self, n):
+        return self._draw(n, self.rng), None
+
+    def reference(self, n, seed=0):
+        return self._draw(n, torch.Generator().manual_seed(seed))
+
+    def state_dict(self):
+        return {"rng": self.rng.get_state()}
+
+    def load_state_dict(self, state):
+        self.rng.set_state(state["rng"])
+
+
+def _spiral_curve(points: int = 4000) -> tuple[torch.Tensor, torch.Tensor]:
+    """An Archimedean spiral r = θ/π for θ in [π/2, 4π] (arms 2 apart), as a dense polyline
+    and its cumulative arc length; samples are uniform in arc length."""
+    theta = torch.linspace(math.pi / 2, 4 * math.pi, points, dtype=torch.float64)
+    r = theta / math.pi
+    curve = torch.stack([r * theta.cos(), r * theta.sin()], 1)
+    steps = (curve[1:] - curve[:-1]).norm(dim=1)
+    arc = torch.cat([torch.zeros(1, dtype=torch.float64), steps.cumsum(0)])
+    return curve, arc
+
+
+TOYS = ("ring8", "grid25", "spiral")
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+class TensorData(Data):
+    """A finite data set served in shuffled epochs (a fresh permutation per epoch)."""
+
+    def __init__(self, name: str, x: torch.Tensor, labels: torch.Tensor | None = None,
+                 seed: int = 0, num_classes: int | None = None):
+        if len(x) == 0:
+            raise GantrixError(f"{name}: the data set is empty")
+        self.name = name
+        self.x = x.float().contiguous()
+        self.labels = None if labels is None else labels.long()
+        self.shape = tuple(x.shape[1:])
+        if self.labels is not None:
+            self.num_classes = num_classes or int(self.labels.max()) + 1
+        self.rng = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(len(x), generator=self.rng)
+        self.pos = 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def next_batch(self, n):
+        picks = []
+        while n > 0:
+            if self.pos == len(self.order):
+                self.order = torch.randperm(len(self.x), generator=self.rng)
+                self.pos = 0
+            take = self.order[self.pos:self.pos + n]
+            self.pos += len(take)
+            n -= len(take)
+            picks.append(take)
+        idx = torch.cat(picks)
+        return self.x[idx], None if self.labels is None else self.labels[idx]
+
+    def reference(self, n, seed=0):
+        idx = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.x[idx]
+
+    def state_dict(self):
+        return {"rng": self.rng.get_state(), "order": self.order.clone(),
+                "pos": torch.tensor(self.pos)}
+
+    def load_state_dict(self, state):
+        if len(state["order"]) != len(self.x):
+            raise GantrixError(f"the checkpoint's data order is for {len(state['order'])} "
+                               f"samples, but {self.name} has {len(self.x)}")
+        self.rng.set_state(state["rng"])
+        self.order = state["order"].clone()
+        self.pos = int(state["pos"])
+
+
+def digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1,797 handwritten digits as (N, 1, 8, 8) in [−1, 1], and labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images).float().div(16.0).mul(2.0).sub(1.0).unsqueeze(1)
+    return x, torch.from_numpy(d.target).long()
+
+
+def check_image_size(size: int) -> int:
+    if not isinstance(size, int) or size < 8 or size > 256 or size & (size - 1):
+        raise GantrixError(f"image size must be a power of two from 8 to 256, got {size!r}")
+    return size
+
+
+def load_image_folder(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
+    """Every PNG/JPEG under ``folder`` (recursively), resized to ``size``×``size``, in [−1, 1].
+
+    Labels come from the first-level sub-folders when every image lies in one (their sorted
+    names are the classes). Images are grey when all are, else RGB.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    check_image_size(size)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise GantrixError(f"no images (.png, .jpg, .jpeg) in {folder}")
+    rel = [p.relative_to(folder) for p in files]
+    classes = sorted({r.parts[0] for r in rel if len(r.parts) > 1})
+    labelled = bool(classes) and all(len(r.parts) > 1 for r in rel)
+    images = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError) as exc:
+            raise GantrixError(f"cannot read image {path}: {exc}") from None
+    grey = all(im.mode in ("L", "LA", "I", "I;16", "1") for im in images)
+    arrays = []
+    for im in images:
+        im = im.convert("L" if grey else "RGB")
+        im = im.resize((size, size), Image.Resampling.BICUBIC)
+        a = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+        arrays.append(a[None] if grey else a.transpose(2, 0, 1))
+    x = torch.from_numpy(np.stack(arrays)).clamp_(-1, 1)
+    if not labelled:
+        return x, None, []
+    index = {c: i for i, c in enumerate(classes)}
+    return x, torch.tensor([index[r.parts[0]] for r in rel]), classes
+
+
+def load_tensor_file(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A ``.npy`` array or a ``.pt`` tensor (or dict with ``"x"`` and optional ``"labels"``).
+
+    (N, D) is vector data, (N, C, H, W) images, (N, H, W) grey images; uint8 images are
+    scaled from [0, 255] to [−1, 1], anything else is used as it is.
+    """
+    try:
+        if path.suffix == ".npy":
+            obj: Any = torch.from_numpy(np.load(path, allow_pickle=False))
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise GantrixError(f"cannot read tensor file {path}: {exc}") from None
+    labels = None
+    if isinstance(obj, dict):
+        if "x" not in obj:
+            raise GantrixError(f"{path}: a dict must hold the samples under 'x' "
+                               "(and optionally class labels under 'labels')")
+        obj, labels = obj["x"], obj.get("labels")
+    if not isinstance(obj, torch.Tensor) or obj.ndim not in (2, 3, 4) or len(obj) == 0:
+        raise GantrixError(f"{path}: expected a non-empty tensor of shape (N, D), (N, H, W) "
+                           f"or (N, C, H, W), got {getattr(obj, 'shape', type(obj).__name__)}")
+    if obj.ndim == 3:
+        obj = obj.unsqueeze(1)
+    if obj.ndim == 4 and obj.dtype == torch.uint8:
+        obj = obj.float() / 127.5 - 1.0
+    if labels is not None:
+        labels = torch.as_tensor(labels)
+        if labels.shape != (len(obj),) or labels.dtype.is_floating_point:
+            raise GantrixError(f"{path}: 'labels' must be {len(obj)} integers")
+    return obj.float(), labels
+
+
+def describe_source(source: str) -> str:
+    """How the run's config records the data: a built-in name, or an absolute path."""
+    if source in TOYS or source == "digits":
+        return source
+    return str(Path(source).expanduser().resolve())
+
+
+def load_data(source: str | Path, *, seed: int = 0, image_size: int | None = None) -> Data:
+    """The data named by ``source``; raises `GantrixError` for anything unusable."""
+    text = str(source)
+    if text in TOYS:
+        return Toy2D(text, seed)
+    if text == "digits":
+        x, y = digits_arrays()
+        return TensorData("digits", x, y, seed, num_classes=10)
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise GantrixError(f"data {text!r} is neither a built-in data set "
+                           f"({', '.join(TOYS + ('digits',))}) nor an existing file or folder")
+    if path.is_dir():
+        x, y, classes = load_image_folder(path, image_size or DEFAULT_IMAGE_SIZE)
+        return TensorData(path.name, x, y, seed, num_classes=len(classes) or None)
+    if path.suffix.lower() not in TENSOR_SUFFIXES:
+        raise GantrixError(f"cannot read {path}: expected a folder of images or a "
+                           f"{' or '.join(TENSOR_SUFFIXES)} tensor file")
+    x, y = load_tensor_file(path)
+    if x.ndim == 4:
+        if x.shape[2] != x.shape[3]:
+            raise GantrixError(f"{path}: images must be square, got {x.shape[2]}×{x.shape[3]}")
+        check_image_size(int(x.shape[2]))
+    return TensorData(path.name, x, y, seed)

@@ -1,0 +1,647 @@
+"""The training run: a composed recipe, data and models, trained to a run folder.
+
+    trainer = gantrix.Trainer("wgan-gp", "ring8", out="runs/ring")
+    trainer.fit()                       # checkpoints, metrics.jsonl, sample grids, loss curves
+    trainer.evaluate()                  # {"modes": 8, "high_quality": 97.1, ...}
+    x = trainer.sample(1000)
+
+The trainer knows no trick: every decision inside a step is the composition's (through
+`gantrix.step.ComposedStep`), and the models come from `gantrix.step.build_models` (the
+tricks' or the core's defaults, or the user's own modules).
+
+Settings come, in order of precedence, from the keyword arguments (the command line), the
+recipe's ``[train]`` table (a ``--config`` file's, then the named recipe's), and the
+defaults for the kind of data (`POINT_DEFAULTS`, `IMAGE_DEFAULTS`).
+
+Reproducibility: the trainer owns its random state. Models are initialised from ``seed``;
+the latent vectors come from their own generator, the batches from the data's, and the
+global torch generator (used by tricks: interpolation weights, noise) is swapped in only
+while `fit` runs. All of it is checkpointed, so a resumed run is the uninterrupted run.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .batch import Batch
+from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
+from .compose import Composition
+from .data import Data, TensorData, Toy2D, describe_source, load_data
+from .errors import GantrixError
+from .models import ModelSpec
+from .params import Param
+from .recipe import Recipe
+from .step import DEFAULT_LR, ComposedStep, build_models, configure_optimizers
+
+CONFIG = "config.toml"
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+LOSSES = "losses.png"
+EVAL = "eval.json"
+SAMPLES = "samples"
+#: points drawn for a 2-D sample plot, images in an image grid.
+PLOT_POINTS = 1000
+GRID_IMAGES = 64
+
+#: defaults for 2-D (vector) data and for images, measured to train the built-in data
+#: sets within about three minutes on a 2-core CPU (see docs/results.md).
+POINT_DEFAULTS = dict(steps=3000, batch_size=256, latent_dim=64, width=64,
+                      sample_every=500, checkpoint_every=250, log_every=10)
+IMAGE_DEFAULTS = dict(steps=2000, batch_size=64, latent_dim=64, width=64,
+                      sample_every=500, checkpoint_every=250, log_every=10)
+
+#: the settings a ``[train]`` table (or the keyword arguments) may hold.
+SETTINGS = {p.name: p for p in (
+    Param("data", str, None, "built-in data name, image folder or tensor file"),
+    Param("steps", int, None, "generator updates in total", low=1),
+    Param("batch_size", int, None, "samples per batch", low=1),
+    Param("seed", int, 0, "seed of the models' initialisation, the latents and the batches", low=0),
+    Param("device", str, "auto", "where to train", choices=("auto", "cpu", "cuda")),
+    Param("latent_dim", int, None, "size of the latent vector z", low=1),
+    Param("width", int, None, "base channel count of the core's convolutional models", low=1),
+    Param("lr", float, None, "learning rate of the core's default Adam (optimizer tricks "
+          "set their own)", low=0.0, low_open=True, optional=True),
+    Param("image_size", int, None, "images are resized to this (a power of two, 8 to 256)",
+          low=8, high=256, optional=True),
+    Param("sample_every", int, None, "steps between sample pictures (0: only at the end)", low=0),
+    Param("checkpoint_every", int, None, "steps between checkpoints (0: only at the end)", low=0),
+    Param("log_every", int, None, "steps between lines of metrics.jsonl", low=1),
+)}
+
+
+@dataclass
+class Settings:
+    """A run's resolved settings: what ``[train]`` of its config.toml records."""
+
+    data: str
+    steps: int
+    batch_size: int
+    seed: int
+    device: str
+    latent_dim: int
+    width: int
+    lr: float | None
+    image_size: int | None
+    sample_every: int
+    checkpoint_every: int
+    log_every: int
+
+    def table(self) -> dict[str, Any]:
+        """For TOML (which has no null): the settings that are set."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class TrainingInterrupted(GantrixError):
+    """The run was stopped by a signal after saving a checkpoint; ``exit_code`` is 128+signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class TrainingDiverged(GantrixError):
+    """A loss or term became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _check_settings(values: dict[str, Any], where: str) -> dict[str, Any]:
+    unknown = set(values) - set(SETTINGS)
+    if unknown:
+        raise GantrixError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; "
+                           f"allowed: {', '.join(SETTINGS)}")
+    return {k: SETTINGS[k].validate(v, where) for k, v in values.items() if v is not None}
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GantrixError("device 'cuda' asked for, but torch sees no CUDA device; "
+                           "use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def _as_recipe(recipe: Recipe | str | Sequence[str] | None) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe is None:
+        raise GantrixError("no recipe: name a recipe or at least a loss trick")
+    if isinstance(recipe, str):
+        return recipe_or_trick(recipe)
+    return Recipe(*recipe)
+
+
+def recipe_or_trick(name: str) -> Recipe:
+    """A lone name: the recipe of that name when there is one (``wgan`` is both a recipe
+    and its loss trick), else the trick (a bare loss such as ``minimax``) or a TOML file."""
+    from .registry import catalogue
+
+    return Recipe(recipe=name) if name in catalogue().recipes else Recipe(name)
+
+
+def _grad_norm(model: nn.Module) -> float | None:
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else None
+
+
+class Progress:
+    """One status line, rewritten in place on a terminal; silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool | None = None, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.total = total
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, step: int, losses: dict[str, float], rate: float, force: bool = False):
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < 0.2):
+            return
+        self.last = now
+        parts = " ".join(f"{k} {v:.4g}" for k, v in losses.items() if k.endswith("_loss"))
+        eta = (self.total - step) / rate if rate > 0 else 0.0
+        self.stream.write(f"\rstep {step}/{self.total} | {parts} | {rate:.1f} steps/s | "
+                          f"eta {int(eta) // 60}:{int(eta) % 60:02d}   ")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self):
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False
+
+
+class Trainer:
+    """Train a composed recipe on data; see the module docstring.
+
+    ``recipe`` is a `Recipe`, a recipe name (else a trick name), or a list of trick strings. ``data``
+    is a built-in name (``ring8``, ``grid25``, ``spiral``, ``digits``), an image folder, a
+    ``.npy``/``.pt`` file, a `gantrix.data.Data`, or a tensor of samples; by default the
+    recipe's ``[train] data``. ``generator``/``discriminator`` replace the built models (the
+    composition's architecture tricks still transform and check them). Without ``out``
+    nothing is written to disk. Raises `GantrixError` for anything unusable, before any work.
+    """
+
+    def __init__(self, recipe: Recipe | str | Sequence[str] | None, data: Any = None, *,
+                 out: str | Path | None = None, steps: int | None = None,
+                 batch_size: int | None = None, seed: int | None = None,
+                 device: str | None = None, latent_dim: int | None = None,
+                 width: int | None = None, lr: float | None = None,
+                 image_size: int | None = None, sample_every: int | None = None,
+                 checkpoint_every: int | None = None, log_every: int | None = None,
+                 generator: nn.Module | None = None, discriminator: nn.Module | None = None,
+                 progress: bool | None = None, _resume: bool = False):
+        self.recipe = _as_recipe(recipe)
+        given = _check_settings(dict(steps=steps, batch_size=batch_size, seed=seed, device=device,
+                                     latent_dim=latent_dim, width=width, lr=lr,
+                                     image_size=image_size, sample_every=sample_every,
+                                     checkpoint_every=checkpoint_every, log_every=log_every),
+                                "train")
+        from_recipe = _check_settings(dict(self.recipe.train), "the recipe's [train] table")
+        self.out = Path(out).expanduser() if out is not None else None
+        if self.out is not None and not _resume:
+            _check_new_run_folder(self.out)
+        self.composition = Composition(self.recipe)
+        self.data, source = self._load_data(data, {**from_recipe, **given})
+        defaults = IMAGE_DEFAULTS if self.data.is_image else POINT_DEFAULTS
+        merged = {**SETTINGS_DEFAULTS, **defaults, **from_recipe, **given, "data": source}
+        self.settings = Settings(**{f.name: merged.get(f.name) for f in fields(Settings)})
+        if self.settings.lr is not None and any("optimizer" in t.features()
+                                                for t in self.composition.tricks):
+            raise GantrixError("lr sets the core's default Adam, but this composition has an "
+                               "optimizer trick: set its lr instead (e.g. --trick adam:lr=1e-4)")
+        self.device = _resolve_device(self.settings.device)
+        self.spec = ModelSpec(self.data.shape, self.data.num_classes,
+                              self.settings.latent_dim, self.settings.width)
+        self.custom_models = generator is not None or discriminator is not None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.settings.seed)
+            try:
+                self.models = build_models(self.composition, self.spec, generator, discriminator)
+            except (ValueError, TypeError) as exc:
+                raise GantrixError(f"cannot build models for {self.data.name} "
+                                   f"{tuple(self.data.shape)}: {exc}") from None
+            self._rng = torch.get_rng_state()
+        self.models.generator.to(self.device)
+        self.models.discriminator.to(self.device)
+        self._cuda_rng = None
+        if self.device.type == "cuda":
+            with torch.random.fork_rng(devices=[self.device]):
+                torch.cuda.manual_seed(self.settings.seed)
+                self._cuda_rng = torch.cuda.get_rng_state(self.device)
+        optimizers = configure_optimizers(self.composition, self.models,
+                                          lr=self.settings.lr or DEFAULT_LR)
+        z_rng = torch.Generator(self.device).manual_seed(self.settings.seed + 1)
+        self.stepper = ComposedStep(self.composition, self.models, self.spec, optimizers, z_rng)
+        self.history: list[dict] = []
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._interval = (0, 0.0)  # steps and seconds since the last metrics line
+        self.elapsed = 0.0
+        self._stop: int | None = None
+        self._progress = progress
+        self.resumed_from: int | None = None
+        self._last_checkpoint: int | None = None
+        if _resume:
+            path = self.out / CHECKPOINT
+            if path.exists():
+                self._restore(load_checkpoint(path))
+                self.resumed_from = self.step
+
+    # ------------------------------------------------------------------ construction
+
+    @staticmethod
+    def _load_data(data: Any, settings: dict) -> tuple[Data, str]:
+        seed = settings.get("seed", 0)
+        if data is None:
+            data = settings.get("data")
+        if data is None:
+            raise GantrixError("no data: pass --data (ring8, grid25, spiral, digits, an image "
+                               "folder or a .npy/.pt file)")
+        if isinstance(data, Data):
+            return data, data.name
+        if isinstance(data, torch.Tensor):
+            return TensorData("tensor", data, seed=seed), "tensor"
+        return load_data(data, seed=seed, image_size=settings.get("image_size")), describe_source(str(data))
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, steps: int | None = None, device: str | None = None,
+               progress: bool | None = None, generator: nn.Module | None = None,
+               discriminator: nn.Module | None = None) -> "Trainer":
+        """The run in ``run_dir``, restored from its last checkpoint (or from the start when
+        it was stopped before its first one); ``steps`` may raise its total."""
+        run = Path(run_dir).expanduser()
+        config = run / CONFIG
+        if not config.is_file():
+            raise GantrixError(f"{run} is not a gantrix run folder (it has no {CONFIG})")
+        return cls(Recipe(config=config), out=run, steps=steps, device=device,
+                   progress=progress, generator=generator, discriminator=discriminator,
+                   _resume=True)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, device: str | None = None,
+             generator: nn.Module | None = None,
+             discriminator: nn.Module | None = None) -> "Trainer":
+        """A finished (or checkpointed) run, to sample from or evaluate."""
+        trainer = cls.resume(run_dir, device=device, progress=False, generator=generator,
+                             discriminator=discriminator)
+        if trainer.resumed_from is None:
+            raise GantrixError(f"{run_dir} has no checkpoint yet")
+        return trainer
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def step(self) -> int:
+        """Generator updates done so far."""
+        return self.stepper.g_steps
+
+    def _trick_state(self) -> dict:
+        merged: dict = {}
+        for part in self.composition.hook.gantrix_state_dict():
+            for key in part or {}:
+                if key in merged:
+                    raise RuntimeError(f"two tricks checkpoint a state under {key!r}")
+            merged.update(part or {})
+        return merged
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs; only tensors and plain containers. Called while
+        the trainer owns the global random state (inside `fit`)."""
+        rng = {"torch": torch.get_rng_state(), "z": self.stepper.rng.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "step": self.stepper.g_steps,
+            "d_steps": self.stepper.d_steps,
+            "models": {"generator": self.models.generator.state_dict(),
+                       "discriminator": self.models.discriminator.state_dict()},
+            "optimizers": {k: o.state_dict() for k, o in self.stepper.optimizers.items()},
+            "tricks": self._trick_state(),
+            "rng": rng,
+            "data": self.data.state_dict(),
+            "log": {"sums": dict(self._sums), "counts": dict(self._counts),
+                    "interval_steps": self._interval[0], "interval_seconds": self._interval[1],
+                    "elapsed": self.elapsed},
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.models.generator.load_state_dict(state["models"]["generator"])
+            self.models.discriminator.load_state_dict(state["models"]["discriminator"])
+            for role, opt in self.stepper.optimizers.items():
+                opt.load_state_dict(state["optimizers"][role])
+            self.data.load_state_dict(state["data"])
+            self.stepper.rng.set_state(state["rng"]["z"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise GantrixError(f"the checkpoint in {self.out} does not fit this run's models, "
+                               f"optimizers or data: {str(exc).splitlines()[0]}") from None
+        self.composition.hook.gantrix_load_state_dict(state=state["tricks"], models=self.models)
+        self._rng = state["rng"]["torch"]
+        if self.device.type == "cuda" and "cuda" in state["rng"]:
+            self._cuda_rng = state["rng"]["cuda"]
+        self.stepper.g_steps = int(state["step"])
+        self.stepper.d_steps = int(state["d_steps"])
+        log = state["log"]
+        self._sums, self._counts = dict(log["sums"]), dict(log["counts"])
+        self._interval = (int(log["interval_steps"]), float(log["interval_seconds"]))
+        self.elapsed = float(log["elapsed"])
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Swap the trainer's random state into torch's global generator(s) and back."""
+        outer = torch.get_rng_state()
+        outer_cuda = torch.cuda.get_rng_state(self.device) if self._cuda_rng is not None else None
+        torch.set_rng_state(self._rng)
+        if self._cuda_rng is not None:
+            torch.cuda.set_rng_state(self._cuda_rng, self.device)
+        try:
+            yield
+        finally:
+            self._rng = torch.get_rng_state()
+            torch.set_rng_state(outer)
+            if outer_cuda is not None:
+                self._cuda_rng = torch.cuda.get_rng_state(self.device)
+                torch.cuda.set_rng_state(outer_cuda, self.device)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM ask the loop to stop after the current step (a second one
+        stops at once); outside the main thread, signals are left alone."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask_to_stop(signum, frame):
+            if self._stop is not None:
+                raise KeyboardInterrupt
+            self._stop = signum
+
+        old = {s: signal.signal(s, ask_to_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    # ------------------------------------------------------------------ files
+
+    def _prepare_folder(self) -> None:
+        out = self.out
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SAMPLES).mkdir(exist_ok=True)
+        for stale in out.glob(".*.tmp"):  # a write cut short by a kill
+            stale.unlink()
+        if not (out / CONFIG).exists():
+            write_atomic(out / CONFIG, self.config_toml().encode())
+        else:  # resumed: record a new total of steps, keep the rest as it was
+            self._update_config_steps(out / CONFIG)
+        path = out / METRICS
+        if path.exists():  # keep the lines up to the checkpoint we resume from
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a kill
+                    continue
+                if row.get("step", math.inf) <= self.step:
+                    kept.append(row)
+            self.history = kept
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+    def config_toml(self) -> str:
+        """The run as a TOML config: ``gantrix train --config`` re-runs it."""
+        import tomli_w
+
+        head = ("# gantrix run configuration; re-run it with\n"
+                "#   gantrix train --config config.toml --out NEW_FOLDER\n")
+        if self.custom_models:
+            head += "# (this run used models passed through the Python API; they are not recorded)\n"
+        body = {"tricks": self.composition.specs()}
+        if self.recipe.names:
+            body["summary"] = f"built from recipe {' + '.join(self.recipe.names)}"
+        body["train"] = self.settings.table()
+        return head + tomli_w.dumps(body)
+
+    def _update_config_steps(self, path: Path) -> None:
+        import tomllib
+
+        import tomli_w
+
+        text = path.read_text()
+        config = tomllib.loads(text)
+        if config.get("train", {}).get("steps") == self.settings.steps:
+            return
+        config.setdefault("train", {})["steps"] = self.settings.steps
+        head = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+        write_atomic(path, (head + tomli_w.dumps(config)).encode())
+
+    def save_checkpoint(self) -> None:
+        if self.out is not None:
+            save_checkpoint(self.out / CHECKPOINT, self.state_dict())
+
+    def _write_metrics(self, row: dict) -> None:
+        self.history.append(row)
+        if self.out is not None:
+            with open(self.out / METRICS, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def save_pictures(self) -> None:
+        """A sample picture for this step and the loss curves so far."""
+        if self.out is None:
+            return
+        from . import plots
+
+        path = self.out / SAMPLES / f"step_{self.step:06d}.png"
+        if self.data.is_image:
+            labels = None
+            if self.data.num_classes:
+                labels = torch.arange(GRID_IMAGES) % self.data.num_classes
+            plots.grid_png(path, self.sample(GRID_IMAGES, labels=labels, strict=False))
+        elif self.data.shape == (2,):
+            plots.scatter_png(path, self.sample(PLOT_POINTS), self.data.reference(PLOT_POINTS),
+                              f"{self.data.name}, step {self.step}")
+        if self.history:
+            plots.loss_curves_png(self.out / LOSSES, self.history)
+
+    # ------------------------------------------------------------------ training
+
+    def _pull(self):
+        x, y = self.data.next_batch(self.settings.batch_size)
+        return x.to(self.device), None if y is None else y.to(self.device)
+
+    def _account(self, out: dict[str, torch.Tensor], seconds: float) -> dict[str, float]:
+        keys = list(out)
+        values = torch.stack([out[k].float().reshape(()) for k in keys]).tolist()
+        for key, value in zip(keys, values):
+            if not math.isfinite(value):
+                where = (f"the last good checkpoint (step {self._last_checkpoint}) is kept in "
+                         f"{self.out / CHECKPOINT}" if self.out is not None and
+                         self._last_checkpoint is not None else "nothing was saved")
+                raise TrainingDiverged(f"training diverged: {key} is {value} at step "
+                                       f"{self.step}; stopped, {where}")
+            self._sums[key] = self._sums.get(key, 0.0) + value
+            self._counts[key] = self._counts.get(key, 0) + 1
+        n, secs = self._interval
+        self._interval = (n + 1, secs + seconds)
+        self.elapsed += seconds
+        return dict(zip(keys, values))
+
+    def _log_line(self) -> None:
+        n, secs = self._interval
+        row: dict[str, Any] = {"step": self.step}
+        row.update({k: self._sums[k] / self._counts[k] for k in self._sums})
+        row["grad_norm/discriminator"] = _grad_norm(self.models.discriminator)
+        row["grad_norm/generator"] = _grad_norm(self.models.generator)
+        row["step_time"] = secs / n if n else None
+        row["elapsed"] = self.elapsed
+        self._write_metrics(row)
+        self._sums, self._counts, self._interval = {}, {}, (0, 0.0)
+
+    def fit(self) -> "Trainer":
+        """Train up to ``steps`` generator updates (continuing where the last call, or the
+        checkpoint, left off). Writes the run folder when there is one.
+
+        Raises `TrainingInterrupted` after saving a checkpoint when stopped by Ctrl-C or
+        SIGTERM, and `TrainingDiverged` when a loss term stops being finite.
+        """
+        s = self.settings
+        if self.out is not None:
+            self._prepare_folder()
+        self._last_checkpoint = self.resumed_from
+        progress = Progress(s.steps, self._progress)
+        self._stop = None
+        with self._own_rng(), self._signals():
+            if self.out is not None and self._last_checkpoint is None:
+                self.save_checkpoint()
+                self._last_checkpoint = self.step
+            try:
+                while self.step < s.steps:
+                    start = time.perf_counter()
+                    out = self.stepper.step(self._pull)
+                    seconds = time.perf_counter() - start
+                    values = self._account(out, seconds)
+                    step = self.step
+                    if step % s.log_every == 0 or step == s.steps:
+                        self._log_line()
+                    if s.sample_every and step % s.sample_every == 0 and step != s.steps:
+                        self.save_pictures()
+                    if s.checkpoint_every and step % s.checkpoint_every == 0 and step != s.steps:
+                        self.save_checkpoint()
+                        self._last_checkpoint = step
+                    progress.update(step, values, 1.0 / max(self.elapsed / max(step, 1), 1e-9))
+                    if self._stop is not None:
+                        self._interrupted(self._stop)
+            finally:
+                progress.close()
+            if self.out is not None:
+                self.save_checkpoint()
+                self._last_checkpoint = self.step
+                self.save_pictures()
+        return self
+
+    def _interrupted(self, signum: int):
+        name = signal.Signals(signum).name
+        if self.out is not None:
+            self.save_checkpoint()
+            where = (f"checkpoint saved at step {self.step}; continue with "
+                     f"gantrix train --resume {self.out}")
+        else:
+            where = f"stopped at step {self.step}; call fit() again to continue"
+        raise TrainingInterrupted(f"interrupted by {name}: {where}", signum)
+
+    # ------------------------------------------------------------------ using the model
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator to sample from: an averaged copy when a trick publishes one."""
+        return self.models.extra.get("generator_ema") or self.models.generator
+
+    def sample(self, n: int, labels: torch.Tensor | Sequence[int] | None = None, *,
+               seed: int = 0, strict: bool = True) -> torch.Tensor:
+        """``n`` samples on the CPU (the generator in eval mode; no random state touched).
+
+        ``labels`` (n class indices) condition a conditional model; ``strict`` makes it an
+        error to pass labels to a model that does not take them.
+        """
+        if n < 1:
+            raise GantrixError(f"the number of samples must be at least 1, got {n}")
+        if labels is not None:
+            labels = self._check_labels(labels, n)
+        gen = self.sampler
+        was_training = gen.training
+        gen.eval()
+        chunks = []
+        rng = torch.Generator(self.device).manual_seed(seed)
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                for lo in range(0, n, 500):
+                    m = min(500, n - lo)
+                    z = torch.randn(m, self.spec.latent_dim, device=self.device, generator=rng)
+                    batch = Batch(real=torch.zeros(m, *self.spec.shape, device=self.device),
+                                  critic=self.models.discriminator, phase="generator",
+                                  step=self.step, z=z, hook=self.composition.hook)
+                    if labels is not None:
+                        batch.fake_labels = labels[lo:lo + m].to(self.device)
+                    self.composition.hook.gantrix_condition(batch=batch)
+                    if labels is not None and strict and not batch.generator_inputs:
+                        raise GantrixError("this model is not conditional (no trick feeds "
+                                           "labels to the generator); sample without labels")
+                    chunks.append(gen(z, **batch.generator_inputs).float().cpu())
+        finally:
+            gen.train(was_training)
+        return torch.cat(chunks)
+
+    def _check_labels(self, labels, n: int) -> torch.Tensor:
+        k = self.data.num_classes
+        if not k:
+            raise GantrixError(f"{self.data.name} has no class labels; sample without labels")
+        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+        if len(labels) == 1:
+            labels = labels.expand(n)
+        if len(labels) != n:
+            labels = labels.repeat(math.ceil(n / len(labels)))[:n]
+        bad = labels[(labels < 0) | (labels >= k)]
+        if len(bad):
+            raise GantrixError(f"label {int(bad[0])} is out of range; {self.data.name} has "
+                               f"classes 0 to {k - 1}")
+        return labels
+
+    def evaluate(self, n: int = 2500, seed: int = 0) -> dict:
+        """The quality metrics (`gantrix.metrics`) on ``n`` samples; saved as eval.json
+        in the run folder. Empty when the data has no metric (a user's own data)."""
+        from . import metrics
+
+        result: dict[str, Any] = {"step": self.step}
+        if isinstance(self.data, Toy2D):
+            result.update(metrics.mode_metrics(self.sample(n, seed=seed), self.data.target))
+        elif self.settings.data == "digits":
+            result.update(metrics.digit_metrics(self.sample(n, seed=seed)))
+        if self.out is not None and self.out.is_dir():
+            write_atomic(self.out / EVAL, (json.dumps(result, indent=2) + "\n").encode())
+        return result
+
+
+SETTINGS_DEFAULTS = {name: p.default for name, p in SETTINGS.items()}
+
+
+def _check_new_run_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise GantrixError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise GantrixError(f"--out {out} is not empty; choose a new folder, or continue "
+                           f"the run in it with --resume {out}")

@@ -1,0 +1,251 @@
+"""The Python API: exact resume, divergence and interruption handling, random state, the
+user's own models, EMA sampling."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+from gantrix import Loss, Policy, Trainer, hookimpl
+from gantrix.registry import catalogue
+from gantrix.trainer import TrainingDiverged, TrainingInterrupted
+
+#: a composition that uses every random stream: latents, batches, and the global generator
+#: (gradient-penalty's interpolation weights), with critic steps and trick state (EMA).
+RANDOM_RECIPE = ["wgan", "gradient-penalty", "n-critic:2", "ema:decay=0.9"]
+SMALL = dict(batch_size=16, latent_dim=4, log_every=5, sample_every=0)
+
+
+def _params(trainer):
+    out = {}
+    for role in ("generator", "discriminator"):
+        for key, value in trainer.models.by_role(role).state_dict().items():
+            out[f"{role}.{key}"] = value.clone()
+    out.update({f"ema.{k}": v.clone() for k, v in trainer.sampler.state_dict().items()})
+    return out
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _rows(run):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("step_time", "elapsed")} for r in rows]
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    whole = Trainer(RANDOM_RECIPE, "ring8", out=tmp_path / "whole", steps=20,
+                    checkpoint_every=7, **SMALL).fit()
+    half = Trainer(RANDOM_RECIPE, "ring8", out=tmp_path / "half", steps=10,
+                   checkpoint_every=7, **SMALL).fit()
+    assert half.step == 10
+    resumed = Trainer.resume(tmp_path / "half", steps=20).fit()
+    assert resumed.resumed_from == 10 and resumed.step == 20
+    _assert_same(_params(whole), _params(resumed))
+    _assert_same({k: v for k, v in whole.stepper.optimizers["generator"].state_dict()["state"][0].items()},
+                 {k: v for k, v in resumed.stepper.optimizers["generator"].state_dict()["state"][0].items()})
+    assert _rows(tmp_path / "whole") == _rows(tmp_path / "half")
+    assert torch.equal(whole.sample(50), resumed.sample(50))
+
+
+class _CrashAt(Policy):
+    """A test policy that crashes the run inside generator update ``at`` while armed."""
+
+    name = "test-crash"
+    summary = "test only"
+    at = 11
+    armed = True
+
+    @hookimpl
+    def gantrix_after_generator_step(self, models, step):
+        if self.armed and step + 1 == self.at:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_after_a_crash_between_checkpoints(tmp_path, monkeypatch):
+    """Crashed after writing metrics past its last checkpoint: resuming drops those lines
+    and replays the same steps (the half-done metrics interval is in the checkpoint)."""
+    monkeypatch.setitem(catalogue().tricks, _CrashAt.name, _CrashAt)
+    recipe = RANDOM_RECIPE + [_CrashAt.name]
+    run = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Trainer(recipe, "grid25", out=run, steps=12, checkpoint_every=4, **SMALL).fit()
+    assert [r["step"] for r in _rows(run)] == [5, 10]
+    monkeypatch.setattr(_CrashAt, "armed", False)
+    whole = Trainer(recipe, "grid25", out=tmp_path / "whole", steps=12, **SMALL).fit()
+    resumed = Trainer.resume(run)
+    assert resumed.resumed_from == 8
+    resumed.fit()
+    _assert_same(_params(whole), _params(resumed))
+    assert _rows(run) == _rows(tmp_path / "whole")
+
+
+def test_fit_does_not_disturb_the_callers_random_state():
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    Trainer(RANDOM_RECIPE, "ring8", steps=3, **SMALL).fit()
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    a = Trainer(RANDOM_RECIPE, "ring8", steps=4, seed=3, **SMALL).fit()
+    b = Trainer(RANDOM_RECIPE, "ring8", steps=4, seed=3, **SMALL).fit()
+    c = Trainer(RANDOM_RECIPE, "ring8", steps=4, seed=4, **SMALL).fit()
+    _assert_same(_params(a), _params(b))
+    assert not torch.equal(a.sample(10), c.sample(10))
+
+
+def test_sampling_uses_the_averaged_generator_after_loading(tmp_path):
+    run = Trainer(RANDOM_RECIPE, "ring8", out=tmp_path / "r", steps=6, **SMALL).fit()
+    ema = run.models.extra["generator_ema"]
+    assert run.sampler is ema
+    loaded = Trainer.load(tmp_path / "r")
+    if "generator_ema" in loaded.models.extra:  # the trick restores it at load time
+        _assert_same(ema.state_dict(), loaded.sampler.state_dict())
+        assert torch.equal(run.sample(20), loaded.sample(20))
+    else:  # restored lazily, at the next generator step
+        assert loaded.sampler is loaded.models.generator
+
+
+def test_users_own_models(tmp_path):
+    g = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    class Critic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+
+        def forward(self, x):
+            return self.net(x).squeeze(1)
+
+    trainer = Trainer("nonsaturating", "ring8", generator=g, discriminator=Critic(),
+                      latent_dim=3, steps=5, batch_size=8, out=tmp_path / "own").fit()
+    assert trainer.models.generator is g and trainer.sample(7).shape == (7, 2)
+    assert "Python API" in (tmp_path / "own" / "config.toml").read_text()
+    again = Trainer.load(tmp_path / "own", generator=nn.Sequential(nn.Linear(3, 16), nn.ReLU(),
+                                                                   nn.Linear(16, 2)),
+                         discriminator=Critic())
+    assert torch.equal(again.sample(7), trainer.sample(7))
+
+
+def test_tensor_data_without_metrics(tmp_path):
+    x = torch.randn(40, 3)
+    trainer = Trainer("nonsaturating", x, steps=3, batch_size=8).fit()
+    assert trainer.sample(5).shape == (5, 3)
+    assert trainer.evaluate() == {"step": 3}
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+class _NaNAt(Loss):
+    """A test loss that becomes NaN at critic update ``at``."""
+
+    name = "test-nan-loss"
+    summary = "test only"
+    at = 12
+
+    def d_loss(self, real_logits, fake_logits):
+        loss = fake_logits.mean() - real_logits.mean()
+        return loss * float("nan") if self._step >= self.at else loss
+
+    def g_loss(self, real_logits, fake_logits):
+        return -fake_logits.mean()
+
+    @hookimpl
+    def gantrix_discriminator_loss(self, batch):
+        self._step = batch.step
+        return self.d_loss(batch.real_logits, batch.fake_logits)
+
+
+@pytest.fixture
+def nan_trick(monkeypatch):
+    monkeypatch.setitem(catalogue().tricks, _NaNAt.name, _NaNAt)
+    return _NaNAt.name
+
+
+def test_nan_stops_naming_term_and_step_and_keeps_last_checkpoint(tmp_path, nan_trick):
+    trainer = Trainer([nan_trick], "ring8", out=tmp_path / "r", steps=50, checkpoint_every=5,
+                      **SMALL)
+    with pytest.raises(TrainingDiverged, match=r"d_loss is nan at step 13.*step 10"):
+        trainer.fit()
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 10
+    assert all(torch.isfinite(v).all() for v in state["models"]["generator"].values())
+
+
+def test_nan_through_the_cli(cli, tmp_path, nan_trick):
+    result = cli("train", "--trick", nan_trick, "--data", "ring8", "--steps", "30",
+                 "--batch-size", "8", "--out", tmp_path / "r", "--quiet")
+    assert result.exit_code == 2
+    assert "d_loss is nan at step 13" in result.stderr and "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class _SignalAt(Policy):
+    """A test policy that sends this process a signal after generator update ``at``."""
+
+    name = "test-signal"
+    summary = "test only"
+    at = 7
+    signum = signal.SIGINT
+
+    @hookimpl
+    def gantrix_after_generator_step(self, models, step):
+        if step + 1 == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_a_checkpoint_and_stops(tmp_path, monkeypatch, signum, code):
+    monkeypatch.setitem(catalogue().tricks, _SignalAt.name, _SignalAt)
+    monkeypatch.setattr(_SignalAt, "signum", signum)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    trainer = Trainer(["nonsaturating", _SignalAt.name], "ring8", out=tmp_path / "r",
+                      steps=40, checkpoint_every=0, **SMALL)
+    with pytest.raises(TrainingInterrupted, match="checkpoint saved at step 7") as info:
+        trainer.fit()
+    assert info.value.exit_code == code
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["step"] == 7
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_progress_line_on_a_terminal_only():
+    from gantrix.trainer import Progress
+
+    tty = _Stream(True)
+    bar = Progress(100, stream=tty)
+    bar.update(25, {"d_loss": 0.5, "g_loss": 1.25, "d/gradient-penalty": 0.1}, rate=50.0, force=True)
+    bar.close()
+    assert tty.text == "\rstep 25/100 | d_loss 0.5 g_loss 1.25 | 50.0 steps/s | eta 0:01   \n"
+    pipe = _Stream(False)
+    bar = Progress(100, stream=pipe)
+    bar.update(25, {"d_loss": 0.5}, rate=50.0, force=True)
+    bar.close()
+    assert pipe.text == ""
