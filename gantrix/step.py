@@ -100,8 +100,11 @@ class ComposedStep:
         batch = Batch(real=real, labels=labels, z=z, phase=phase, step=step,
                       critic=self.models.discriminator, hook=self.hook)
         self.hook.gantrix_condition(batch=batch)
-        fake = self.models.generator(z, **batch.generator_inputs)
-        batch.fake = fake.detach() if phase == "discriminator" else fake
+        if phase == "discriminator":  # the critic's update needs no graph through G
+            with torch.no_grad():
+                batch.fake = self.models.generator(z, **batch.generator_inputs)
+        else:
+            batch.fake = self.models.generator(z, **batch.generator_inputs)
         self.hook.gantrix_prepare_batch(batch=batch)
         return batch
 

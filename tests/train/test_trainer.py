@@ -107,11 +107,9 @@ def test_sampling_uses_the_averaged_generator_after_loading(tmp_path):
     ema = run.models.extra["generator_ema"]
     assert run.sampler is ema
     loaded = Trainer.load(tmp_path / "r")
-    if "generator_ema" in loaded.models.extra:  # the trick restores it at load time
-        _assert_same(ema.state_dict(), loaded.sampler.state_dict())
-        assert torch.equal(run.sample(20), loaded.sample(20))
-    else:  # restored lazily, at the next generator step
-        assert loaded.sampler is loaded.models.generator
+    assert loaded.sampler is loaded.models.extra["generator_ema"]  # restored at load time
+    _assert_same(ema.state_dict(), loaded.sampler.state_dict())
+    assert torch.equal(run.sample(20), loaded.sample(20))
 
 
 def test_users_own_models(tmp_path):
