@@ -220,7 +220,7 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(_errors(evaluate))
     bench = next((g.typer_instance for g in app.registered_groups if g.name == "bench"), None)
     if bench is None:
-        bench = typer.Typer(help="Benchmarks: quality of the recipes, speed of the kernels.",
+        bench = typer.Typer(help="Benchmarks: the quality of the recipes (kernel speed: python bench/kernels.py).",
                             no_args_is_help=True)
         app.add_typer(bench, name="bench")
     bench.command("quality")(_errors(quality))
