@@ -62,14 +62,8 @@ def _show_version(value: bool) -> None:
 
 
 def _builtin_modules():
-    """The built-in command modules that exist (the training commands may be absent)."""
-    for name in BUILTIN_COMMANDS:
-        qualified = f"{__package__}.{name}"
-        try:
-            yield import_module(qualified)
-        except ModuleNotFoundError as exc:
-            if exc.name != qualified:  # a missing dependency inside it is a real error
-                raise
+    """The built-in command modules, imported when the app is created (not at import)."""
+    return [import_module(f"{__package__}.{name}") for name in BUILTIN_COMMANDS]
 
 
 def _plugin_commands(app: typer.Typer) -> None:

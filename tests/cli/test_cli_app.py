@@ -67,11 +67,6 @@ def test_a_plugin_that_fails_to_add_commands_is_reported(gantrix, hello, install
     assert "badcmd (gx-badcmd 1.0, gx_badcmd): gantrix_register_commands failed: RuntimeError" in plugins
 
 
-def test_built_in_command_modules_that_do_not_exist_yet_are_skipped(monkeypatch, gantrix):
-    monkeypatch.setattr(cli_app, "BUILTIN_COMMANDS", ("browse", "t_not_written_yet"))
-    assert gantrix("list").exit_code == 0
-
-
 def test_user_errors_guard_is_applied_once():
     def command():
         """Doc."""
