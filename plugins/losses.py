@@ -58,9 +58,10 @@ class Minimax(_LogitLoss):
         return -F.softplus(fake_logits).mean()
 
 
-class NonSaturating(_LogitLoss):
+class NonSaturating(Minimax):
     """The non-saturating GAN loss: G maximises log D(G(z)) instead of minimising
     log(1 − D(G(z))), giving strong gradients early in training (Goodfellow et al. 2014, §3).
+    The discriminator's loss is the minimax one.
 
     D = BCE(r, 1) + BCE(f, 0);  G = BCE(f, 1).
     """
@@ -68,11 +69,6 @@ class NonSaturating(_LogitLoss):
     name = "nonsaturating"
     summary = "non-saturating GAN loss: G maximises log D(G(z)) (the DCGAN default)"
     paper = "Goodfellow et al. 2014, Generative Adversarial Nets, §3"
-    provides = ("bce-real-term",)
-    generator_uses_real = False
-
-    def d_loss(self, real_logits, fake_logits):
-        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
     def g_loss(self, real_logits, fake_logits):
         return F.softplus(-fake_logits).mean()
