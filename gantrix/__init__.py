@@ -34,6 +34,7 @@ _EXPORTS = {
     "UnknownNameError": "errors",
     "ParamError": "errors",
     "CompositionError": "errors",
+    "ModelTransformError": "errors",
     "tricks": "registry",
     "make": "registry",
     "catalogue": "registry",

@@ -27,6 +27,13 @@ class ParamError(GantrixError, ValueError):
     """A parameter value of the wrong type or outside its allowed range."""
 
 
+class ModelTransformError(GantrixError):
+    """Raised by a ``gantrix_transform_model`` implementation that cannot transform the model
+    it was given (unlabelled data for a conditional model, a layout it cannot edit). The core
+    turns it into an error `Finding` naming the trick and its paper, checks the rest, and
+    stops the build before training with every finding at once."""
+
+
 class CompositionError(GantrixError):
     """A composition with error findings; ``findings`` holds all of them (warnings too)."""
 

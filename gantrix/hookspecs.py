@@ -79,6 +79,10 @@ def gantrix_transform_model(model, role, spec):
     Called once per role after the model is built, chained: each architecture trick gets
     the previous trick's output. Used to condition a model on labels, replace activations,
     wrap layers in spectral normalisation, add a Q head, ...
+
+    A trick that cannot transform this model raises `gantrix.ModelTransformError` with the
+    reason: the core reports it as an error finding of that trick (with its paper), keeps the
+    model as it was, and stops before training once every model has been checked.
     """
 
 

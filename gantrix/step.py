@@ -18,7 +18,8 @@ from torch import nn
 
 from .batch import Batch
 from .compose import Composition
-from .errors import CompositionError
+from .errors import CompositionError, ModelTransformError
+from .findings import Finding
 from .models import ROLES, ModelSpec, Models, default_model
 
 DEFAULT_LR = 2e-4
@@ -32,21 +33,28 @@ def build_models(composition: Composition, spec: ModelSpec,
                  discriminator: nn.Module | None = None) -> Models:
     """Build (or take the user's), transform and check both models.
 
-    Raises `CompositionError` when a trick's model check finds an error.
+    Raises `CompositionError` when a trick cannot transform a model or its model check finds
+    an error.
     """
     hook = composition.hook
     given = {"generator": generator, "discriminator": discriminator}
     built = {}
+    findings: list[Finding] = []
     for role in ROLES:
         model = given[role]
         if model is None:
             model = hook.gantrix_build_model(role=role, spec=spec) or default_model(role, spec)
         for impl in reversed(hook.gantrix_transform_model.get_hookimpls()):  # call order
-            out = impl.function(model=model, role=role, spec=spec)
+            try:
+                out = impl.function(model=model, role=role, spec=spec)
+            except ModelTransformError as exc:
+                trick = impl.plugin
+                findings.append(Finding("error", str(exc), (trick.name,), trick.paper))
+                continue
             model = out if out is not None else model
         built[role] = model
     models = Models(built["generator"], built["discriminator"])
-    findings = composition.check_models(models)
+    findings += composition.check_models(models)
     composition.findings.extend(findings)
     if any(f.severity == "error" for f in findings):
         raise CompositionError(findings)

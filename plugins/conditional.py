@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantrix import Architecture, Finding, GantrixError, Param, hookimpl
+from gantrix import Architecture, GantrixError, ModelTransformError, Param, hookimpl
 from gantrix.models import find_layers, widen_input
 
 PAPER = "Mirza & Osindero 2014, Conditional Generative Adversarial Nets, §3.2"
@@ -112,18 +112,15 @@ class ConditionalGAN(Architecture):
     def __init__(self, **values):
         super().__init__(**values)
         self.num_classes: int | None = None  # from the ModelSpec, at build time
-        self._problems: dict[str, str] = {}  # role -> why it could not be conditioned
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
-        self._problems.pop(role, None)
         self.num_classes = spec.num_classes
         if spec.num_classes is None or spec.num_classes < 2:
-            self._problems[role] = (
+            raise ModelTransformError(
                 f"conditioning on class labels needs labelled data, but the data has "
                 f"{'none' if spec.num_classes is None else spec.num_classes} "
                 "(ModelSpec.num_classes): use labelled data with at least 2 classes, or drop cgan")
-            return None
         if takes_keyword(model, "labels"):
             return None
         net = find_layers(model)
@@ -132,20 +129,14 @@ class ConditionalGAN(Architecture):
                 raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input)")
             net[0] = widen_input(net[0], spec.num_classes)
         except TypeError as exc:
-            self._problems[role] = (
+            raise ModelTransformError(
                 f"cannot condition the {role} ({type(model).__name__}) on labels: {exc}. Give its "
                 "forward a labels= keyword (gantrix passes the class labels so), or keep its "
-                "layers in a `.net` nn.Sequential whose first layer takes the input")
-            return None
+                "layers in a `.net` nn.Sequential whose first layer takes the input") from None
         learned = self.embedding == "learned"
         if role == "generator":
             return ConditionalGenerator(model, spec.num_classes, learned)
         return ConditionalCritic(model, spec.num_classes, spec.is_image, learned)
-
-    @hookimpl
-    def gantrix_check_model(self, model, role):
-        problem = self._problems.get(role)
-        return [Finding("error", problem, (self.name,), PAPER)] if problem else None
 
     @hookimpl
     def gantrix_condition(self, batch):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantrix import Architecture, Finding, Param, ParamError, hookimpl
+from gantrix import Architecture, ModelTransformError, Param, ParamError, hookimpl
 from gantrix.models import find_layers, widen_input
 
 PAPER = ("Chen, Duan, Houthooft, Schulman, Sutskever & Abbeel 2016, InfoGAN: Interpretable "
@@ -132,10 +132,6 @@ class InfoGAN(Architecture):
         Param("q_width", int, 128, "hidden units of the Q head", low=1),
     )
 
-    def __init__(self, **values):
-        super().__init__(**values)
-        self._problems: dict[str, str] = {}  # role -> why it could not be transformed
-
     def validate(self) -> None:
         if self.categorical == 1:
             raise ParamError("infogan: parameter 'categorical' got 1; a one-category code "
@@ -150,7 +146,6 @@ class InfoGAN(Architecture):
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
-        self._problems.pop(role, None)
         if role == "generator" and "codes" in _keywords(model):
             return None
         net = find_layers(model)
@@ -167,15 +162,9 @@ class InfoGAN(Architecture):
         except TypeError as exc:
             need = ("give its forward a codes= keyword" if role == "generator" else
                     "return {'logits', 'q_logits', 'q_mean'} from a Q head of your own")
-            self._problems[role] = (
+            raise ModelTransformError(
                 f"cannot add InfoGAN's codes to the {role} ({type(model).__name__}): {exc}. "
-                f"Keep its layers in a `.net` nn.Sequential that takes the input, or {need}")
-            return None
-
-    @hookimpl
-    def gantrix_check_model(self, model, role):
-        problem = self._problems.get(role)
-        return [Finding("error", problem, (self.name,), PAPER)] if problem else None
+                f"Keep its layers in a `.net` nn.Sequential that takes the input, or {need}") from None
 
     @hookimpl
     def gantrix_condition(self, batch):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gantrix import Architecture, Finding, Param, hookimpl
+from gantrix import Architecture, ModelTransformError, Param, hookimpl
 from gantrix.models import WIDENABLE, find_layers, widen_input
 
 PAPER = ("Karras, Aila, Laine & Lehtinen 2018, Progressive Growing of GANs for Improved "
@@ -68,15 +68,10 @@ class MinibatchStdDevTrick(Architecture):
     params = (Param("group", int, 4, "samples per group (capped at, and dividing, the batch)",
                     low=2),)
 
-    def __init__(self, **values):
-        super().__init__(**values)
-        self._problem: str | None = None  # why the critic could not be changed
-
     @hookimpl(tryfirst=True)
     def gantrix_transform_model(self, model, role, spec):
         if role != "discriminator":
             return None
-        self._problem = None
         net = find_layers(model)
         last = None if net is None else next(
             (i for i in reversed(range(len(net))) if isinstance(net[i], WIDENABLE)), None)
@@ -86,18 +81,11 @@ class MinibatchStdDevTrick(Architecture):
                                 "with a Linear or Conv layer")
             layer = widen_input(net[last], 1)
         except TypeError as exc:
-            self._problem = (f"cannot insert minibatch-stddev into the critic "
-                             f"({type(model).__name__}): {exc}")
-            return None
+            raise ModelTransformError(f"cannot insert minibatch-stddev into the critic "
+                                      f"({type(model).__name__}): {exc}") from None
         net[last] = layer
         net.insert(last, MinibatchStdDev(self.group))
         return model
-
-    @hookimpl
-    def gantrix_check_model(self, model, role):
-        if role == "discriminator" and self._problem:
-            return [Finding("error", self._problem, (self.name,), PAPER)]
-        return None
 
 
 @hookimpl

@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from gantrix import (CompositionError, Finding, GantrixError, Param, ParamError, Policy,
+from gantrix import (GantrixError, ModelTransformError, Param, ParamError, Policy,
                      Regularizer, Requires, hookimpl)
 
 SALIMANS = "Salimans et al. 2016, Improved Techniques for Training GANs, §3.4"
@@ -177,10 +177,10 @@ class DiffAugment(Policy):
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
-        if not spec.is_image:
-            raise CompositionError([Finding(
-                "error", f"diffaugment augments images, but the data has shape {spec.shape}: "
-                "translation and cutout mean nothing for vectors; remove it", (self.name,), DIFFAUG)])
+        if role == "discriminator" and not spec.is_image:
+            raise ModelTransformError(
+                f"diffaugment augments images, but the data has shape {spec.shape}: "
+                "translation and cutout mean nothing for vectors; remove it")
         return None
 
     @hookimpl
