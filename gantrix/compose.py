@@ -165,6 +165,10 @@ class Composition:
     def loss(self) -> Trick:
         return next(t for t in self.tricks if t.kind == "loss")
 
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
     def specs(self) -> list[str]:
         """The composition as trick strings, re-runnable: ``["wgan", "n-critic:n=5", ...]``."""
         return [t.spec() for t in self.tricks]
