@@ -108,6 +108,19 @@ def gantrix_configure_optimizer(params, role):
 # --------------------------------------------------------------------------- every step
 
 
+@hookspec
+def gantrix_lr_factor(role, step, total):
+    """Return a factor for ``role``'s learning rate at generator update ``step``, or None.
+
+    Called before every optimizer step. The factors of all tricks multiply; the core sets
+    each parameter group's lr to its initial lr (what the optimizer was built with, kept as
+    ``initial_lr`` in the group, as torch's schedulers do) times the product. A schedule is
+    a function of the step alone, so a resumed run follows it exactly. ``total`` is the
+    run's planned number of generator updates, or None when the caller of
+    `gantrix.ComposedStep` gave none; a schedule that needs it raises `gantrix.GantrixError`.
+    """
+
+
 @hookspec(firstresult=True)
 def gantrix_critic_steps(step):
     """Return how many discriminator updates run before generator update ``step``.

@@ -16,6 +16,13 @@ replace) the recipe's. TOML files look like this::
     [train]                                 # optional: settings for `gantrix train`
     steps = 2000
 
+    [points]                                # optional: only on 2-D (vector) data
+    tricks = ["lr-decay"]                   # added after this file's tricks
+    train = { latent_dim = 2 }              # over this file's [train]
+    # [images] likewise, only on images
+
+A recipe that needs different settings for different data says so in those tables;
+`Recipe.for_data(kind)` applies them once the data is known (`gantrix train` does).
 `Recipe.check()` returns the findings; `Recipe.compose()` returns a ready `Composition` or
 raises `CompositionError`.
 """
@@ -29,6 +36,11 @@ from typing import Any, Iterable, Mapping
 from .errors import GantrixError
 
 USER = "user"
+#: the kinds of data a recipe may have a table for (see `Recipe.for_data`).
+DATA_KINDS = ("points", "images")
+#: the keys of a recipe TOML file, and of one of its data-kind tables.
+RECIPE_KEYS = ("recipe", "summary", "paper", "tricks", "train") + DATA_KINDS
+DATA_KIND_KEYS = ("tricks", "train")
 
 
 @dataclass
@@ -92,6 +104,37 @@ def _specs_from_table(data: Mapping[str, Any], origin: str, where: str) -> list[
     return specs
 
 
+def _data_kind_tables(data: Mapping[str, Any], where: str) -> dict[str, Mapping[str, Any]]:
+    """The ``[points]`` / ``[images]`` tables of a recipe, checked."""
+    tables = {}
+    for kind in DATA_KINDS:
+        table = data.get(kind)
+        if table is None:
+            continue
+        if not isinstance(table, Mapping):
+            raise GantrixError(f"{where}: [{kind}] must be a table with 'tricks' and/or 'train'")
+        unknown = set(table) - set(DATA_KIND_KEYS)
+        if unknown:
+            raise GantrixError(f"{where}: unknown key(s) in [{kind}]: {', '.join(sorted(unknown))}; "
+                               f"allowed: {', '.join(DATA_KIND_KEYS)}")
+        if not isinstance(table.get("train", {}), Mapping):
+            raise GantrixError(f"{where}: [{kind}] train must be a table of settings")
+        tables[kind] = table
+    return tables
+
+
+@dataclass
+class _Layer:
+    """One named recipe or config file inside a recipe: where its tricks end, and its
+    per-data-kind tables."""
+
+    end: int
+    origin: str
+    where: str
+    train: Mapping[str, Any]
+    kinds: dict[str, Mapping[str, Any]]
+
+
 class Recipe:
     """An ordered, not yet checked, set of trick specs (and optional train settings)."""
 
@@ -100,6 +143,7 @@ class Recipe:
         self.specs: list[TrickSpec] = []
         self.train: dict[str, Any] = {}
         self.names: list[str] = []  # the named recipes this one builds on
+        self._layers: list[_Layer] = []
         if len(tricks) == 1 and isinstance(tricks[0], str) and recipe is None and config is None:
             recipe, config, tricks = self._guess_single(tricks[0], recipe, config, tricks)
         if config is not None:
@@ -140,19 +184,49 @@ class Recipe:
         if base:
             self._add_named(base, seen + (name,))
         self.names.append(name)
-        self.specs.extend(_specs_from_table(entry.data, f"recipe:{name}", f"recipe {name!r}"))
-        self.train.update(entry.data.get("train", {}))
+        self._add_layer(entry.data, f"recipe:{name}", f"recipe {name!r}")
 
     def _add_config(self, path: Path) -> None:
         data = load_recipe_file(path)
-        unknown = set(data) - {"recipe", "summary", "paper", "tricks", "train"}
+        unknown = set(data) - set(RECIPE_KEYS)
         if unknown:
             raise GantrixError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
-                               "allowed: recipe, summary, paper, tricks, train")
+                               f"allowed: {', '.join(RECIPE_KEYS)}")
         if data.get("recipe"):
             self._add_named(data["recipe"])
-        self.specs.extend(_specs_from_table(data, USER, str(path)))
-        self.train.update(data.get("train", {}))
+        self._add_layer(data, USER, str(path))
+
+    def _add_layer(self, data: Mapping[str, Any], origin: str, where: str) -> None:
+        self.specs.extend(_specs_from_table(data, origin, where))
+        train = data.get("train", {})
+        self.train.update(train)
+        kinds = _data_kind_tables(data, where)
+        self._layers.append(_Layer(len(self.specs), origin, where, train, kinds))
+
+    def data_kind_tables(self, kind: str) -> list[tuple[str, Mapping[str, Any]]]:
+        """``(where, table)`` for each part of this recipe with a table for ``kind``."""
+        return [(layer.where, layer.kinds[kind]) for layer in self._layers if kind in layer.kinds]
+
+    def for_data(self, kind: str) -> "Recipe":
+        """This recipe as it applies to ``kind`` of data (``"points"`` or ``"images"``).
+
+        Each named recipe's or config file's ``[points]``/``[images]`` table adds its tricks
+        right after that part's own tricks (so tricks given later, the user's, still win),
+        and its ``train`` settings over that part's ``[train]`` (a later config file's
+        ``[train]`` still wins). A new recipe; this one is unchanged.
+        """
+        if kind not in DATA_KINDS:
+            raise GantrixError(f"unknown kind of data {kind!r}; allowed: {', '.join(DATA_KINDS)}")
+        out = Recipe()
+        out.specs, out.names = list(self.specs), list(self.names)
+        for layer in reversed(self._layers):  # from the end, so earlier positions hold
+            table = layer.kinds.get(kind, {})
+            out.specs[layer.end:layer.end] = _specs_from_table(table, layer.origin,
+                                                               f"{layer.where} [{kind}]")
+        for layer in self._layers:
+            out.train.update(layer.train)
+            out.train.update(layer.kinds.get(kind, {}).get("train", {}))
+        return out
 
     def extend(self, tricks: Iterable[str | TrickSpec]) -> "Recipe":
         """Add user tricks (as ``--trick`` does); returns self."""

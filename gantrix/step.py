@@ -4,13 +4,14 @@ part of it decided by the composition's hooks.
     build:     gantrix_build_model → gantrix_transform_model (chained) → gantrix_check_model
     optimizer: gantrix_configure_optimizer (first answer, else the default Adam)
     per update: gantrix_condition → G(z) → gantrix_prepare_batch → loss + Σ terms
-                → backward → optimizer step → gantrix_after_*_step
+                → backward → gantrix_lr_factor → optimizer step → gantrix_after_*_step
 
 It works with any models that follow the shapes of `gantrix.models` (G takes z and keyword
 conditioning inputs, D takes x and keyword conditioning inputs).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterator
 
 import torch
@@ -88,17 +89,19 @@ class ComposedStep:
 
     ``step()`` does one generator update and the critic updates before it, pulling real
     batches from ``data``; it returns the detached losses and terms of the last updates.
+    ``total_steps`` (the planned generator updates) is what learning-rate schedules see.
     """
 
     def __init__(self, composition: Composition, models: Models, spec: ModelSpec,
                  optimizers: dict[str, torch.optim.Optimizer] | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, total_steps: int | None = None):
         self.composition = composition
         self.hook = composition.hook
         self.models = models
         self.spec = spec
         self.optimizers = optimizers or configure_optimizers(composition, models)
         self.rng = generator
+        self.total_steps = total_steps
         self.d_steps = 0
         self.g_steps = 0
 
@@ -121,11 +124,21 @@ class ComposedStep:
         opt = self.optimizers[role]
         opt.zero_grad(set_to_none=True)
         total.backward()
+        self._schedule(role, opt)
         opt.step()
         prefix = "d" if role == "discriminator" else "g"
         out = {f"{prefix}_loss": loss.detach()}
         out.update({f"{prefix}/{k}": v.detach() for k, v in terms.items()})
         return out
+
+    def _schedule(self, role: str, opt: torch.optim.Optimizer) -> None:
+        """Set ``opt``'s learning rates from the tricks' factors for this step, if any."""
+        factors = self.hook.gantrix_lr_factor(role=role, step=self.g_steps, total=self.total_steps)
+        if not factors:
+            return
+        factor = math.prod(factors)
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def discriminator_step(self, real: torch.Tensor, labels=None) -> dict:
         """One critic update on a real batch."""

@@ -10,7 +10,8 @@ The trainer knows no trick: every decision inside a step is the composition's (t
 tricks' or the core's defaults, or the user's own modules).
 
 Settings come, in order of precedence, from the keyword arguments (the command line), the
-recipe's ``[train]`` table (a ``--config`` file's, then the named recipe's), and the
+recipe's ``[train]`` table (a ``--config`` file's, then the named recipe's, each overridden
+by its ``[points]``/``[images]`` table for the data at hand: `Recipe.for_data`), and the
 defaults for the kind of data (`POINT_DEFAULTS`, `IMAGE_DEFAULTS`).
 
 Reproducibility: the trainer owns its random state. Models are initialised from ``seed``;
@@ -213,8 +214,10 @@ class Trainer:
         self.out = Path(out).expanduser() if out is not None else None
         if self.out is not None and not _resume:
             _check_new_run_folder(self.out)
-        self.composition = Composition(self.recipe)
         self.data, source = self._load_data(data, {**from_recipe, **given})
+        self.recipe = self.recipe.for_data("images" if self.data.is_image else "points")
+        from_recipe = _check_settings(dict(self.recipe.train), "the recipe's [train] table")
+        self.composition = Composition(self.recipe)
         defaults = IMAGE_DEFAULTS if self.data.is_image else POINT_DEFAULTS
         merged = {**SETTINGS_DEFAULTS, **defaults, **from_recipe, **given, "data": source}
         self.settings = Settings(**{f.name: merged.get(f.name) for f in fields(Settings)})
@@ -244,7 +247,8 @@ class Trainer:
         optimizers = configure_optimizers(self.composition, self.models,
                                           lr=self.settings.lr or DEFAULT_LR)
         z_rng = torch.Generator(self.device).manual_seed(self.settings.seed + 1)
-        self.stepper = ComposedStep(self.composition, self.models, self.spec, optimizers, z_rng)
+        self.stepper = ComposedStep(self.composition, self.models, self.spec, optimizers, z_rng,
+                                   total_steps=self.settings.steps)
         self.history: list[dict] = []
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}

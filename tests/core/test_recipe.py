@@ -138,7 +138,7 @@ def test_unknown_keys_are_named_with_the_allowed_ones(tmp_path):
     with pytest.raises(GantrixError) as exc:
         Recipe(config=path)
     assert str(exc.value) == (f"{path}: unknown key(s) steps, trick; "
-                              "allowed: recipe, summary, paper, tricks, train")
+                              "allowed: recipe, summary, paper, tricks, train, points, images")
 
 
 @pytest.mark.parametrize("body, message", [
