@@ -148,7 +148,7 @@ def _trick_info(cls, also_recipe: bool) -> None:
 
 def _recipe_info(entry) -> None:
     from gantrix.compose import resolve
-    from gantrix.recipe import Recipe
+    from gantrix.recipe import DATA_KINDS, USER, Recipe, specs_from_table
 
     typer.echo(f"{entry.name}  (recipe, from {entry.plugin})")
     if entry.summary:
@@ -165,6 +165,13 @@ def _recipe_info(entry) -> None:
         typer.echo("\ntrain:")
         for key, value in recipe.train.items():
             typer.echo(f"  {key} = {value!r}")
+    for kind in DATA_KINDS:
+        for where, table in recipe.data_kind_tables(kind):
+            typer.echo(f"\non {kind} data ([{kind}] of {where}):")
+            for spec in specs_from_table(table, USER, where):
+                typer.echo(f"  + {spec}")
+            for key, value in table.get("train", {}).items():
+                typer.echo(f"  {key} = {value!r}")
     typer.echo("\ncomposed:")
     _print_composition(*resolve(recipe), indent="  ")
 

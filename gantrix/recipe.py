@@ -88,7 +88,7 @@ def load_recipe_file(path: Path) -> dict[str, Any]:
         raise GantrixError(f"{path} is not valid TOML: {exc}") from None
 
 
-def _specs_from_table(data: Mapping[str, Any], origin: str, where: str) -> list[TrickSpec]:
+def specs_from_table(data: Mapping[str, Any], origin: str, where: str) -> list[TrickSpec]:
     tricks = data.get("tricks", [])
     if not isinstance(tricks, list):
         raise GantrixError(f"{where}: 'tricks' must be a list of strings or tables")
@@ -197,7 +197,7 @@ class Recipe:
         self._add_layer(data, USER, str(path))
 
     def _add_layer(self, data: Mapping[str, Any], origin: str, where: str) -> None:
-        self.specs.extend(_specs_from_table(data, origin, where))
+        self.specs.extend(specs_from_table(data, origin, where))
         train = data.get("train", {})
         self.train.update(train)
         kinds = _data_kind_tables(data, where)
@@ -221,7 +221,7 @@ class Recipe:
         out.specs, out.names = list(self.specs), list(self.names)
         for layer in reversed(self._layers):  # from the end, so earlier positions hold
             table = layer.kinds.get(kind, {})
-            out.specs[layer.end:layer.end] = _specs_from_table(table, layer.origin,
+            out.specs[layer.end:layer.end] = specs_from_table(table, layer.origin,
                                                                f"{layer.where} [{kind}]")
         for layer in self._layers:
             out.train.update(layer.train)

@@ -160,3 +160,49 @@ def test_check_raises_at_once_on_unknown_names_and_bad_values(tmp_path):
     path.write_text('tricks = ["t-margin", { name = "t-clip", c = -1.0 }]\n')
     with pytest.raises(ParamError, match="t-clip: parameter 'c' got -1.0; allowed: float in \\(0, inf\\)"):
         Recipe(config=path).check()
+
+
+@pytest.fixture
+def by_kind(add_recipe):
+    add_recipe("t-kinds", {"tricks": ["t-margin", "t-clip:c=0.1"],
+                           "train": {"steps": 100, "batch_size": 32},
+                           "points": {"tricks": ["t-clip:c=0.3"], "train": {"batch_size": 8}},
+                           "images": {"train": {"steps": 7}}})
+
+
+def test_for_data_adds_the_kinds_tricks_after_the_recipes_and_before_the_users(by_kind):
+    recipe = Recipe(recipe="t-kinds").extend(["t-margin:margin=2"])
+    points = recipe.for_data("points")
+    assert names(points) == [("t-margin", "recipe:t-kinds"), ("t-clip", "recipe:t-kinds"),
+                             ("t-clip", "recipe:t-kinds"), ("t-margin", "user")]
+    assert points.specs[2].params == {"__text__": "c=0.3"}
+    assert points.train == {"steps": 100, "batch_size": 8}
+    assert [t.spec() for t in points.compose().tricks] == ["t-margin:margin=2.0", "t-clip:c=0.3"]
+    images = recipe.for_data("images")
+    assert names(images) == names(recipe) and images.train == {"steps": 7, "batch_size": 32}
+    assert len(recipe.specs) == 3 and recipe.train == {"steps": 100, "batch_size": 32}
+
+
+def test_a_config_files_train_table_beats_the_named_recipes_kind_table(by_kind, tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('recipe = "t-kinds"\ntricks = ["t-clip:c=0.5"]\n[train]\nbatch_size = 4\n'
+                    '[points]\ntrain = { steps = 3 }\n')
+    points = Recipe(config=path).for_data("points")
+    assert points.train == {"steps": 3, "batch_size": 4}
+    assert [s.params.get("__text__") for s in points.specs if s.name == "t-clip"] == \
+        ["c=0.1", "c=0.3", "c=0.5"]
+
+
+def test_a_kind_table_with_an_unknown_key_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('tricks = ["t-margin"]\n[points]\ntrick = ["t-clip"]\n')
+    with pytest.raises(GantrixError, match=r"unknown key\(s\) in \[points\]: trick; allowed: tricks, train"):
+        Recipe(config=path)
+    path.write_text('tricks = ["t-margin"]\npoints = 3\n')
+    with pytest.raises(GantrixError, match=r"\[points\] must be a table"):
+        Recipe(config=path)
+
+
+def test_for_data_rejects_an_unknown_kind(by_kind):
+    with pytest.raises(GantrixError, match="unknown kind of data 'audio'; allowed: points, images"):
+        Recipe(recipe="t-kinds").for_data("audio")

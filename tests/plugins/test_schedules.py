@@ -1,4 +1,4 @@
-"""Step schedules: critic updates per generator update, and lazy regularization."""
+"""Step schedules: critic updates per generator update, lazy regularization, lr decay."""
 from __future__ import annotations
 
 import pytest
@@ -66,3 +66,53 @@ def test_lazy_regularization_only_must_name_present_tricks():
     findings = gantrix.Recipe("wgan", "gradient-penalty", "lazy-regularization:only=r1+r2").check()
     errors = sorted(f.message for f in findings if f.severity == "error")
     assert len(errors) == 2 and "requires r1" in errors[0] and "requires r2" in errors[1]
+
+
+@pytest.mark.parametrize("to", [0.0, 0.25])
+def test_lr_decay_is_linear_from_the_initial_lr_to_the_final_fraction(to, composed):
+    step, data = composed("nonsaturating", f"lr-decay:to={to}", "adam:lr=0.01")
+    step.total_steps = 4
+    seen = []
+    for _ in range(4):
+        step.step(data)
+        seen.append([g["lr"] for opt in step.optimizers.values() for g in opt.param_groups])
+    # generator update t (0-based) and the critic update before it: 0.01 · (1 − (1 − to)·t/4)
+    expected = [0.01 * (1 - (1 - to) * t / 4) for t in range(4)]
+    for lrs, lr in zip(seen, expected):
+        assert lrs == pytest.approx([lr] * len(lrs), rel=1e-12)
+    assert all(g["initial_lr"] == 0.01 for o in step.optimizers.values() for g in o.param_groups)
+
+
+def test_lr_factors_of_several_tricks_multiply(composed, add_tricks):
+    class Halve(gantrix.Policy):
+        name, summary = "halve-generator-lr", "half the generator's lr"
+
+        @gantrix.hookimpl
+        def gantrix_lr_factor(self, role, step, total):
+            return 0.5 if role == "generator" else None
+
+    add_tricks(Halve)
+    step, data = composed("nonsaturating", "lr-decay", "halve-generator-lr", "adam:lr=0.01")
+    step.total_steps = 10
+    step.step(data)
+    step.step(data)  # the second update: decay factor 0.9
+    assert step.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(0.01 * 0.9 * 0.5)
+    assert step.optimizers["discriminator"].param_groups[0]["lr"] == pytest.approx(0.01 * 0.9)
+
+
+def test_without_a_schedule_the_optimizers_lr_is_left_alone(composed):
+    step, data = composed("nonsaturating", "adam:lr=0.01")
+    step.step(data)
+    group = step.optimizers["generator"].param_groups[0]
+    assert group["lr"] == 0.01 and "initial_lr" not in group
+
+
+def test_lr_decay_without_the_runs_length_is_a_clear_error(composed):
+    step, data = composed("nonsaturating", "lr-decay")
+    with pytest.raises(gantrix.GantrixError, match="lr-decay needs the run's length"):
+        step.step(data)
+
+
+def test_lr_decay_rejects_a_final_fraction_above_one():
+    with pytest.raises(gantrix.ParamError, match="'to' got 2"):
+        gantrix.Recipe("wgan", "lr-decay:to=2").check()

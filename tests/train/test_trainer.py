@@ -71,9 +71,10 @@ class _CrashAt(Policy):
 
 def test_resume_after_a_crash_between_checkpoints(tmp_path, monkeypatch):
     """Crashed after writing metrics past its last checkpoint: resuming drops those lines
-    and replays the same steps (the half-done metrics interval is in the checkpoint)."""
+    and replays the same steps (the half-done metrics interval is in the checkpoint, and the
+    learning-rate schedule follows the restored step)."""
     monkeypatch.setitem(catalogue().tricks, _CrashAt.name, _CrashAt)
-    recipe = RANDOM_RECIPE + [_CrashAt.name]
+    recipe = RANDOM_RECIPE + ["lr-decay", _CrashAt.name]
     run = tmp_path / "crashed"
     with pytest.raises(RuntimeError, match="simulated crash"):
         Trainer(recipe, "grid25", out=run, steps=12, checkpoint_every=4, **SMALL).fit()
@@ -85,6 +86,24 @@ def test_resume_after_a_crash_between_checkpoints(tmp_path, monkeypatch):
     resumed.fit()
     _assert_same(_params(whole), _params(resumed))
     assert _rows(run) == _rows(tmp_path / "whole")
+
+
+def test_a_recipes_table_for_the_data_at_hand(tmp_path):
+    """wgan-gp's [points] table applies on 2-D data only, and the run folder records it."""
+    ring = Trainer("wgan-gp", "ring8", out=tmp_path / "ring", steps=4, batch_size=16,
+                   log_every=2, sample_every=0)
+    specs = [t.spec() for t in ring.composition.tricks]
+    assert "gradient-penalty:weight=0.1" in specs and "lr-decay" in specs
+    assert ring.spec.latent_dim == 2 and ring.settings.batch_size == 16
+    digits = Trainer("wgan-gp", "digits", steps=1)
+    assert "lr-decay" not in [t.name for t in digits.composition.tricks]
+    assert digits.spec.latent_dim == 64 and digits.settings.batch_size == 64
+    ring.fit()
+    group = ring.stepper.optimizers["generator"].param_groups[0]
+    assert group["lr"] == pytest.approx(1e-3 * (1 - 3 / 4))  # the last of 4 updates
+    again = Trainer.resume(tmp_path / "ring")
+    assert [t.spec() for t in again.composition.tricks] == specs
+    assert again.spec.latent_dim == 2
 
 
 def test_fit_does_not_disturb_the_callers_random_state():
