@@ -28,6 +28,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TENSOR_SUFFIXES = (".npy", ".pt")
 DEFAULT_IMAGE_SIZE = 32
 SPIRAL_SECTIONS = 20
+#: samples drawn to measure a 2-D distribution's scale.
+SCALE_DRAW = 100_000
 
 
 class Data:
@@ -36,6 +38,9 @@ class Data:
     name: str
     shape: tuple[int, ...]
     num_classes: int | None = None
+    #: the models train on the data divided by ``scale``; the trainer multiplies what the
+    #: generator makes by it, so samples, plots and metrics are in the data's own units.
+    scale: float = 1.0
 
     @property
     def is_image(self) -> bool:
@@ -76,7 +81,13 @@ class Target:
 
 
 class Toy2D(Data):
-    """An infinite sampler from a known 2-D distribution, with its quality `target`."""
+    """An infinite sampler from a known 2-D distribution, with its quality `target`.
+
+    Batches are scaled to unit standard deviation per coordinate (``scale`` is the
+    distribution's: about √2 for ring8, √8 for grid25), as the WGAN-GP toy code does (gan_toy.py:
+    ``dataset /= 1.414`` and ``/= 2.828``): the models' default initialisation and the
+    penalty's unit gradient norm are meant for data of unit scale.
+    """
 
     shape = (2,)
 
@@ -97,6 +108,8 @@ class Toy2D(Data):
             self.target = Target(self.curve, 0.05, part, SPIRAL_SECTIONS)
         else:
             raise GantrixError(f"unknown 2-D data {name!r}; allowed: {', '.join(TOYS)}")
+        # measured on a fixed draw, apart from the training stream
+        self.scale = self._draw(SCALE_DRAW, torch.Generator().manual_seed(0)).double().std(0).mean().item()
 
     def _draw(self, n: int, rng: torch.Generator) -> torch.Tensor:
         t = self.target
@@ -111,7 +124,7 @@ class Toy2D(Data):
         return (mean + noise).float()
 
     def next_batch(self, n):
-        return self._draw(n, self.rng), None
+        return self._draw(n, self.rng) / self.scale, None
 
     def reference(self, n, seed=0):
         return self._draw(n, torch.Generator().manual_seed(seed))

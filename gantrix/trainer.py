@@ -56,8 +56,10 @@ PLOT_POINTS = 1000
 GRID_IMAGES = 64
 
 #: defaults for 2-D (vector) data and for images, measured to train the built-in data
-#: sets within about three minutes on a 2-core CPU (see docs/results.md).
-POINT_DEFAULTS = dict(steps=3000, batch_size=256, latent_dim=64, width=64,
+#: sets within about three minutes on a 2-core CPU (see docs/results.md). 2-D data gets a
+#: 2-D latent, as in the WGAN-GP toy code (gan_toy.py): with 64 latent dimensions the
+#: generator needs far longer to fold its input onto a few sharp modes.
+POINT_DEFAULTS = dict(steps=12000, batch_size=256, latent_dim=2, width=64,
                       sample_every=500, checkpoint_every=250, log_every=10)
 IMAGE_DEFAULTS = dict(steps=2000, batch_size=64, latent_dim=64, width=64,
                       sample_every=500, checkpoint_every=250, log_every=10)
@@ -605,7 +607,7 @@ class Trainer:
                     if labels is not None and strict and not batch.generator_inputs:
                         raise GantrixError("this model is not conditional (no trick feeds "
                                            "labels to the generator); sample without labels")
-                    chunks.append(gen(z, **batch.generator_inputs).float().cpu())
+                    chunks.append(gen(z, **batch.generator_inputs).float().cpu() * self.data.scale)
         finally:
             gen.train(was_training)
         return torch.cat(chunks)

@@ -137,7 +137,7 @@ def test_info_recipe_shows_summary_paper_tricks_train_and_composition(gantrix):
     points = out.split("on points data ([points] of recipe 'wgan-gp'):\n")[1].split("\n\n")[0]
     assert points.splitlines() == ["  + gradient-penalty:weight=0.1",
                                    "  + adam:lr=0.001,beta1=0.5,beta2=0.9", "  + lr-decay",
-                                   "  latent_dim = 2"]
+                                   "  steps = 4000"]
     composed = out.split("composed:\n")[1]
     assert "  tricks: wgan gradient-penalty n-critic adam:" in composed
     assert "  ok: 0 errors" in composed

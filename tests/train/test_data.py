@@ -13,11 +13,17 @@ from gantrix import GantrixError
 from gantrix.data import TensorData, Toy2D, load_data
 
 
-@pytest.mark.parametrize("name, modes, sigma", [("ring8", 8, 0.02), ("grid25", 25, 0.05)])
-def test_mixtures_have_the_documented_modes(name, modes, sigma):
+@pytest.mark.parametrize("name, modes, sigma, variance", [("ring8", 8, 0.02, 2.0),
+                                                           ("grid25", 25, 0.05, 8.0)])
+def test_mixtures_have_the_documented_modes(name, modes, sigma, variance):
     data = load_data(name, seed=3)
     x, labels = data.next_batch(4000)
     assert x.shape == (4000, 2) and x.dtype == torch.float32 and labels is None
+    # batches come at unit scale; the mixture's variance per coordinate is that of its
+    # centres (ring: 4·mean cos² = 2; grid: mean of {16, 4, 0, 4, 16} = 8) plus σ²
+    assert data.scale == pytest.approx(math.sqrt(variance + sigma ** 2), rel=5e-3)
+    assert x.std(0).tolist() == pytest.approx([1.0, 1.0], abs=0.05)
+    x = x * data.scale
     centres = data.target.centres
     assert len(centres) == modes
     if name == "ring8":
@@ -34,6 +40,8 @@ def test_mixtures_have_the_documented_modes(name, modes, sigma):
 def test_spiral_samples_lie_on_the_curve():
     data = load_data("spiral")
     x, _ = data.next_batch(2000)
+    assert x.std(0).tolist() == pytest.approx([1.0, 1.0], abs=0.1)
+    x = x * data.scale
     _, dist = data.target.nearest(x)
     assert float((dist <= 3 * 0.05).double().mean()) > 0.98
     assert x.norm(dim=1).max() < 4.5

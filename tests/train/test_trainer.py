@@ -95,6 +95,7 @@ def test_a_recipes_table_for_the_data_at_hand(tmp_path):
     specs = [t.spec() for t in ring.composition.tricks]
     assert "gradient-penalty:weight=0.1" in specs and "lr-decay" in specs
     assert ring.spec.latent_dim == 2 and ring.settings.batch_size == 16
+    assert Trainer("wgan-gp", "ring8").settings.steps == 4000  # the table's, when not given
     digits = Trainer("wgan-gp", "digits", steps=1)
     assert "lr-decay" not in [t.name for t in digits.composition.tricks]
     assert digits.spec.latent_dim == 64 and digits.settings.batch_size == 64
@@ -150,6 +151,11 @@ def test_users_own_models(tmp_path):
                                                                    nn.Linear(16, 2)),
                          discriminator=Critic())
     assert torch.equal(again.sample(7), trainer.sample(7))
+    # the models work at the data's unit scale; samples come back in the data's units
+    with torch.no_grad():
+        raw = g(torch.randn(7, 3, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(trainer.sample(7), raw * trainer.data.scale)
+    assert trainer.data.scale == pytest.approx(2 ** 0.5, rel=2e-3)
 
 
 def test_tensor_data_without_metrics(tmp_path):
