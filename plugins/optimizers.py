@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from gantrix import Clash, Param, Policy, hookimpl
+from gantrix.step import adam
 
 ONE_OPTIMIZER = "two optimizer tricks: a composition configures its optimizers once; keep one"
 WGAN_PAPER = "Arjovsky, Chintala & Bottou 2017, Wasserstein GAN"
@@ -68,7 +69,7 @@ class Adam(_Optimizer):
         return tags | {"momentum-optimizer"} if self.beta1 > 0 else tags
 
     def build(self, params, lr):
-        return torch.optim.Adam(params, lr=lr, betas=(self.beta1, self.beta2))
+        return adam(params, lr, (self.beta1, self.beta2))
 
 
 class RMSProp(_Optimizer):

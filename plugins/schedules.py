@@ -73,7 +73,9 @@ class LinearDecay(Policy):
     The critic updates before generator update t use the same factor as that update. It
     shortens a run without the last updates' noise: the samples settle on the modes instead
     of jittering around them at a constant step size. Needs the run's length (`gantrix
-    train` gives it; `ComposedStep(total_steps=...)` in your own loop).
+    train` gives it; `ComposedStep(total_steps=...)` in your own loop); resuming with more
+    steps stretches the schedule over the new total, so the lr rises again from where the
+    longer run would be.
     """
 
     name = "lr-decay"
