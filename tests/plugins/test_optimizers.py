@@ -73,3 +73,35 @@ def test_bad_optimizer_parameters_are_rejected():
         gantrix.make("adam", beta1=1.0)
     with pytest.raises(gantrix.ParamError, match="lr"):
         gantrix.make("rmsprop", lr=0.0)
+
+
+def test_adam_is_fused_where_torch_allows_and_steps_as_plain_adam_does():
+    from gantrix.step import adam
+
+    torch.manual_seed(0)
+    start = torch.randn(5, 3, dtype=torch.float64)
+    fused, plain = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt = adam([fused], 1e-2, (0.5, 0.9))
+    ref = torch.optim.Adam([plain], lr=1e-2, betas=(0.5, 0.9))
+    assert opt.defaults["fused"] is True
+    for _ in range(5):
+        g = torch.randn(5, 3, dtype=torch.float64)
+        fused.grad, plain.grad = g.clone(), g.clone()
+        opt.step()
+        ref.step()
+    torch.testing.assert_close(fused.detach(), plain.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_adam_falls_back_to_the_plain_one_where_fused_is_refused(monkeypatch):
+    from gantrix.step import adam
+
+    real = torch.optim.Adam
+
+    def older_torch(params, fused=None, **kw):  # as torch < 2.4 does on a CPU
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be CUDA tensors")
+        return real(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", older_torch)
+    opt = adam([torch.nn.Parameter(torch.zeros(2))], 1e-3, (0.5, 0.999))
+    assert isinstance(opt, real) and not opt.defaults.get("fused")
