@@ -115,6 +115,13 @@ def messages(role, model):
     return [f.message for f in findings]
 
 
+def assert_each_found_once(found, expected):
+    """Every expected text is in exactly one message, and there is no other message."""
+    for text in expected:
+        assert sum(text in m for m in found) == 1, (text, found)
+    assert len(found) == len(expected)
+
+
 def test_check_flags_every_broken_rule_of_a_users_generator():
     found = messages("generator", BadGenerator())
     expected = [
@@ -123,9 +130,7 @@ def test_check_flags_every_broken_rule_of_a_users_generator():
         "'net.1' (LeakyReLU): hidden activation is not ReLU",
         "'net.3' (BatchNorm2d): BatchNorm on the output layer",
     ]
-    for text in expected:
-        assert sum(text in m for m in found) == 1, (text, found)
-    assert len(found) == len(expected)
+    assert_each_found_once(found, expected)
     assert all(m.startswith("generator ") for m in found)
     assert not any("'fc'" in m for m in found)  # G's first layer may project z
 
@@ -139,9 +144,7 @@ def test_check_flags_every_broken_rule_of_a_users_critic():
         "'net.2' (ReLU): activation is not LeakyReLU",
         "'net.1' (BatchNorm2d): BatchNorm on the input layer",
     ]
-    for text in expected:
-        assert sum(text in m for m in found) == 1, (text, found)
-    assert len(found) == len(expected)
+    assert_each_found_once(found, expected)
     assert not any("'net.10'" in m for m in found)  # D's last layer may be linear
 
 
