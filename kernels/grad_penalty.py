@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from .dispatch import interpreting
-from .layout import dense_rows, empty_packed_rows
+from .layout import dense_rows, empty_packed_rows, n_blocks
 
 # Elements per program (CHUNK) and per load (BLOCK). In Triton's interpreter every program
 # and every op costs Python time, so there fewer, wider blocks are used.
@@ -84,7 +84,7 @@ class GradNormPenalty(torch.autograd.Function):
         rows = dense_rows(grad if grad.dim() > 1 else grad.unsqueeze(1))
         batch = rows.shape[0]
         per_row = rows.numel() // batch
-        n_parts = triton.cdiv(per_row, CHUNK)
+        n_parts = n_blocks(per_row, CHUNK)
         part = torch.empty((batch, n_parts), device=grad.device, dtype=torch.float32)
         _row_sumsq[(batch, n_parts)](rows, part, per_row, rows.stride(0), n_parts, CHUNK=CHUNK, BLOCK=BLOCK)
         coef = torch.empty(batch, device=grad.device, dtype=torch.float32)
@@ -102,6 +102,6 @@ class GradNormPenalty(torch.autograd.Function):
         batch = rows.shape[0]
         per_row = rows.numel() // batch
         dgrad = empty_packed_rows(rows)
-        _scale_rows[(batch, triton.cdiv(per_row, CHUNK))](
+        _scale_rows[(batch, n_blocks(per_row, CHUNK))](
             rows, coef, grad_out, dgrad, per_row, rows.stride(0), CHUNK=CHUNK, BLOCK=BLOCK)
         return (dgrad.squeeze(1) if ctx.squeeze else dgrad), None, None, None

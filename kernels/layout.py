@@ -39,3 +39,12 @@ def empty_packed_rows(t: torch.Tensor) -> torch.Tensor:
     memory order sits at ``b * D + j`` in both."""
     per_row = t[0].numel() if t.shape[0] else 0
     return torch.empty_strided(t.shape, (per_row,) + t.stride()[1:], dtype=t.dtype, device=t.device)
+
+
+def n_blocks(n: int, block: int) -> int:
+    """How many blocks of ``block`` elements cover ``n``: ceil(n / block) in plain integers.
+
+    (``triton.cdiv`` does the same through Triton's constexpr machinery, at several µs a call:
+    too slow for host code that runs on every launch, once per tensor for ``clip_``.)
+    """
+    return -(-n // block)

@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from .dispatch import interpreting
-from .layout import dense, is_dense
+from .layout import dense, is_dense, n_blocks
 
 KINDS = {"sgan": 0, "lsgan": 1, "hinge": 2}
 # Elements per load, and the most programs (each walks the elements with a grid stride). In
@@ -146,7 +146,7 @@ class RelativisticLoss(torch.autograd.Function):
         else:  # paired elements must sit at the same offsets in both
             real, fake = real.contiguous(), fake.contiguous()
         n = real.numel()
-        n_programs = min(triton.cdiv(n, BLOCK), MAX_PROGRAMS)
+        n_programs = min(n_blocks(n, BLOCK), MAX_PROGRAMS)
         device = real.device
         part = torch.empty(2 * n_programs if average else 1, device=device, dtype=torch.float32)
         loss = torch.empty((), device=device, dtype=torch.float32)
@@ -155,7 +155,7 @@ class RelativisticLoss(torch.autograd.Function):
                                                 AVERAGE=average, BLOCK=BLOCK)
         consts = dict(KIND=KINDS[kind], AVERAGE=average, SIGN=-1.0 if for_generator else 1.0, BLOCK=BLOCK)
         _loss[(n_programs,)](real, fake, part, loss, stats, n, n_programs,
-                             BLOCK_P=triton.next_power_of_2(n_programs), **consts)
+                             BLOCK_P=1 << (n_programs - 1).bit_length(), **consts)
         ctx.save_for_backward(real, fake, stats)
         ctx.consts = consts
         ctx.n_programs = n_programs
