@@ -95,7 +95,7 @@ def exercise(quick: bool) -> None:
                     g.requires_grad_(True)
                     loss = grad_penalty.GradNormPenalty.apply(g, 1.0, 10.0, one_sided)
                     loss.backward()
-        for n in (64, 1001):
+        for n in ((1001, 5120) if quick else (64, 1001, 5120)):  # one program (odd, aligned), several
             real, fake = (torch.randn(n, dtype=dtype, requires_grad=True) for _ in range(2))
             for kind in relativistic.KINDS:
                 for average in (True, False):

@@ -1,4 +1,4 @@
-"""Triton kernels for the relativistic losses: two launches forward, one backward.
+"""Triton kernels for the relativistic losses: one or two launches forward, one backward.
 
 The losses (see ``reference.RelativisticLoss``), with ℓ the positive-side loss of the kind and
 s = +1 for the discriminator, −1 for the generator:
@@ -11,7 +11,9 @@ accumulators; ``_loss`` has every program add the partials in the same order (id
 everywhere), then accumulate over its share of the elements the loss and the sums
 Sa = Σ_i ∂φ/∂r_i and Sb = Σ_j ∂ψ/∂f_j that couple every gradient through the means; programs
 combine these with float32 atomics (so with more than one program the last bits may vary from
-run to run). Backward: ``_grads`` recomputes ℓ' from r, f and the saved means and writes
+run to run). When the logits fit one block (the common case: one logit per sample), a lone
+``_loss`` program does it all, means included, in one launch: small losses are host-bound, and
+a launch is the largest host cost. Backward: ``_grads`` recomputes ℓ' from r, f and the saved means and writes
 
     ∂L/∂r_i = g·(a_i − Sb/N)/(2N),  ∂L/∂f_j = g·(b_j − Sa/N)/(2N)   (average)
     ∂L/∂r_i = g·s·ℓ'(s·(r_i − f_i))/N = −∂L/∂f_i                    (not average)
@@ -50,32 +52,53 @@ def _ell(z, KIND: tl.constexpr):
 
 
 @triton.jit
+def _strided_sums(R, F, start, N, step, BLOCK: tl.constexpr):
+    """Σ r and Σ f over the blocks start, start + step, … below N, in float32."""
+    sr = tl.zeros([BLOCK], dtype=tl.float32)
+    sf = tl.zeros([BLOCK], dtype=tl.float32)
+    for first in range(start, N, step):
+        offs = first + tl.arange(0, BLOCK)
+        mask = offs < N
+        sr += tl.load(R + offs, mask=mask, other=0.0).to(tl.float32)
+        sf += tl.load(F + offs, mask=mask, other=0.0).to(tl.float32)
+    return tl.sum(sr, axis=0), tl.sum(sf, axis=0)
+
+
+@triton.jit
+def _add_to(PTR, value, ONE_PROGRAM: tl.constexpr):
+    """*PTR += value from every program (float32 atomics), or *PTR = value from the only one."""
+    if ONE_PROGRAM:
+        tl.store(PTR, value)
+    else:
+        tl.atomic_add(PTR, value)
+
+
+@triton.jit
 def _sums(R, F, PART, LOSS, STATS, N, n_programs, AVERAGE: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     if pid == 0:
         tl.store(LOSS, 0.0)
         tl.store(STATS + tl.arange(0, 4), tl.zeros([4], dtype=tl.float32))
     if AVERAGE:
-        sr = tl.zeros([BLOCK], dtype=tl.float32)
-        sf = tl.zeros([BLOCK], dtype=tl.float32)
-        for start in range(pid * BLOCK, N, n_programs * BLOCK):
-            offs = start + tl.arange(0, BLOCK)
-            mask = offs < N
-            sr += tl.load(R + offs, mask=mask, other=0.0).to(tl.float32)
-            sf += tl.load(F + offs, mask=mask, other=0.0).to(tl.float32)
-        tl.store(PART + pid, tl.sum(sr, axis=0))
-        tl.store(PART + n_programs + pid, tl.sum(sf, axis=0))
+        sum_r, sum_f = _strided_sums(R, F, pid * BLOCK, N, n_programs * BLOCK, BLOCK)
+        tl.store(PART + pid, sum_r)
+        tl.store(PART + n_programs + pid, sum_f)
 
 
 @triton.jit
 def _loss(R, F, PART, LOSS, STATS, N, n_programs, KIND: tl.constexpr, AVERAGE: tl.constexpr,
-          SIGN: tl.constexpr, BLOCK: tl.constexpr, BLOCK_P: tl.constexpr):
+          SIGN: tl.constexpr, ONE_PROGRAM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_P: tl.constexpr):
     pid = tl.program_id(0)
     total = tl.zeros([BLOCK], dtype=tl.float32)
     if AVERAGE:
-        progs = tl.arange(0, BLOCK_P)
-        mean_r = tl.sum(tl.load(PART + progs, mask=progs < n_programs, other=0.0), axis=0) / N
-        mean_f = tl.sum(tl.load(PART + n_programs + progs, mask=progs < n_programs, other=0.0), axis=0) / N
+        if ONE_PROGRAM:  # no ``_sums`` launch: this program reads the logits twice
+            sum_r, sum_f = _strided_sums(R, F, 0, N, BLOCK, BLOCK)
+        else:
+            progs = tl.arange(0, BLOCK_P)
+            sum_r = tl.sum(tl.load(PART + progs, mask=progs < n_programs, other=0.0), axis=0)
+            sum_f = tl.sum(tl.load(PART + n_programs + progs, mask=progs < n_programs, other=0.0), axis=0)
+        mean_r = sum_r / N
+        mean_f = sum_f / N
         sum_a = tl.zeros([BLOCK], dtype=tl.float32)
         sum_b = tl.zeros([BLOCK], dtype=tl.float32)
         for start in range(pid * BLOCK, N, n_programs * BLOCK):
@@ -88,9 +111,9 @@ def _loss(R, F, PART, LOSS, STATS, N, n_programs, KIND: tl.constexpr, AVERAGE: t
             total += tl.where(mask, loss_r + loss_f, 0.0)
             sum_a += tl.where(mask, SIGN * dloss_r, 0.0)
             sum_b += tl.where(mask, -SIGN * dloss_f, 0.0)
-        tl.atomic_add(LOSS, tl.sum(total, axis=0) * (0.5 / N))
-        tl.atomic_add(STATS + 2, tl.sum(sum_a, axis=0))
-        tl.atomic_add(STATS + 3, tl.sum(sum_b, axis=0))
+        _add_to(LOSS, tl.sum(total, axis=0) * (0.5 / N), ONE_PROGRAM)
+        _add_to(STATS + 2, tl.sum(sum_a, axis=0), ONE_PROGRAM)
+        _add_to(STATS + 3, tl.sum(sum_b, axis=0), ONE_PROGRAM)
         if pid == 0:
             tl.store(STATS, mean_r)
             tl.store(STATS + 1, mean_f)
@@ -102,7 +125,7 @@ def _loss(R, F, PART, LOSS, STATS, N, n_programs, KIND: tl.constexpr, AVERAGE: t
             f = tl.load(F + offs, mask=mask, other=0.0).to(tl.float32)
             loss, _ = _ell(SIGN * (r - f), KIND)
             total += tl.where(mask, loss, 0.0)
-        tl.atomic_add(LOSS, tl.sum(total, axis=0) / N)
+        _add_to(LOSS, tl.sum(total, axis=0) / N, ONE_PROGRAM)
 
 
 @triton.jit
@@ -147,14 +170,17 @@ class RelativisticLoss(torch.autograd.Function):
             real, fake = real.contiguous(), fake.contiguous()
         n = real.numel()
         n_programs = min(n_blocks(n, BLOCK), MAX_PROGRAMS)
+        one_program = n_programs == 1
         device = real.device
-        part = torch.empty(2 * n_programs if average else 1, device=device, dtype=torch.float32)
+        part = torch.empty(2 * n_programs if average and not one_program else 1, device=device,
+                           dtype=torch.float32)
         loss = torch.empty((), device=device, dtype=torch.float32)
         stats = torch.empty(4, device=device, dtype=torch.float32)  # mean r, mean f, Sa, Sb
-        _sums[(n_programs if average else 1,)](real, fake, part, loss, stats, n, n_programs,
-                                                AVERAGE=average, BLOCK=BLOCK)
+        if not one_program:
+            _sums[(n_programs if average else 1,)](real, fake, part, loss, stats, n, n_programs,
+                                                    AVERAGE=average, BLOCK=BLOCK)
         consts = dict(KIND=KINDS[kind], AVERAGE=average, SIGN=-1.0 if for_generator else 1.0, BLOCK=BLOCK)
-        _loss[(n_programs,)](real, fake, part, loss, stats, n, n_programs,
+        _loss[(n_programs,)](real, fake, part, loss, stats, n, n_programs, ONE_PROGRAM=one_program,
                              BLOCK_P=1 << (n_programs - 1).bit_length(), **consts)
         ctx.save_for_backward(real, fake, stats)
         ctx.consts = consts
