@@ -84,7 +84,8 @@ def exercise(quick: bool) -> None:
     from gantrix.kernels import grad_penalty, relativistic
 
     dtypes = (torch.float32, torch.bfloat16) if quick else (torch.float32, torch.float16, torch.bfloat16)
-    penalty_shapes = [(64, 3, 64, 64), (5, 3, 17, 13), (7,)]  # aligned rows, odd rows, 1-d
+    # aligned rows, odd rows, 1-d, small samples read by one launch (2-D points, 8×8 digits)
+    penalty_shapes = [(64, 3, 64, 64), (5, 3, 17, 13), (7,), (256, 2), (64, 1, 8, 8)]
     for dtype in dtypes:
         for shape in penalty_shapes:
             grads = [torch.randn(shape, dtype=dtype)]

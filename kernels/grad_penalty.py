@@ -1,11 +1,12 @@
-"""Triton kernels for the gradient-norm penalty: two launches forward, one backward.
+"""Triton kernels for the gradient-norm penalty: one or two launches forward, one backward.
 
 Forward: ``_row_sumsq`` splits every sample of the (B, D) gradient into CHUNK-sized pieces
 and writes one partial sum of squares per piece (no atomics, so no zero-fill launch and a
 deterministic result); ``_penalty`` (one program) adds the partials of each sample, takes the
 norm n_b, and writes the loss together with the backward coefficient
-coef_b = 2·weight·(n_b − c)/(n_b·B) (0 where n_b = 0). Backward: ``_scale_rows`` writes
-dg_b = grad_out · coef_b · g_b. Everything stays on the device (grad_out is read through a
+coef_b = 2·weight·(n_b − c)/(n_b·B) (0 where n_b = 0). Small samples skip ``_row_sumsq``:
+``_penalty`` squares and adds their elements itself (see DIRECT_MAX). Backward:
+``_scale_rows`` writes dg_b = grad_out · coef_b · g_b. Everything stays on the device (grad_out is read through a
 pointer), so the op can be captured in a CUDA graph.
 
 Each sample only has to fill one dense block of memory (channels-last or a batch slice is
@@ -23,7 +24,11 @@ from .layout import dense_rows, empty_packed_rows, n_blocks
 # Elements per program (CHUNK) and per load (BLOCK). In Triton's interpreter every program
 # and every op costs Python time, so there fewer, wider blocks are used.
 CHUNK, BLOCK = (8192, 4096) if interpreting() else (4096, 1024)
+# ``_penalty`` walks a (B, width) matrix in BLOCK_B × BLOCK_P tiles. Samples of at most
+# BLOCK_P elements (2-D points, 8×8 digits, tabular data), when the whole batch takes a few
+# tiles (batch × width ≤ DIRECT_MAX), are read by it directly: the forward is then one launch.
 BLOCK_B, BLOCK_P = 64, 64
+DIRECT_MAX = 8 * BLOCK_B * BLOCK_P
 
 
 @triton.jit
@@ -40,17 +45,21 @@ def _row_sumsq(G, PART, D, stride_b, n_parts, CHUNK: tl.constexpr, BLOCK: tl.con
 
 
 @triton.jit
-def _penalty(PART, COEF, LOSS, B, n_parts, center, weight,
+def _penalty(SRC, COEF, LOSS, B, width, stride_src, center, weight, SQUARE: tl.constexpr,
              ONE_SIDED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_P: tl.constexpr):
     total = tl.zeros([BLOCK_B], dtype=tl.float32)
     for b0 in range(0, B, BLOCK_B):
         rows = b0 + tl.arange(0, BLOCK_B)
         in_batch = rows < B
         sq = tl.zeros([BLOCK_B], dtype=tl.float32)
-        for p0 in range(0, n_parts, BLOCK_P):
+        for p0 in range(0, width, BLOCK_P):
             cols = p0 + tl.arange(0, BLOCK_P)
-            mask = in_batch[:, None] & (cols < n_parts)[None, :]
-            sq += tl.sum(tl.load(PART + rows[:, None] * n_parts + cols[None, :], mask=mask, other=0.0), axis=1)
+            mask = in_batch[:, None] & (cols < width)[None, :]
+            x = tl.load(SRC + rows[:, None].to(tl.int64) * stride_src + cols[None, :], mask=mask, other=0.0)
+            x = x.to(tl.float32)
+            if SQUARE:  # SRC is the gradient itself, not the partial sums of squares
+                x = x * x
+            sq += tl.sum(x, axis=1)
         norm = tl.sqrt_rn(sq)
         dist = norm - center
         if ONE_SIDED:
@@ -84,13 +93,19 @@ class GradNormPenalty(torch.autograd.Function):
         rows = dense_rows(grad if grad.dim() > 1 else grad.unsqueeze(1))
         batch = rows.shape[0]
         per_row = rows.numel() // batch
-        n_parts = n_blocks(per_row, CHUNK)
-        part = torch.empty((batch, n_parts), device=grad.device, dtype=torch.float32)
-        _row_sumsq[(batch, n_parts)](rows, part, per_row, rows.stride(0), n_parts, CHUNK=CHUNK, BLOCK=BLOCK)
         coef = torch.empty(batch, device=grad.device, dtype=torch.float32)
         loss = torch.empty((), device=grad.device, dtype=torch.float32)
-        _penalty[(1,)](part, coef, loss, batch, n_parts, float(center), float(weight),
-                       ONE_SIDED=bool(one_sided), BLOCK_B=BLOCK_B, BLOCK_P=BLOCK_P)
+        consts = dict(ONE_SIDED=bool(one_sided))
+        width = 1 << max(per_row - 1, 0).bit_length()  # per_row rounded up to a power of two
+        if width <= BLOCK_P and batch * width <= DIRECT_MAX:  # small samples: one launch
+            consts.update(SQUARE=True, BLOCK_P=width, BLOCK_B=BLOCK_B * BLOCK_P // width)
+            _penalty[(1,)](rows, coef, loss, batch, per_row, rows.stride(0), float(center), float(weight), **consts)
+        else:
+            n_parts = n_blocks(per_row, CHUNK)
+            part = torch.empty((batch, n_parts), device=grad.device, dtype=torch.float32)
+            _row_sumsq[(batch, n_parts)](rows, part, per_row, rows.stride(0), n_parts, CHUNK=CHUNK, BLOCK=BLOCK)
+            consts.update(SQUARE=False, BLOCK_P=BLOCK_P, BLOCK_B=BLOCK_B)
+            _penalty[(1,)](part, coef, loss, batch, n_parts, n_parts, float(center), float(weight), **consts)
         ctx.save_for_backward(rows, coef)
         ctx.squeeze = grad.dim() == 1
         return loss

@@ -41,6 +41,15 @@ def test_penalty_matches_float64(backend, device, ran_on, shape):
     check_penalty(g, scale=3.7, ran_on=ran_on)
 
 
+# small samples (≤ 64 elements) are read by one launch unless the batch is large: 2-D points,
+# a batch slice of them (rows apart in memory), 8×8 digits, and too many digits for one launch
+@pytest.mark.parametrize("shape,one_sided", [((300, 2), False), ((12, 5), True), ((9, 1, 8, 8), True),
+                                             ((513, 64), False)])
+def test_small_samples(backend, device, shape, one_sided):
+    g = torch.randn(shape, device=device) * 0.15
+    check_penalty(g[::2] if shape == (12, 5) else g, scale=0.3, center=0.5, one_sided=one_sided)
+
+
 @pytest.mark.parametrize("center,one_sided", [(0.0, False), (1.0, True), (0.5, False)])
 def test_penalty_variants(backend, device, center, one_sided):
     g = torch.randn(5, 2, 11, 13, device=device) * 0.07  # norms on both sides of 1
