@@ -8,9 +8,9 @@ compute capability), runs the public ops' own Triton ``autograd.Function``s on C
 every launch turned into a compile-only warm-up, and so compiles exactly the specialisations
 real calls ask for (dtypes, constexpr flags, pointer alignment), down to a cubin per kernel.
 
-Then it reads each cubin's resources (``cuobjdump -res-usage``: registers, spills, stack) and
+Then it reads each cubin's resources (``cuobjdump -res-usage``: registers, stack frame) and
 counts the global loads and stores in its PTX (16-byte vector or scalar), and prints one row per compiled kernel. It exits
-non-zero when a kernel fails to compile or spills registers.
+non-zero when a kernel fails to compile or spills more than a few bytes (``--max-local``).
 
     python bench/compile_cuda.py                # sm_90 (H100/H200) and sm_80 (A100)
     python bench/compile_cuda.py --arch 90 --quick
@@ -124,7 +124,8 @@ def compiled_kernels(capability: int):
 
 
 def resources(cubin: bytes) -> dict[str, int]:
-    """REG, STACK, SHARED, LOCAL (spill space) of a cubin, read by ``cuobjdump -res-usage``."""
+    """REG, STACK (the stack frame: spilled registers live there), SHARED and LOCAL of the cubin
+    Triton built, read by the ``cuobjdump -res-usage`` that Triton ships."""
     tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
@@ -156,6 +157,9 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, nargs="+", default=[90, 80],
                         help="compute capabilities to compile for (90 = H100/H200, 80 = A100)")
     parser.add_argument("--quick", action="store_true", help="float32 and bfloat16 only, no 120-tensor clip")
+    parser.add_argument("--max-local", type=int, default=16,
+                        help="bytes of stack and local memory per thread a kernel may use (spills) before "
+                             "it counts as a problem; older Triton releases spill a few bytes in places")
     args = parser.parse_args(argv)
 
     original_run = JITFunction.run
@@ -174,20 +178,23 @@ def main(argv=None) -> int:
                 res = resources(kernel.asm["cubin"])
                 ptx = kernel.asm["ptx"]
                 access = Counter(".v" in op for op in re.findall(r"\b(?:ld|st)\.global\S*", ptx))
+                local = res.get("STACK", 0) + res.get("LOCAL", 0)
                 row = (capability, name, describe(kernel), kernel.metadata.num_warps, res.get("REG", 0),
-                       res.get("LOCAL", 0), res.get("STACK", 0), access[True], access[False])
+                       res.get("STACK", 0), res.get("LOCAL", 0), access[True], access[False])
                 rows.append(row)
-                if res.get("LOCAL", 0) or res.get("STACK", 0):
-                    problems.append(f"sm_{capability} {name} [{row[2]}] spills: {res}")
+                if local > args.max_local:
+                    problems.append(f"sm_{capability} {name} [{row[2]}] uses {local} bytes of local memory "
+                                    f"(spilled registers): {res}")
     except Exception as error:  # a compile error: the point of this script is to report it
         problems.append(f"compile failed: {type(error).__name__}: {error}")
     finally:
         JITFunction.run = original_run
 
-    print("| sm | kernel | specialisation | warps | registers | spill bytes | stack | vector ld/st | scalar ld/st |")
+    print("| sm | kernel | specialisation | warps | registers | stack bytes | local bytes | vector ld/st "
+          "| scalar ld/st |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for capability, name, spec, warps, regs, local, stack, vectors, scalars in rows:
-        print(f"| {capability} | {name} | {spec} | {warps} | {regs} | {local} | {stack} | {vectors} | {scalars} |")
+    for capability, name, spec, warps, regs, stack, local, vectors, scalars in rows:
+        print(f"| {capability} | {name} | {spec} | {warps} | {regs} | {stack} | {local} | {vectors} | {scalars} |")
     for problem in problems:
         print("PROBLEM:", problem, file=sys.stderr)
     return 1 if problems else 0
