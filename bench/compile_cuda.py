@@ -32,7 +32,6 @@ from collections import Counter
 from pathlib import Path
 
 os.environ.pop("TRITON_INTERPRET", None)  # must be off before triton is imported: compile for real
-os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 
 import torch  # noqa: E402
 import triton  # noqa: E402

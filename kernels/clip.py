@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .dispatch import interpreting
+from .dispatch import FP_FUSION, interpreting
 from .layout import is_dense, n_blocks
 
 MAX_TENSORS = 128
@@ -74,7 +74,7 @@ def clip_(tensors: list[torch.Tensor], c: float) -> None:
             firsts.append(first % n_programs)
             first += count
         _clamp[(n_programs,)](tuple(work[lo:lo + MAX_TENSORS]), tuple(batch_sizes), tuple(firsts), float(c),
-                              n_programs, BLOCK=BLOCK)
+                              n_programs, BLOCK=BLOCK, **FP_FUSION)
     for original, copy in copies:
         original.copy_(copy)
     torch.autograd.graph.increment_version(tensors)  # the kernel wrote behind autograd's back

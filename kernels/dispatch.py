@@ -26,6 +26,10 @@ import torch
 ENV = "GANTRIX_KERNELS"
 MODES = ("auto", "triton", "torch")
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# Passed to every Triton launch: multiply-adds fused (a·b + c rounded once), said explicitly so
+# that results do not change when Triton's default does (it warns that it will) and no warning
+# reaches users.
+FP_FUSION = {"enable_fp_fusion": True}
 
 
 def mode() -> str:

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .dispatch import interpreting
+from .dispatch import FP_FUSION, interpreting
 from .layout import dense_rows, empty_packed_rows, n_blocks
 
 # Elements per program (CHUNK) and per load (BLOCK). In Triton's interpreter every program
@@ -106,14 +106,15 @@ class GradNormPenalty(torch.autograd.Function):
         if width <= BLOCK_P and batch <= DIRECT_TILES * tile_rows:  # small samples: one launch
             consts.update(SQUARE=True, BLOCK_P=width, BLOCK_B=tile_rows)
             _penalty[(1,)](rows, coef, loss, batch, per_row, rows.stride(0), float(center), float(weight),
-                           num_warps=PENALTY_WARPS, **consts)
+                           num_warps=PENALTY_WARPS, **consts, **FP_FUSION)
         else:
             n_parts = n_blocks(per_row, CHUNK)
             part = torch.empty((batch, n_parts), device=grad.device, dtype=torch.float32)
-            _row_sumsq[(batch, n_parts)](rows, part, per_row, rows.stride(0), n_parts, CHUNK=CHUNK, BLOCK=BLOCK)
+            _row_sumsq[(batch, n_parts)](rows, part, per_row, rows.stride(0), n_parts, CHUNK=CHUNK, BLOCK=BLOCK,
+                                         **FP_FUSION)
             consts.update(SQUARE=False, BLOCK_P=BLOCK_P, BLOCK_B=BLOCK_B)
             _penalty[(1,)](part, coef, loss, batch, n_parts, n_parts, float(center), float(weight),
-                           num_warps=PENALTY_WARPS, **consts)
+                           num_warps=PENALTY_WARPS, **consts, **FP_FUSION)
         ctx.save_for_backward(rows, coef)
         ctx.squeeze = grad.dim() == 1
         return loss
@@ -126,5 +127,5 @@ class GradNormPenalty(torch.autograd.Function):
         per_row = rows.numel() // batch
         dgrad = empty_packed_rows(rows)
         _scale_rows[(batch, n_blocks(per_row, CHUNK))](
-            rows, coef, grad_out, dgrad, per_row, rows.stride(0), CHUNK=CHUNK, BLOCK=BLOCK)
+            rows, coef, grad_out, dgrad, per_row, rows.stride(0), CHUNK=CHUNK, BLOCK=BLOCK, **FP_FUSION)
         return (dgrad.squeeze(1) if ctx.squeeze else dgrad), None, None, None
