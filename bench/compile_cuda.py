@@ -8,9 +8,10 @@ compute capability), runs the public ops' own Triton ``autograd.Function``s on C
 every launch turned into a compile-only warm-up, and so compiles exactly the specialisations
 real calls ask for (dtypes, constexpr flags, pointer alignment), down to a cubin per kernel.
 
-Then it reads each cubin's resources (``cuobjdump -res-usage``: registers, stack frame) and
-counts the global loads and stores in its PTX (16-byte vector or scalar), and prints one row per compiled kernel. It exits
-non-zero when a kernel fails to compile or spills more than a few bytes (``--max-local``).
+Then it reads each cubin's resources (``cuobjdump -res-usage``: registers, stack frame),
+counts the global loads and stores in its PTX (16-byte vector or scalar), and prints one row
+per compiled kernel. It exits non-zero when a kernel fails to compile or spills more than a
+few bytes (``--max-local``).
 
     python bench/compile_cuda.py                # sm_90 (H100/H200) and sm_80 (A100)
     python bench/compile_cuda.py --arch 90 --quick

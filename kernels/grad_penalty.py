@@ -6,8 +6,8 @@ deterministic result); ``_penalty`` (one program) adds the partials of each samp
 norm n_b, and writes the loss together with the backward coefficient
 coef_b = 2·weight·(n_b − c)/(n_b·B) (0 where n_b = 0). Small samples skip ``_row_sumsq``:
 ``_penalty`` squares and adds their elements itself (see DIRECT_TILES). Backward:
-``_scale_rows`` writes dg_b = grad_out · coef_b · g_b. Everything stays on the device (grad_out is read through a
-pointer), so the op can be captured in a CUDA graph.
+``_scale_rows`` writes dg_b = grad_out · coef_b · g_b. Everything stays on the device
+(grad_out is read through a pointer), so the op can be captured in a CUDA graph.
 
 Each sample only has to fill one dense block of memory (channels-last or a batch slice is
 read in place, see ``layout``); the norm does not depend on the order of the elements.

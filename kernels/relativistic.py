@@ -13,7 +13,8 @@ Sa = Σ_i ∂φ/∂r_i and Sb = Σ_j ∂ψ/∂f_j that couple every gradient thr
 combine these with float32 atomics (so with more than one program the last bits may vary from
 run to run). When the logits fit one block (the common case: one logit per sample), a lone
 ``_loss`` program does it all, means included, in one launch: small losses are host-bound, and
-a launch is the largest host cost. Backward: ``_grads`` recomputes ℓ' from r, f and the saved means and writes
+a launch is the largest host cost. Backward: ``_grads`` recomputes ℓ' from r, f and the saved
+means and writes
 
     ∂L/∂r_i = g·(a_i − Sb/N)/(2N),  ∂L/∂f_j = g·(b_j − Sa/N)/(2N)   (average)
     ∂L/∂r_i = g·s·ℓ'(s·(r_i − f_i))/N = −∂L/∂f_i                    (not average)
