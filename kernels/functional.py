@@ -133,8 +133,10 @@ def relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, *, k
     _same(real_logits, fake_logits, "real_logits and fake_logits")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
-    impl = dispatch.triton_op("relativistic") if dispatch.use_triton(real_logits) else reference
-    return impl.RelativisticLoss.apply(real_logits, fake_logits, kind, bool(average), bool(for_generator))
+    if dispatch.use_triton(real_logits):
+        return dispatch.triton_op("relativistic").RelativisticLoss.apply(
+            real_logits, fake_logits, kind, bool(average), bool(for_generator))
+    return reference.relativistic_loss(real_logits, fake_logits, kind, bool(average), bool(for_generator))
 
 
 def clip_(params: Iterable[torch.Tensor] | torch.Tensor, c: float) -> None:

@@ -4,7 +4,9 @@ the Triton kernels (the tests check both against float64 formulas of their own).
 Each differentiable op is a custom ``autograd.Function`` whose forward also computes the
 closed-form input gradient (a few cheap ops on data the forward already touches) and whose
 backward is a single multiply by the incoming gradient: fewer ops and autograd nodes than the
-eager formula, which is what sets the wall time of these small ops. Reductions run in float32
+eager formula, which is what sets the wall time of these small ops. Small relativistic losses
+are the exception: there a few plain ops, differentiated by autograd in C++, cost less host
+time than a Python Function (see ``relativistic_loss``). Reductions run in float32
 (float64 for float64 inputs); no op reads a value back to the host.
 """
 from __future__ import annotations
@@ -45,17 +47,52 @@ class GradNormPenalty(torch.autograd.Function):
         return (dgrad.squeeze(1) if ctx.squeeze else dgrad), None, None, None
 
 
+# Elements per input up to which the relativistic loss is written with plain autograd ops: there
+# the op is host-bound, and autograd's C++ backward beats a Python Function's two frames; above
+# it the closed-form Function wins, with fewer passes over memory (crossover measured between
+# 4,096 and 8,192 on a 2-core x86 CPU, see bench/RESULTS.md).
+SMALL_RELATIVISTIC = 4096
+
+
+def relativistic_loss(real, fake, kind: str, average: bool, for_generator: bool) -> torch.Tensor:
+    """The relativistic losses (contract in ``functional.relativistic_loss``) on the PyTorch path."""
+    if real.numel() > SMALL_RELATIVISTIC:
+        return RelativisticLoss.apply(real, fake, kind, average, for_generator)
+    rho = _rho(kind, for_generator)
+    return _loss_and_slope(kind, _argument(real, fake, rho, average, acc_dtype(real.dtype)))[0].mean()
+
+
+def _rho(kind: str, for_generator: bool) -> float:
+    """ρ₀ = κs (see ``RelativisticLoss``): κ = −1 for sgan, s = −1 for the generator."""
+    return (-1.0 if kind == "sgan" else 1.0) * (-1.0 if for_generator else 1.0)
+
+
+def _argument(real, fake, rho: float, average: bool, dtype: torch.dtype) -> torch.Tensor:
+    """y of ``RelativisticLoss``: rows ρ₀(r − m_f) and −ρ₀(f − m_r), or ρ₀(r − f), in ``dtype``."""
+    if not average:
+        return (real - fake if rho > 0 else fake - real).to(dtype)
+    # rows ρ₀r and −ρ₀f: adding the other row's mean gives y in one op, in place (x is ours,
+    # and neither stack nor mean keeps x for its backward)
+    x = torch.stack((real.reshape(-1), fake.reshape(-1).neg()) if rho > 0
+                    else (real.reshape(-1).neg(), fake.reshape(-1)))
+    if x.dtype != dtype:
+        x = x.to(dtype)
+    return x.add_(x.mean(1, keepdim=True).flip(0))
+
+
 def _loss_and_slope(kind: str, y: torch.Tensor):
     """g(y), g'(y)/c and c for the elementwise loss g of each kind, in its natural argument y:
     sgan softplus(y) (BCE, written on y = −a for the argument a of BCE(a, 1)), lsgan (y − 1)²,
-    hinge relu(1 − y) (slope 0 at the kink, as autograd's relu has it)."""
+    hinge relu(1 − y) (slope 0 at the kink, as autograd's relu has it). The slope is computed
+    only when something will use it (it costs a pass), and may overwrite y (the sgan slope
+    does), so only ``RelativisticLoss.forward``, which owns y, asks for it."""
     if kind == "sgan":
-        return F.softplus(y), torch.sigmoid(y), 1.0
+        return F.softplus(y), y.sigmoid_, 1.0
     if kind == "lsgan":
         t = y - 1.0
-        return t.square(), t, 2.0
+        return t.square(), (lambda: t), 2.0
     t = 1.0 - y
-    return t.relu(), (t > 0).to(y.dtype), -1.0
+    return t.relu(), (lambda: (t > 0).to(y.dtype)), -1.0
 
 
 class RelativisticLoss(torch.autograd.Function):
@@ -73,22 +110,14 @@ class RelativisticLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, real, fake, kind: str, average: bool, for_generator: bool):
-        rho = (-1.0 if kind == "sgan" else 1.0) * (-1.0 if for_generator else 1.0)
-        dtype = acc_dtype(real.dtype)
+        rho = _rho(kind, for_generator)
         n = real.numel()
-        if average:  # rows ρ₀r and −ρ₀f: adding the other row's mean gives y in one op
-            x = torch.stack((real.reshape(-1), fake.reshape(-1).neg()) if rho > 0
-                            else (real.reshape(-1).neg(), fake.reshape(-1)))
-            if x.dtype != dtype:
-                x = x.to(dtype)
-            y = x + x.mean(1, keepdim=True).flip(0)
-        else:
-            y = (real - fake if rho > 0 else fake - real).to(dtype)
-        loss_el, slope, c = _loss_and_slope(kind, y)
+        loss_el, slope_of, c = _loss_and_slope(kind, _argument(real, fake, rho, average, acc_dtype(real.dtype)))
         loss = loss_el.mean()
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            slope = slope_of()
             if average:  # row 0: ∂L/∂r, row 1: −∂L/∂f, both up to the factor below
-                slope = slope + slope.mean(1, keepdim=True).flip(0)
+                slope = slope.add_(slope.mean(1, keepdim=True).flip(0))
                 ctx.scale = c * rho / (2 * n)
             else:
                 ctx.scale = c * rho / n
@@ -102,9 +131,12 @@ class RelativisticLoss(torch.autograd.Function):
     def backward(ctx, grad_out):
         (slope,) = ctx.saved_tensors
         shape, real_dtype, fake_dtype = ctx.inputs
-        grads = slope * (grad_out * ctx.scale)
-        dreal, minus_dfake = (grads, grads) if ctx.paired else (grads[0].view(shape), grads[1].view(shape))
-        return dreal.to(real_dtype), minus_dfake.neg().to(fake_dtype), None, None, None
+        grads = slope * (grad_out * ctx.scale)  # slope stays as saved: backward may run again
+        if ctx.paired:
+            dreal, dfake = grads, grads.neg()
+        else:  # the rows of our own grads: negate the second in place
+            dreal, dfake = grads[0].view(shape), grads[1].neg_().view(shape)
+        return dreal.to(real_dtype), dfake.to(fake_dtype), None, None, None
 
 
 def clip_(tensors, c: float) -> None:

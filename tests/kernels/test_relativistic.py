@@ -55,8 +55,10 @@ def check(real, fake, kind="sgan", average=True, for_generator=False, scale=3.7,
 
 @pytest.mark.parametrize("kind,average,for_generator",
                          list(itertools.product(["sgan", "lsgan", "hinge"], [True, False], [False, True])))
-def test_every_loss_matches_float64(backend, device, ran_on, kind, average, for_generator):
-    real, fake = torch.randn(2, 3, 1, 30, 30, device=device) * 2  # PatchGAN logits
+# PatchGAN logits: the PyTorch path runs 3·30·30 as plain autograd ops, 3·60·60 through its Function
+@pytest.mark.parametrize("side", [30, 60])
+def test_every_loss_matches_float64(backend, device, ran_on, kind, average, for_generator, side):
+    real, fake = torch.randn(2, 3, 1, side, side, device=device) * 2
     check(real, fake, kind, average, for_generator, ran_on=ran_on)
 
 
