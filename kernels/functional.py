@@ -34,6 +34,8 @@ def _batched(value, name: str) -> torch.Tensor:
 
 
 def _number(value, name: str) -> float:
+    if type(value) is float:  # the common case, without the slower ABC check below
+        return value
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     return float(value)
@@ -156,18 +158,19 @@ def clip_(params: Iterable[torch.Tensor] | torch.Tensor, c: float) -> None:
     to_triton = dispatch.mode() == "triton"
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
     small: list[torch.Tensor] = []
+    low = -c
     with torch.set_grad_enabled(False):
         try:  # integer, complex and non-tensor inputs fail in here; named below
-            for t in tensors:
+            for t in tensors:  # (the CPU case is host-bound: this loop is kept lean)
                 if t.is_cuda or to_triton:
                     groups.setdefault((t.device, t.dtype), []).append(t)
                 elif t.numel() > SMALL_ON_CPU:
-                    t.clamp_(-c, c)
+                    t.clamp_(low, c)
                 else:
                     small.append(t)
             if small:
                 reference.clip_(small, c)
-            if not all(dtype.is_floating_point for _, dtype in groups):
+            if groups and not all(dtype.is_floating_point for _, dtype in groups):
                 raise TypeError
         except (AttributeError, TypeError, RuntimeError, NotImplementedError):
             for i, t in enumerate(tensors):  # (some CPU tensors may be clipped already)
