@@ -28,6 +28,8 @@ def test_every_kernel_compiles_for_sm90_without_spills(tmp_path):
     env["TRITON_CACHE_DIR"] = str(tmp_path)  # compile afresh, and leave the user's cache alone
     done = subprocess.run([sys.executable, str(SCRIPT), "--arch", "90", "--quick"],
                           capture_output=True, text=True, env=env, timeout=600)
+    if done.returncode == 3:  # this Triton's internals differ from what the stand-in driver needs
+        pytest.skip(done.stderr.strip().splitlines()[-1])
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| 90 |")]
     kernels = {row[1] for row in rows}
