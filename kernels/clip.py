@@ -15,6 +15,8 @@ contiguous copy that is written back; the others are clamped where they lie, in 
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import triton
 import triton.language as tl
@@ -53,6 +55,22 @@ def _clamp(ptrs, sizes, firsts, c, n_programs, BLOCK: tl.constexpr):
             tl.store(ptrs[i] + offs, _clamped(x, c), mask=mask)
 
 
+@lru_cache(maxsize=256)
+def _plan(sizes: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """The grid and each tensor's first program for tensors of these sizes (see ``_clamp``).
+
+    Cached: a training loop clips the same parameter list every step, and for a hundred
+    tensors this plan costs about as much host time as the launch itself.
+    """
+    blocks = [n_blocks(n, BLOCK) for n in sizes]
+    n_programs = min(sum(blocks), MAX_PROGRAMS)
+    firsts, first = [], 0
+    for count in blocks:
+        firsts.append(first % n_programs)
+        first += count
+    return n_programs, tuple(firsts)
+
+
 def clip_(tensors: list[torch.Tensor], c: float) -> None:
     """Clamp ``tensors`` (one device and dtype) in place to [−c, c]."""
     work, sizes, copies = [], [], []
@@ -66,15 +84,10 @@ def clip_(tensors: list[torch.Tensor], c: float) -> None:
         work.append(t)
         sizes.append(n)
     for lo in range(0, len(work), MAX_TENSORS):
-        batch_sizes = sizes[lo:lo + MAX_TENSORS]
-        blocks = [n_blocks(n, BLOCK) for n in batch_sizes]
-        n_programs = min(sum(blocks), MAX_PROGRAMS)
-        firsts, first = [], 0
-        for count in blocks:
-            firsts.append(first % n_programs)
-            first += count
-        _clamp[(n_programs,)](tuple(work[lo:lo + MAX_TENSORS]), tuple(batch_sizes), tuple(firsts), float(c),
-                              n_programs, BLOCK=BLOCK, **FP_FUSION)
+        batch_sizes = tuple(sizes[lo:lo + MAX_TENSORS])
+        n_programs, firsts = _plan(batch_sizes)
+        _clamp[(n_programs,)](tuple(work[lo:lo + MAX_TENSORS]), batch_sizes, firsts, float(c), n_programs,
+                              BLOCK=BLOCK, **FP_FUSION)
     for original, copy in copies:
         original.copy_(copy)
     torch.autograd.graph.increment_version(tensors)  # the kernel wrote behind autograd's back
