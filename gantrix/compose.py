@@ -130,7 +130,7 @@ def _relations(chosen: list[_Chosen], findings: list[Finding]) -> None:
 
 def resolve(recipe: Recipe) -> tuple[list[Trick], list[Finding]]:
     """The configured tricks that survive composition, and every finding on the way."""
-    findings: list[Finding] = []
+    findings: list[Finding] = [Finding("note", text) for text in recipe.notes]
     chosen = _instantiate(recipe.specs)
     chosen = _one_loss(chosen, findings)
     chosen = _apply_replaces(chosen, findings)

@@ -144,8 +144,10 @@ class Recipe:
         self.train: dict[str, Any] = {}
         self.names: list[str] = []  # the named recipes this one builds on
         self._layers: list[_Layer] = []
+        self.notes: list[str] = []  # how the arguments were read, when that could surprise
         if len(tricks) == 1 and isinstance(tricks[0], str) and recipe is None and config is None:
             recipe, config, tricks = self._guess_single(tricks[0], recipe, config, tricks)
+            self.notes += self._both_names(tricks)
         if config is not None:
             self._add_config(Path(config))
         if recipe is not None:
@@ -165,6 +167,18 @@ class Recipe:
         if ":" not in text and text not in cat.tricks and text in cat.recipes:
             return text, None, ()
         return recipe, config, tricks
+
+    @staticmethod
+    def _both_names(tricks) -> list[str]:
+        """A note when the lone name, read as a trick, also names a recipe (``wgan``, ``dcgan``)."""
+        from .registry import catalogue
+
+        name = tricks[0] if tricks else ""
+        if ":" in name or name not in catalogue().recipes:
+            return []
+        return [f"{name!r} names both a trick and a recipe; alone, it is read as the trick. For the "
+                f"recipe (the trick with its optimizer and settings) write Recipe(recipe={name!r}), "
+                f"or --recipe {name} on the command line; Trainer({name!r}) reads the recipe."]
 
     @classmethod
     def named(cls, name: str) -> "Recipe":

@@ -88,6 +88,18 @@ def test_a_lone_string_may_name_a_recipe_or_a_file(tmp_path):
     assert names(Recipe(str(path))) == [("t-clip", "user")]
 
 
+def test_a_lone_name_of_both_a_trick_and_a_recipe_is_the_trick_with_a_note(add_recipe):
+    add_recipe("t-margin", {"tricks": ["t-margin:margin=3", "t-clip"]})
+    recipe = Recipe("t-margin")
+    assert names(recipe) == [("t-margin", "user")]
+    note = "'t-margin' names both a trick and a recipe; alone, it is read as the trick"
+    assert [f.severity for f in recipe.check() if note in f.message] == ["note"]
+    assert "Recipe(recipe='t-margin')" in recipe.notes[0]
+    assert Recipe(recipe="t-margin").notes == []
+    assert Recipe("t-margin:margin=2").notes == []  # parameters make it a trick: nothing to guess
+    assert Recipe("t-base").notes == [] and Recipe("t-clip").notes == []
+
+
 def test_user_tricks_come_after_the_recipe_and_extend_adds_more():
     recipe = Recipe("t-clip:c=0.5", recipe="t-base")
     assert names(recipe)[-1] == ("t-clip", "user")
