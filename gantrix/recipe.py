@@ -146,8 +146,7 @@ class Recipe:
         self._layers: list[_Layer] = []
         self.notes: list[str] = []  # how the arguments were read, when that could surprise
         if len(tricks) == 1 and isinstance(tricks[0], str) and recipe is None and config is None:
-            recipe, config, tricks = self._guess_single(tricks[0], recipe, config, tricks)
-            self.notes += self._both_names(tricks)
+            recipe, config, tricks, self.notes = self._read_lone(tricks[0])
         if config is not None:
             self._add_config(Path(config))
         if recipe is not None:
@@ -156,29 +155,24 @@ class Recipe:
             self.specs.append(item if isinstance(item, TrickSpec) else TrickSpec.parse(item))
 
     @staticmethod
-    def _guess_single(text, recipe, config, tricks):
+    def _read_lone(text: str):
         """``Recipe("wgan-gp")`` or ``Recipe("my.toml")``: a lone string that is a file or
-        names a recipe but no trick is read as such."""
+        names a recipe but no trick is read as such; one that names both a trick and a recipe
+        (``wgan``, ``dcgan``) is the trick, with a note saying so. Returns the recipe, config,
+        tricks and notes to build from."""
         from .registry import catalogue
 
         if text.endswith(".toml") or Path(text).is_file():
-            return None, text, ()
+            return None, text, (), []
         cat = catalogue()
-        if ":" not in text and text not in cat.tricks and text in cat.recipes:
-            return text, None, ()
-        return recipe, config, tricks
-
-    @staticmethod
-    def _both_names(tricks) -> list[str]:
-        """A note when the lone name, read as a trick, also names a recipe (``wgan``, ``dcgan``)."""
-        from .registry import catalogue
-
-        name = tricks[0] if tricks else ""
-        if ":" in name or name not in catalogue().recipes:
-            return []
-        return [f"{name!r} names both a trick and a recipe; alone, it is read as the trick. For the "
-                f"recipe (the trick with its optimizer and settings) write Recipe(recipe={name!r}), "
-                f"or --recipe {name} on the command line; Trainer({name!r}) reads the recipe."]
+        if ":" in text or text not in cat.recipes:
+            return None, None, (text,), []
+        if text not in cat.tricks:
+            return text, None, (), []
+        return None, None, (text,), [
+            f"{text!r} names both a trick and a recipe; alone, it is read as the trick. For the "
+            f"recipe (the trick with its optimizer and settings) write Recipe(recipe={text!r}), "
+            f"or --recipe {text} on the command line; Trainer({text!r}) reads the recipe."]
 
     @classmethod
     def named(cls, name: str) -> "Recipe":

@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 from .dispatch import FP_FUSION, interpreting
-from .layout import dense_rows, empty_packed_rows, n_blocks
+from .layout import dense_rows, empty_packed_rows, n_blocks, next_power_of_2
 
 # Elements per program (CHUNK) and per load (BLOCK). In Triton's interpreter every program
 # and every op costs Python time, so there fewer, wider blocks are used.
@@ -100,21 +100,20 @@ class GradNormPenalty(torch.autograd.Function):
         per_row = rows.numel() // batch
         coef = torch.empty(batch, device=grad.device, dtype=torch.float32)
         loss = torch.empty((), device=grad.device, dtype=torch.float32)
-        consts = dict(ONE_SIDED=bool(one_sided))
-        width = 1 << max(per_row - 1, 0).bit_length()  # per_row rounded up to a power of two
-        tile_rows = min(BLOCK_B * BLOCK_P // width, DIRECT_ROWS)
-        if width <= BLOCK_P and batch <= DIRECT_TILES * tile_rows:  # small samples: one launch
-            consts.update(SQUARE=True, BLOCK_P=width, BLOCK_B=tile_rows)
-            _penalty[(1,)](rows, coef, loss, batch, per_row, rows.stride(0), float(center), float(weight),
-                           num_warps=PENALTY_WARPS, **consts, **FP_FUSION)
-        else:
+        padded = next_power_of_2(per_row)
+        tile_rows = min(BLOCK_B * BLOCK_P // padded, DIRECT_ROWS)
+        if padded <= BLOCK_P and batch <= DIRECT_TILES * tile_rows:  # small samples: one launch
+            src, width, stride = rows, per_row, rows.stride(0)
+            tile = dict(SQUARE=True, BLOCK_B=tile_rows, BLOCK_P=padded)
+        else:  # partial sums of squares first, then the penalty over them
             n_parts = n_blocks(per_row, CHUNK)
             part = torch.empty((batch, n_parts), device=grad.device, dtype=torch.float32)
             _row_sumsq[(batch, n_parts)](rows, part, per_row, rows.stride(0), n_parts, CHUNK=CHUNK, BLOCK=BLOCK,
                                          **FP_FUSION)
-            consts.update(SQUARE=False, BLOCK_P=BLOCK_P, BLOCK_B=BLOCK_B)
-            _penalty[(1,)](part, coef, loss, batch, n_parts, n_parts, float(center), float(weight),
-                           num_warps=PENALTY_WARPS, **consts, **FP_FUSION)
+            src, width, stride = part, n_parts, n_parts
+            tile = dict(SQUARE=False, BLOCK_B=BLOCK_B, BLOCK_P=BLOCK_P)
+        _penalty[(1,)](src, coef, loss, batch, width, stride, float(center), float(weight),
+                       ONE_SIDED=bool(one_sided), num_warps=PENALTY_WARPS, **tile, **FP_FUSION)
         ctx.save_for_backward(rows, coef)
         ctx.squeeze = grad.dim() == 1
         return loss

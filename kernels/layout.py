@@ -44,7 +44,13 @@ def empty_packed_rows(t: torch.Tensor) -> torch.Tensor:
 def n_blocks(n: int, block: int) -> int:
     """How many blocks of ``block`` elements cover ``n``: ceil(n / block) in plain integers.
 
-    (``triton.cdiv`` does the same through Triton's constexpr machinery, at several µs a call:
-    too slow for host code that runs on every launch, once per tensor for ``clip_``.)
+    (``triton.cdiv`` and ``triton.next_power_of_2`` go through Triton's constexpr machinery, at
+    about 2 µs a call: too slow for host code that runs on every launch, once per tensor for
+    ``clip_``.)
     """
     return -(-n // block)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of two ≥ ``n`` (n ≥ 1), in plain integers (see ``n_blocks``)."""
+    return 1 << (n - 1).bit_length()

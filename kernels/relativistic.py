@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from .dispatch import FP_FUSION, interpreting
-from .layout import dense, is_dense, n_blocks
+from .layout import dense, is_dense, n_blocks, next_power_of_2
 
 KINDS = {"sgan": 0, "lsgan": 1, "hinge": 2}
 # Elements per load, and the most programs (each walks the elements with a grid stride). In
@@ -182,7 +182,7 @@ class RelativisticLoss(torch.autograd.Function):
                                                     AVERAGE=average, BLOCK=BLOCK, **FP_FUSION)
         consts = dict(KIND=KINDS[kind], AVERAGE=average, SIGN=-1.0 if for_generator else 1.0, BLOCK=BLOCK)
         _loss[(n_programs,)](real, fake, part, loss, stats, n, n_programs, ONE_PROGRAM=one_program,
-                             BLOCK_P=1 << (n_programs - 1).bit_length(), **consts, **FP_FUSION)
+                             BLOCK_P=next_power_of_2(n_programs), **consts, **FP_FUSION)
         ctx.save_for_backward(real, fake, stats)
         ctx.consts = consts
         ctx.n_programs = n_programs
