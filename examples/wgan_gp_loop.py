@@ -4,7 +4,9 @@
 
 The only gantrix call is ``gradient_penalty(critic, real, fake)``: it interpolates, takes the
 critic's input gradient with create_graph=True and returns the penalty, whose ``.backward()``
-(inside the critic loss) reaches every critic weight. On CUDA it runs Triton kernels.
+(inside the critic loss) reaches every critic weight. On CUDA it runs Triton kernels. A critic
+with extra inputs (a cGAN's labels) gets them as ``critic_kwargs={"labels": y}``, or through a
+closure, ``gradient_penalty(lambda x: critic(x, y), real, fake)``.
 """
 import argparse
 import math

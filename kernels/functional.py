@@ -1,11 +1,15 @@
 """The public ops: argument checks, then the backend ``dispatch`` picks (Triton or PyTorch).
 
-Checks look only at shapes, dtypes and devices, never at values, so no op waits on the GPU.
+Checks look only at shapes, dtypes and devices, never at values, so no op waits on the GPU; the
+one exception is an ``eps`` the caller hands to ``gradient_penalty`` (see there).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from numbers import Real
+from typing import Any
 
 import torch
 
@@ -50,6 +54,14 @@ def _same(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
         raise ValueError(f"{names} must be on the same device, got {a.device} and {b.device}")
 
 
+def _nonnegative(value, name: str) -> float:
+    """A finite real number ≥ 0 (a penalty's weight or target norm)."""
+    value = _number(value, name)
+    if not 0.0 <= value < math.inf:
+        raise ValueError(f"{name} must be a finite number >= 0 (range [0, inf)), got {value}")
+    return value
+
+
 def grad_norm_penalty(grad: torch.Tensor, *, center: float = 1.0, weight: float = 10.0,
                       one_sided: bool = False) -> torch.Tensor:
     """weight · mean_b (‖g_b‖₂ − center)² over a batch of gradients, as a scalar.
@@ -57,6 +69,7 @@ def grad_norm_penalty(grad: torch.Tensor, *, center: float = 1.0, weight: float 
     The norm of each sample b is taken over all its non-batch dims (never over dim 1 alone, nor
     over the whole batch). ``one_sided`` penalises only norms above ``center``:
     max(0, ‖g_b‖ − center)². ``center=0`` gives weight · mean_b ‖g_b‖², the R1/R2 penalty.
+    ``weight`` and ``center`` are finite and ≥ 0 (a ValueError names the one that is not).
 
     ``grad`` is usually the input gradient from ``torch.autograd.grad(..., create_graph=True)``:
     the backward (closed form, 2·weight·(‖g_b‖ − center)·g_b/(‖g_b‖·B), zero for a sample whose
@@ -65,46 +78,110 @@ def grad_norm_penalty(grad: torch.Tensor, *, center: float = 1.0, weight: float 
     bfloat16 gradients (float64 for float64).
     """
     _batched(grad, "grad")
+    center, weight = _nonnegative(center, "center"), _nonnegative(weight, "weight")
     impl = dispatch.triton_op("grad_penalty") if dispatch.use_triton(grad) else reference
-    return impl.GradNormPenalty.apply(grad, _number(center, "center"), _number(weight, "weight"),
-                                      bool(one_sided))
+    return impl.GradNormPenalty.apply(grad, center, weight, bool(one_sided))
 
 
 def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor, *,
                      weight: float = 10.0, center: float = 1.0, eps: torch.Tensor | None = None,
-                     one_sided: bool = False, **critic_kwargs) -> torch.Tensor:
+                     one_sided: bool = False, critic_kwargs: Mapping[str, Any] | None = None,
+                     **legacy_kwargs) -> torch.Tensor:
     """The WGAN-GP penalty of ``critic`` at random points between ``real`` and ``fake`` samples.
 
     x̂_b = fake_b + eps_b·(real_b − fake_b), one ``eps_b ~ U[0, 1)`` per sample unless ``eps``
-    (shape (B,)) is given; then ``critic(x̂, **critic_kwargs)`` (extra inputs such as a cGAN's
-    labels go through the keywords), its input gradient out of place with
-    ``torch.autograd.grad(out.sum(), x̂, create_graph=True)``, and ``grad_norm_penalty`` of it.
+    (shape (B,), values in [0, 1]) is given; then ``critic(x̂, **critic_kwargs)``, its input
+    gradient out of place with ``torch.autograd.grad(out.sum(), x̂, create_graph=True)``, and
+    ``grad_norm_penalty`` of it (``weight``, ``center`` and ``one_sided`` as there).
     ``real`` and ``fake`` are detached: the penalty trains the critic only, and one ordinary
     ``.backward()`` of a loss holding it reaches every critic weight (DDP included). The
     gradient is of the critic's own output, so it needs no unscaling under a GradScaler.
+
+    Extra inputs of the critic (a cGAN's labels) go in the ``critic_kwargs`` dict, whatever
+    their names: ``gradient_penalty(D, real, fake, critic_kwargs={"labels": y})`` — or close
+    over them: ``gradient_penalty(lambda x: D(x, y), real, fake)``. (Before, they went as
+    extra keywords, ``gradient_penalty(D, real, fake, labels=y)``; that still works but warns
+    with a DeprecationWarning, and cannot pass inputs named like this function's own.)
+
+    The critic must give one output per sample, shape (B,) or (B, 1) — reduce a PatchGAN's
+    map or several heads to one score per sample in a closure — and the output must depend on
+    x̂ through autograd (not under ``torch.no_grad()``, not detached); otherwise a ValueError
+    says which. A given ``eps`` is checked to lie in [0, 1], which reads one value back from
+    the device (skipped while a CUDA graph is being captured); the drawn one needs no check.
     """
     if not callable(critic):
         raise TypeError(f"critic must be callable, got {type(critic).__name__}")
     _batched(real, "real")
     _batched(fake, "fake")
     _same(real, fake, "real and fake")
+    inputs = _critic_inputs(critic_kwargs, legacy_kwargs)
+    weight, center = _nonnegative(weight, "weight"), _nonnegative(center, "center")
     batch = real.shape[0]
     if eps is None:
         eps = torch.rand(batch, device=real.device, dtype=real.dtype)
     else:
-        _float_tensor(eps, "eps")
-        if eps.shape != (batch,):
-            raise ValueError(f"eps must have shape ({batch},), one value per sample, got {tuple(eps.shape)}")
-        if eps.device != real.device:
-            raise ValueError(f"eps must be on {real.device}, got {eps.device}")
+        _check_eps(eps, batch, real.device)
     eps = eps.to(real.dtype).view((batch,) + (1,) * (real.dim() - 1))
     with torch.enable_grad():
         x_hat = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
-        out = critic(x_hat, **critic_kwargs)
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"critic must return a tensor, got {type(out).__name__}")
-        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+        out = critic(x_hat, **inputs)
+        _check_critic_output(out, batch)
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True, allow_unused=True)
+        if grad is None:
+            raise ValueError("the critic's output does not depend on its input x: it ignores its "
+                             "first argument, or uses it only through detached or "
+                             "non-differentiable operations, so there is no input gradient to "
+                             "penalise")
         return grad_norm_penalty(grad, center=center, weight=weight, one_sided=one_sided)
+
+
+def _critic_inputs(critic_kwargs, legacy_kwargs: dict) -> dict:
+    """The critic's extra inputs: the ``critic_kwargs`` mapping, or (deprecated) the extra
+    keywords of ``gradient_penalty``; not both."""
+    if critic_kwargs is not None and not isinstance(critic_kwargs, Mapping):
+        raise TypeError(f"critic_kwargs must be a dict of the critic's extra inputs, got "
+                        f"{type(critic_kwargs).__name__}")
+    if not legacy_kwargs:
+        return dict(critic_kwargs or {})
+    names = ", ".join(sorted(legacy_kwargs))
+    if critic_kwargs is not None:
+        raise TypeError(f"gradient_penalty got critic_kwargs and also extra keywords ({names}): "
+                        f"put all the critic's inputs in critic_kwargs")
+    warnings.warn(f"passing the critic's inputs ({names}) as keywords of gradient_penalty is "
+                  f"deprecated: pass critic_kwargs={{...}} instead", DeprecationWarning, stacklevel=3)
+    return legacy_kwargs
+
+
+def _check_eps(eps, batch: int, device: torch.device) -> None:
+    """``eps``: a float tensor of shape (batch,) on ``device``, every value in [0, 1]."""
+    _float_tensor(eps, "eps")
+    if eps.shape != (batch,):
+        raise ValueError(f"eps must have shape ({batch},), one value per sample, got {tuple(eps.shape)}")
+    if eps.device != device:
+        raise ValueError(f"eps must be on {device}, got {eps.device}")
+    if eps.is_cuda and torch.cuda.is_current_stream_capturing():
+        return  # reading a value back is not allowed inside a CUDA graph
+    outside = ~((eps >= 0) & (eps <= 1))  # NaN is outside too
+    if outside.any():
+        bad = eps[outside][0].item()
+        raise ValueError(f"eps must lie in [0, 1] (one interpolation weight per sample), "
+                         f"got {bad:.6g} at sample {int(outside.nonzero()[0, 0])}")
+
+
+def _check_critic_output(out, batch: int) -> None:
+    """One differentiable output per sample: shape (batch,) or (batch, 1), tracked by autograd."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"critic must return a tensor, got {type(out).__name__}")
+    if tuple(out.shape) not in ((batch,), (batch, 1)):
+        raise ValueError(f"the critic must return one output per sample, shape ({batch},) or "
+                         f"({batch}, 1) for a batch of {batch}, got {tuple(out.shape)}; reduce "
+                         f"several outputs per sample (a PatchGAN's map, several heads) to one in "
+                         f"a closure, e.g. lambda x: D(x).mean(dim=(1, 2, 3))")
+    if not out.requires_grad:
+        raise ValueError("the critic's output is not tracked by autograd: the critic runs under "
+                         "torch.no_grad() or inference_mode, detaches its output, or does not use "
+                         "its input, so there is no input gradient to penalise; run its forward "
+                         "with gradients enabled, on its input")
 
 
 def relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, *, kind: str = "sgan",

@@ -124,7 +124,7 @@ def test_gradient_penalty_reaches_critic_weights(backend, device, classes):
     real, fake = torch.randn(2, 6, 3, 9, 9, device=device)
     eps = torch.rand(6, device=device)
     kw = {"labels": torch.randint(0, classes, (6,), device=device)} if classes else {}
-    loss = gradient_penalty(critic, real, fake, eps=eps, **kw)
+    loss = gradient_penalty(critic, real, fake, eps=eps, critic_kwargs=kw)
     (loss * 3.7).backward()
     ref = gp64(critic64, real.double(), fake.double(), eps.double(), **kw)
     (ref * 3.7).backward()
