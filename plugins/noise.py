@@ -108,11 +108,17 @@ def color(x: torch.Tensor) -> torch.Tensor:
     return (x - level) * (_per_sample(x) + 0.5) + level
 
 
+def _part(length: int, ratio: float) -> int:
+    """``ratio`` of ``length`` rounded half up, as DiffAugment's reference code does (Python's
+    round would take 0.5 to 0 and 2.5 to 2: 4×4 images never shifted, 20×20 by 2, not 3)."""
+    return int(length * ratio + 0.5)
+
+
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     """Shift each image by up to ``ratio`` of its size in each direction, zero-filled."""
     n, c, h, w = x.shape
     dy, dx = (torch.randint(-m, m + 1, (n, 1, 1), device=x.device)
-              for m in (round(h * ratio), round(w * ratio)))
+              for m in (_part(h, ratio), _part(w, ratio)))
     rows = torch.arange(h, device=x.device).view(1, h, 1) - dy  # source row of each output row
     cols = torch.arange(w, device=x.device).view(1, 1, w) - dx
     inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (N, H, W)
@@ -123,11 +129,15 @@ def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
 
 def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     """Zero one rectangle of ``ratio`` × the image size at a random place in each image
-    (clipped at the borders)."""
+    (clipped at the borders).
+
+    Its first row is uniform over −⌊s/2⌋ … h − ⌈s/2⌉ (columns alike), so at either extreme
+    ⌈s/2⌉ of its s rows lie inside: the top and bottom rows (left and right columns) are cut
+    equally often, as in DiffAugment's reference code."""
     n, _, h, w = x.shape
-    sh, sw = max(1, round(h * ratio)), max(1, round(w * ratio))
-    top = torch.randint(-(sh // 2), h - sh // 2, (n, 1, 1), device=x.device)
-    left = torch.randint(-(sw // 2), w - sw // 2, (n, 1, 1), device=x.device)
+    sh, sw = max(1, _part(h, ratio)), max(1, _part(w, ratio))
+    top = torch.randint(-(sh // 2), h - (sh + 1) // 2 + 1, (n, 1, 1), device=x.device)
+    left = torch.randint(-(sw // 2), w - (sw + 1) // 2 + 1, (n, 1, 1), device=x.device)
     rows = torch.arange(h, device=x.device).view(1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, w)
     cut = (rows >= top) & (rows < top + sh) & (cols >= left) & (cols < left + sw)
