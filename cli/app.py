@@ -9,10 +9,12 @@ however the app is invoked (the console script, ``python -m gantrix.cli``, or
 from __future__ import annotations
 
 import functools
+import warnings
 from importlib import import_module
 from typing import Callable, NoReturn
 
 import typer
+import typer.main
 
 from gantrix import __version__
 from gantrix.errors import GantrixError
@@ -66,22 +68,49 @@ def _builtin_modules():
     return [import_module(f"{__package__}.{name}") for name in BUILTIN_COMMANDS]
 
 
+def _command_names(commands, groups) -> set[str]:
+    """The names typer gives these registered commands and command groups."""
+    scratch = typer.Typer()
+    scratch.registered_commands, scratch.registered_groups = list(commands), list(groups)
+    return set(typer.main.get_group(scratch).commands)
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
 def _plugin_commands(app: typer.Typer) -> None:
-    """Let every plugin add commands; one that fails is reported and the others still load."""
+    """Let every plugin add commands. One that fails, or that names a command gantrix (or an
+    earlier plugin) already has, gets none of them, and is reported as failed to load (it
+    contributes nothing); the others still load. Built-in commands always win."""
+    from gantrix.errors import GantrixWarning
     from gantrix.registry import catalogue
 
-    cat = catalogue()
-    infos = {p.name: p for p in cat.plugins}
+    with warnings.catch_warnings():  # printed below as the CLI prints every warning
+        warnings.simplefilter("ignore", GantrixWarning)
+        cat = catalogue()
+    for message in cat.warnings:
+        _warn(message)
+    owners = dict.fromkeys(_command_names(app.registered_commands, app.registered_groups),
+                           "gantrix")
     for impl in cat.pm.hook.gantrix_register_commands.get_hookimpls():  # in loading order
+        commands, groups = len(app.registered_commands), len(app.registered_groups)
         try:
             impl.function(app=app)
+            added = _command_names(app.registered_commands[commands:],
+                                   app.registered_groups[groups:])
+            error = "; ".join(f"command {name!r} already belongs to {owners[name]}: a plugin "
+                              f"cannot replace it (rename the plugin's command)"
+                              for name in sorted(added & set(owners)))
         except Exception as exc:  # a broken plugin must not take the CLI down
             error = f"{type(exc).__name__}: {exc}"
-            info = infos.get(impl.plugin_name)
-            if info is not None:
-                info.error = f"gantrix_register_commands failed: {error}"
-            typer.secho(f"warning: plugin {impl.plugin_name!r} could not add its commands: "
-                        f"{error}", fg=typer.colors.YELLOW, err=True)
+        if not error:
+            owners.update(dict.fromkeys(added, f"plugin {impl.plugin_name!r}"))
+            continue
+        del app.registered_commands[commands:], app.registered_groups[groups:]
+        cat.withdraw(impl.plugin_name, f"gantrix_register_commands failed: {error}")
+        _warn(f"plugin {impl.plugin_name!r} could not add its commands, so it is not "
+              f"loaded: {error}")
 
 
 def create_app() -> typer.Typer:

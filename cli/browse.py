@@ -73,19 +73,26 @@ def recipes() -> None:
 
 
 def plugins() -> None:
-    """List the installed plugins, their hooks, and those that failed to load."""
+    """List the installed plugins, their hooks, those that failed to load (every error) and
+    those the environment kept from loading."""
     from gantrix.registry import catalogue
 
-    infos = catalogue().plugins
-    ok = [p for p in infos if not p.error]
+    cat = catalogue()
+    ok = [p for p in cat.plugins if not p.errors]
     _table(("PLUGIN", "DISTRIBUTION", "VERSION", "HOOKS"),
            [(p.name, p.distribution, p.version, ", ".join(_short_hook(h) for h in p.hooks))
             for p in ok])
-    failed = [p for p in infos if p.error]
+    failed = [p for p in cat.plugins if p.errors]
     if failed:
-        typer.echo(f"\n{len(failed)} plugin(s) failed to load (the others work):")
+        typer.echo(f"\n{len(failed)} plugin(s) failed to load and contribute nothing "
+                   f"(the others work):")
         for p in failed:
-            typer.echo(f"  {p.name} ({p.distribution} {p.version}, {p.module}): {p.error}")
+            for error in p.errors:
+                typer.echo(f"  {p.name} ({p.distribution} {p.version}, {p.module}): {error}")
+    if cat.skipped:
+        typer.echo(f"\n{len(cat.skipped)} plugin(s) not loaded:")
+        for s in cat.skipped:
+            typer.echo(f"  {s.name} ({s.distribution} {s.version}): {s.why}")
 
 
 def check(

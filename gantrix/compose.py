@@ -45,7 +45,7 @@ def _instantiate(specs: list[TrickSpec]) -> list[_Chosen]:
     cat = catalogue()
     merged: dict[str, tuple[dict, str]] = {}
     for spec in specs:
-        cls = cat.trick(spec.name)
+        cls = cat.trick(spec.name, spec.where)
         values = spec.resolve(cls)
         if spec.name in merged:
             old, origin = merged[spec.name]

@@ -11,16 +11,27 @@ class GantrixError(Exception):
 
 
 class UnknownNameError(GantrixError, KeyError):
-    """An unknown trick, recipe or parameter name; the message suggests close matches."""
+    """An unknown trick, recipe or parameter name; the message suggests close matches.
 
-    def __init__(self, what: str, name: str, known: Iterable[str]):
+    ``hint`` follows the name (why it may be missing: ``": 'wgan-gp' is a recipe; ..."``),
+    and ``where`` (the recipe or file that asked for the name) precedes the message.
+    """
+
+    def __init__(self, what: str, name: str, known: Iterable[str], *, hint: str = "",
+                 where: str = ""):
         self.what, self.name = what, name
         self.suggestions = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"unknown {what} {name!r}{hint}")
+        close = f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}unknown {what} {name!r}{hint}{close}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]
+
+
+class GantrixWarning(UserWarning):
+    """Something the user set that gantrix can work around but should hear about (a plugin
+    variable naming no installed plugin)."""
 
 
 class ParamError(GantrixError, ValueError):

@@ -45,21 +45,22 @@ DATA_KIND_KEYS = ("tricks", "train")
 
 @dataclass
 class TrickSpec:
-    """One trick as asked for: its name, its raw parameters, and where it came from
-    (``"user"`` or ``"recipe:NAME"``)."""
+    """One trick as asked for: its name, its raw parameters, where it came from (``"user"``
+    or ``"recipe:NAME"``) and, when written in a recipe or file, which (for errors)."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     origin: str = USER
+    where: str = ""
 
     @classmethod
-    def parse(cls, text: str, origin: str = USER) -> "TrickSpec":
+    def parse(cls, text: str, origin: str = USER, where: str = "") -> "TrickSpec":
         """Read ``name`` or ``name:key=value,...`` (params stay strings until the class
         is known; see `TrickSpec.resolve`)."""
         name, _, args = text.strip().partition(":")
         if not name:
             raise GantrixError(f"empty trick name in {text!r}")
-        return cls(name.strip(), {"__text__": args} if args else {}, origin)
+        return cls(name.strip(), {"__text__": args} if args else {}, origin, where)
 
     def resolve(self, cls) -> dict[str, Any]:
         """The checked parameter values for trick class ``cls``."""
@@ -95,10 +96,10 @@ def specs_from_table(data: Mapping[str, Any], origin: str, where: str) -> list[T
     specs = []
     for item in tricks:
         if isinstance(item, str):
-            specs.append(TrickSpec.parse(item, origin))
+            specs.append(TrickSpec.parse(item, origin, where))
         elif isinstance(item, Mapping) and isinstance(item.get("name"), str):
             params = {k: v for k, v in item.items() if k != "name"}
-            specs.append(TrickSpec(item["name"], params, origin))
+            specs.append(TrickSpec(item["name"], params, origin, where))
         else:
             raise GantrixError(f"{where}: cannot read trick entry {item!r}")
     return specs
@@ -182,15 +183,17 @@ class Recipe:
     def from_toml(cls, path: str | Path) -> "Recipe":
         return cls(config=path)
 
-    def _add_named(self, name: str, seen: tuple[str, ...] = ()) -> None:
+    def _add_named(self, name: str, seen: tuple[str, ...] = (), where: str = "") -> None:
+        """Add recipe ``name`` (after the recipe it builds on); ``where`` names what asked
+        for it, for the error when no loaded plugin has it."""
         from .registry import catalogue
 
         if name in seen:
             raise GantrixError(f"recipe {name!r} includes itself: {' -> '.join(seen + (name,))}")
-        entry = catalogue().recipe(name)
+        entry = catalogue().recipe(name, where)
         base = entry.data.get("recipe")
         if base:
-            self._add_named(base, seen + (name,))
+            self._add_named(base, seen + (name,), f"recipe {name!r}")
         self.names.append(name)
         self._add_layer(entry.data, f"recipe:{name}", f"recipe {name!r}")
 
@@ -201,7 +204,7 @@ class Recipe:
             raise GantrixError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
                                f"allowed: {', '.join(RECIPE_KEYS)}")
         if data.get("recipe"):
-            self._add_named(data["recipe"])
+            self._add_named(data["recipe"], where=str(path))
         self._add_layer(data, USER, str(path))
 
     def _add_layer(self, data: Mapping[str, Any], origin: str, where: str) -> None:

@@ -10,13 +10,18 @@ Environment:
   besides the built-ins; set and empty means built-ins only; unset means everything.
 - ``GANTRIX_DISABLE_PLUGINS``: comma-separated entry-point or distribution names to skip.
 
-A plugin that fails to import, or whose hooks match no spec, is recorded with its error
-(``gantrix plugins`` shows it) and the others keep working.
+A plugin that fails to import, whose hooks match no spec, or whose discovery hook raises or
+registers something invalid is recorded with every error it met (``gantrix plugins`` shows
+them) and contributes nothing; the others keep working. A name in either variable that no
+installed plugin has is a warning (`GantrixWarning`, also kept in `Catalogue.warnings`).
 """
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import threading
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,23 +30,50 @@ from typing import Any, Mapping
 import pluggy
 
 from . import hookspecs
-from .errors import GantrixError, UnknownNameError
+from .errors import GantrixError, GantrixWarning, UnknownNameError
 from .trick import KINDS, Trick
 
 GROUP = "gantrix"
 BUILTIN_DIST = "gantrix"
+LOAD_VAR, DISABLE_VAR = "GANTRIX_LOAD_PLUGINS", "GANTRIX_DISABLE_PLUGINS"
+#: a trick name: lowercase words of letters and digits joined by single hyphens.
+KEBAB_CASE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+
+
+def kebab_case(name: str) -> str:
+    """``name`` respelt in kebab-case (``Bad_Name`` -> ``bad-name``), for error messages."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
+    return re.sub(r"[^a-z0-9]+", "-", words).strip("-")
 
 
 @dataclass
 class PluginInfo:
-    """One loaded (or failed) plugin, as ``gantrix plugins`` shows it."""
+    """One loaded (or failed) plugin, as ``gantrix plugins`` shows it: every error it met,
+    and the names of the tricks and recipes it contributed (none once it failed)."""
 
     name: str
     distribution: str
     version: str
     module: str
     hooks: list[str] = field(default_factory=list)
-    error: str | None = None
+    errors: list[str] = field(default_factory=list)
+    tricks: list[str] = field(default_factory=list)
+    recipes: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> str | None:
+        """The errors on one line, or None when the plugin loaded."""
+        return "; ".join(self.errors) or None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An installed plugin the environment kept from loading, and which variable did."""
+
+    name: str
+    distribution: str
+    version: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -59,64 +91,125 @@ class RecipeEntry:
 
 
 class Catalogue:
-    """Everything the installed plugins registered."""
+    """Everything the loaded plugins registered, what the environment skipped, and the
+    warnings about the environment itself."""
 
-    def __init__(self, pm: pluggy.PluginManager, plugins: list[PluginInfo]):
+    def __init__(self, pm: pluggy.PluginManager, plugins: list[PluginInfo],
+                 skipped: list[Skipped] = (), warnings: list[str] = ()):
         self.pm = pm
         self.plugins = plugins
+        self.skipped = list(skipped)
+        self.warnings = list(warnings)
         self.tricks: dict[str, type[Trick]] = {}
         self.recipes: dict[str, RecipeEntry] = {}
-        self._collect()
+        for info in plugins:
+            if not info.errors:
+                self._collect(info)
 
-    def _collect(self) -> None:
-        by_name = {p.name: p for p in self.plugins}
-        for impl in self.pm.hook.gantrix_register_tricks.get_hookimpls():
-            info = by_name[impl.plugin_name]
-            self._call(info, impl.function, register=lambda cls, _i=info: self._add_trick(cls, _i))
-        for impl in self.pm.hook.gantrix_register_recipes.get_hookimpls():
-            info = by_name[impl.plugin_name]
-            self._call(info, impl.function, register=lambda n, d, _i=info: self._add_recipe(n, d, _i))
+    def _collect(self, info: PluginInfo) -> None:
+        """Call the plugin's discovery hooks; keep what it registered only if all of them
+        went well (a failed plugin contributes nothing), and record every error."""
+        tricks: dict[str, type[Trick]] = {}
+        recipes: dict[str, RecipeEntry] = {}
+        calls = ((self.pm.hook.gantrix_register_tricks,
+                  lambda cls: self._add_trick(cls, tricks)),
+                 (self.pm.hook.gantrix_register_recipes,
+                  lambda name, data: self._add_recipe(name, data, recipes, info)))
+        for hook, register in calls:
+            for impl in hook.get_hookimpls():
+                if impl.plugin_name != info.name:
+                    continue
+                try:
+                    impl.function(register=register)
+                except Exception as exc:  # a broken plugin must not take the others down
+                    info.errors.append(f"{type(exc).__name__}: {exc}")
+        if info.errors:
+            self.pm.unregister(name=info.name)
+            return
+        for cls in tricks.values():
+            cls.plugin = info.distribution
+        self.tricks.update(tricks)
+        self.recipes.update(recipes)
+        info.tricks, info.recipes = list(tricks), list(recipes)
 
-    @staticmethod
-    def _call(info: PluginInfo, function, **kwargs) -> None:
-        try:
-            function(**kwargs)
-        except Exception as exc:  # a broken plugin must not take the others down
-            info.error = f"{type(exc).__name__}: {exc}"
-
-    def _add_trick(self, cls: type[Trick], info: PluginInfo) -> None:
+    def _add_trick(self, cls: type[Trick], staged: dict[str, type[Trick]]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Trick)):
             raise TypeError(f"register() takes a Trick subclass, got {cls!r}")
         if not cls.name or cls.kind not in KINDS:
             raise TypeError(f"{cls.__name__} needs a name and a kind in {KINDS}")
-        if cls.name in self.tricks:
-            other = self.tricks[cls.name].plugin
+        if not isinstance(cls.name, str) or not KEBAB_CASE.fullmatch(cls.name):
+            raise ValueError(f"trick name {cls.name!r} ({cls.__name__}) is not kebab-case: "
+                             f"lowercase letters and digits, words joined by single hyphens, "
+                             f"e.g. {kebab_case(str(cls.name))!r}")
+        if cls.name in self.tricks or cls.name in staged:
+            other = self.tricks[cls.name].plugin if cls.name in self.tricks else "this plugin"
             raise ValueError(f"trick {cls.name!r} is already registered by {other}")
-        cls.plugin = info.distribution
-        self.tricks[cls.name] = cls
+        staged[cls.name] = cls
 
-    def _add_recipe(self, name: str, data: Any, info: PluginInfo) -> None:
+    def _add_recipe(self, name: str, data: Any, staged: dict[str, RecipeEntry],
+                    info: PluginInfo) -> None:
         from .recipe import load_recipe_file
 
         source = ""
         if isinstance(data, (str, Path)):
             source = str(data)
             data = load_recipe_file(Path(data))
-        if name in self.recipes:
-            raise ValueError(f"recipe {name!r} is already registered by {self.recipes[name].plugin}")
-        self.recipes[name] = RecipeEntry(name, data, info.distribution, source)
+        if name in self.recipes or name in staged:
+            other = self.recipes[name].plugin if name in self.recipes else "this plugin"
+            raise ValueError(f"recipe {name!r} is already registered by {other}")
+        staged[name] = RecipeEntry(name, data, info.distribution, source)
 
-    def trick(self, name: str) -> type[Trick]:
+    def withdraw(self, name: str, error: str) -> None:
+        """Record ``error`` on plugin ``name`` and take back all it contributed (for a
+        failure found after loading, such as a CLI command that clashes)."""
+        info = next(p for p in self.plugins if p.name == name)
+        info.errors.append(error)
+        for trick in info.tricks:
+            del self.tricks[trick]
+        for recipe in info.recipes:
+            del self.recipes[recipe]
+        info.tricks, info.recipes = [], []
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+
+    def trick(self, name: str, where: str = "") -> type[Trick]:
+        """The trick class called ``name``; ``where`` (a recipe or file that asks for it)
+        prefixes the error when there is none."""
         try:
             return self.tricks[name]
         except KeyError:
-            raise UnknownNameError("trick", name, self.tricks) from None
+            pass
+        if name in self.recipes:
+            raise UnknownNameError("trick", name, (), where=where, hint=(
+                f": {name!r} is a recipe; start from it with --recipe {name} "
+                f"(Recipe(recipe={name!r}) in Python)"))
+        raise self._unknown("trick", name, self.tricks, where)
 
-    def recipe(self, name: str) -> RecipeEntry:
+    def recipe(self, name: str, where: str = "") -> RecipeEntry:
+        """The recipe called ``name`` (``where``: as for `trick`)."""
         try:
             return self.recipes[name]
         except KeyError:
-            raise UnknownNameError("recipe", name, self.recipes) from None
+            raise self._unknown("recipe", name, self.recipes, where) from None
+
+    def _unknown(self, what: str, name: str, known, where: str) -> UnknownNameError:
+        """The error for a name no loaded plugin provides: which installed plugins the
+        environment skipped or failed to load (it may be theirs), else, when no known name
+        is close, that no installed plugin provides it."""
+        missing = [f"plugin {s.name!r} ({s.distribution} {s.version}), {s.why}"
+                   for s in self.skipped]
+        missing += [f"plugin {p.name!r} ({p.distribution} {p.version}), which failed to load "
+                    f"(gantrix plugins shows why)" for p in self.plugins if p.errors]
+        if missing:
+            hint = f": no loaded plugin provides it; not loaded: {'; '.join(missing)}"
+            return UnknownNameError(what, name, known, where=where, hint=hint)
+        error = UnknownNameError(what, name, known, where=where)
+        if error.suggestions:
+            return error
+        listing = "gantrix list" if what == "trick" else "gantrix recipes"
+        return UnknownNameError(what, name, known, where=where, hint=(
+            f": no installed plugin provides it (is its plugin installed? {listing} shows "
+            f"what is)"))
 
 
 def _names(var: str) -> set[str] | None:
@@ -126,18 +219,36 @@ def _names(var: str) -> set[str] | None:
     return {n.strip() for n in raw.split(",") if n.strip()}
 
 
-def _wanted(ep: metadata.EntryPoint, dist: str) -> bool:
-    disabled = _names("GANTRIX_DISABLE_PLUGINS") or set()
+def _skipped_by(ep: metadata.EntryPoint, dist: str) -> str | None:
+    """Why the environment keeps this entry point from loading, or None when it loads."""
+    disabled = _names(DISABLE_VAR) or set()
     if ep.name in disabled or dist in disabled or ep.value in disabled:
-        return False
+        return f"disabled by {DISABLE_VAR}"
     if dist == BUILTIN_DIST:
-        return True
-    load = _names("GANTRIX_LOAD_PLUGINS")
-    return load is None or ep.name in load or dist in load
+        return None
+    load = _names(LOAD_VAR)
+    if load is None or ep.name in load or dist in load:
+        return None
+    return f"not named in {LOAD_VAR}"
 
 
-def _load(pm: pluggy.PluginManager) -> list[PluginInfo]:
+def _unknown_env_names(entry_points) -> list[str]:
+    """A warning for each name in the plugin variables that no installed plugin has (an
+    entry point or distribution name; to disable, a module name too: see `_skipped_by`)."""
+    names = {n for ep in entry_points for n in (ep.name, ep.dist and ep.dist.name) if n}
+    found = []
+    for var, known in ((LOAD_VAR, names), (DISABLE_VAR, names | {ep.value for ep in entry_points})):
+        for name in sorted((_names(var) or set()) - known):
+            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            found.append(f"{var} names {name!r}, which is no installed plugin's entry point "
+                         f"or distribution{hint} (gantrix plugins lists them)")
+    return found
+
+
+def _load(pm: pluggy.PluginManager) -> tuple[list[PluginInfo], list[Skipped], list[str]]:
     plugins: list[PluginInfo] = []
+    skipped: list[Skipped] = []
     seen = set()
     # gantrix's own plugins first, so a third-party trick named like a built-in one is the
     # one reported as a duplicate, whatever the order of sys.path.
@@ -146,30 +257,34 @@ def _load(pm: pluggy.PluginManager) -> list[PluginInfo]:
     for ep in entry_points:
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
-        if (dist, ep.name) in seen or not _wanted(ep, dist):
+        if (dist, ep.name) in seen:
             continue
         seen.add((dist, ep.name))
+        why = _skipped_by(ep, dist)
+        if why:
+            skipped.append(Skipped(ep.name, dist, version, why))
+            continue
         info = PluginInfo(ep.name, dist, version, ep.value)
         plugins.append(info)
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
         except Exception as exc:
-            info.error = f"{type(exc).__name__}: {exc}"
+            info.errors.append(f"{type(exc).__name__}: {exc}")
             continue
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
             pm.unregister(name=ep.name)
-            info.error = f"hook matches no spec: {exc}"
+            info.errors.append(f"hook matches no spec: {exc}")
             continue
         info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or ())
-    if not any(p.distribution == BUILTIN_DIST and not p.error for p in plugins):
+    if not any(p.distribution == BUILTIN_DIST and not p.errors for p in plugins):
         raise GantrixError(
             "gantrix's built-in plugins were not found: install the package "
             "(pip install -e .) so its entry points exist"
         )
-    return plugins
+    return plugins, skipped, _unknown_env_names(entry_points)
 
 
 _lock = threading.Lock()
@@ -183,8 +298,10 @@ def catalogue() -> Catalogue:
         if _catalogue is None:
             pm = pluggy.PluginManager(hookspecs.PROJECT)
             pm.add_hookspecs(hookspecs)
-            plugins = _load(pm)
-            _catalogue = Catalogue(pm, plugins)
+            plugins, skipped, notices = _load(pm)
+            for notice in notices:
+                warnings.warn(notice, GantrixWarning, stacklevel=3)
+            _catalogue = Catalogue(pm, plugins, skipped, notices)
         return _catalogue
 
 

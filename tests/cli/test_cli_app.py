@@ -26,12 +26,53 @@ def gantrix_register_commands(app):
 '''
 
 BROKEN_COMMANDS = '''
-from gantrix import hookimpl
+import typer
+from gantrix import Loss, hookimpl
+
+
+class Orphan(Loss):
+    name = "t-orphan"
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    register(Orphan)
 
 
 @hookimpl
 def gantrix_register_commands(app):
+    @app.command("t-half-added")
+    def half():
+        """Added before the failure."""
+
     raise RuntimeError("cannot add my command")
+'''
+
+CLASHING = '''
+import typer
+from gantrix import Loss, hookimpl
+
+
+class Clashing(Loss):
+    name = "t-clashing"
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    register(Clashing)
+
+
+@hookimpl
+def gantrix_register_commands(app):
+    @app.command("t-fine")
+    def fine():
+        """A command of its own."""
+        typer.echo("fine")
+
+    @app.command(COMMAND)
+    def mine():
+        """Tries to take over a command."""
+        typer.echo("hijacked")
 '''
 
 
@@ -57,14 +98,73 @@ def test_a_bug_is_not_disguised_as_a_user_error(gantrix, hello):
     assert isinstance(result.exception, RuntimeError)
 
 
-def test_a_plugin_that_fails_to_add_commands_is_reported(gantrix, hello, install, capsys):
+def test_a_plugin_that_fails_to_add_commands_is_reported_and_contributes_nothing(
+        gantrix, hello, install, capsys):
     install("gx-badcmd", {"gx_badcmd": BROKEN_COMMANDS}, {"badcmd": "gx_badcmd"})
     result = gantrix("t-hello", "again")  # the app is created, and warns, before it runs
     assert result.exit_code == 0 and result.stdout == "hello again\n"
-    assert ("warning: plugin 'badcmd' could not add its commands: RuntimeError: cannot add my "
-            "command") in capsys.readouterr().err
+    assert ("warning: plugin 'badcmd' could not add its commands, so it is not loaded: "
+            "RuntimeError: cannot add my command") in capsys.readouterr().err
     plugins = gantrix("plugins").stdout
     assert "badcmd (gx-badcmd 1.0, gx_badcmd): gantrix_register_commands failed: RuntimeError" in plugins
+    assert "t-half-added" not in gantrix("--help").output
+    assert "t-orphan" not in gantrix("list").stdout
+
+
+@pytest.mark.parametrize("command", ["list", "check"])
+def test_a_plugin_command_named_like_a_built_in_one_loses_and_fails_the_plugin(
+        gantrix, install, capsys, command):
+    install("gx-clash", {"gx_clash": CLASHING.replace("COMMAND", repr(command))}, {"clash": "gx_clash"})
+    result = gantrix(command, "--help")
+    assert result.exit_code == 0 and "hijacked" not in result.output
+    assert "Tries to take over" not in result.output
+    error = (f"command {command!r} already belongs to gantrix: a plugin cannot replace it "
+             f"(rename the plugin's command)")
+    assert (f"warning: plugin 'clash' could not add its commands, so it is not loaded: {error}"
+            in capsys.readouterr().err)
+    assert (f"clash (gx-clash 1.0, gx_clash): gantrix_register_commands failed: {error}"
+            in gantrix("plugins").stdout)
+    assert "t-clashing" not in gantrix("list").stdout and "t-fine" not in gantrix("--help").output
+
+
+def test_a_command_group_named_like_a_built_in_command_loses(gantrix, install):
+    install("gx-group", {"gx_group": '''
+import typer
+from gantrix import hookimpl
+
+
+@hookimpl
+def gantrix_register_commands(app):
+    group = typer.Typer()
+
+    @group.command("x")
+    def x():
+        """x"""
+
+    app.add_typer(group, name="info")
+'''}, {"group": "gx_group"})
+    result = gantrix("info", "wgan")
+    assert result.exit_code == 0 and result.stdout.startswith("wgan  (loss, from gantrix)")
+    assert "command 'info' already belongs to gantrix" in gantrix("plugins").stdout
+
+
+def test_of_two_plugins_with_one_command_name_the_first_loaded_keeps_it(gantrix, hello, install):
+    install("gx-hello2", {"gx_hello2": HELLO.replace('f"hello {name}"', 'f"hi {name}"')},
+            {"hello2": "gx_hello2"})
+    first, second = [p.name for p in registry.catalogue().plugins if p.name.startswith("hello")]
+    assert gantrix("t-hello", "you").stdout == ("hello you\n" if first == "hello" else "hi you\n")
+    assert (f"{second} (gx-{second} 1.0, gx_{second}): gantrix_register_commands failed: command "
+            f"'t-hello' already belongs to plugin {first!r}") in gantrix("plugins").stdout
+
+
+def test_a_plugin_variable_naming_no_plugin_is_a_warning_on_every_command(gantrix, monkeypatch, capsys):
+    monkeypatch.setenv("GANTRIX_LOAD_PLUGINS", "typo")
+    registry.reset()
+    result = gantrix("list", "--kind", "loss")
+    assert result.exit_code == 0 and "wgan" in result.stdout
+    assert capsys.readouterr().err == ("warning: GANTRIX_LOAD_PLUGINS names 'typo', which is no "
+                                       "installed plugin's entry point or distribution (gantrix "
+                                       "plugins lists them)\n")
 
 
 def test_user_errors_guard_is_applied_once():

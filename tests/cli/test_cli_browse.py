@@ -186,7 +186,72 @@ def test_plugins_reports_failures_while_the_rest_work(gantrix, install):
     '''}, {"typo": "gx_typo_cli"})
     result = gantrix("plugins")
     assert result.exit_code == 0
-    assert "failed to load (the others work):" in result.stdout
+    assert "failed to load and contribute nothing (the others work):" in result.stdout
     assert "  broken (gx-broken 1.0, gx_broken_cli): RuntimeError: boom at import" in result.stdout
     assert "  typo (gx-typo 1.0, gx_typo_cli): hook matches no spec" in result.stdout
     assert gantrix("list", "--kind", "loss").exit_code == 0
+
+
+def test_plugins_shows_every_error_of_a_plugin(gantrix, install, tmp_path):
+    install("gx-twice", {"gx_twice_cli": f'''
+        from gantrix import Loss, hookimpl
+
+        class Clone(Loss):
+            name = "wgan"
+
+        @hookimpl
+        def gantrix_register_tricks(register):
+            register(Clone)
+
+        @hookimpl
+        def gantrix_register_recipes(register):
+            register("t-lost", {str(tmp_path / "nowhere.toml")!r})
+    '''}, {"twice": "gx_twice_cli"})
+    out = gantrix("plugins").stdout
+    prefix = "  twice (gx-twice 1.0, gx_twice_cli): "
+    assert f"{prefix}ValueError: trick 'wgan' is already registered by gantrix\n" in out
+    assert f"{prefix}GantrixError: config file not found: {tmp_path / 'nowhere.toml'}\n" in out
+
+
+def test_plugins_shows_those_the_environment_kept_out(gantrix, monkeypatch):
+    monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", "penalties")
+    result = gantrix("plugins")
+    assert result.stdout.endswith("\n1 plugin(s) not loaded:\n"
+                                  "  penalties (gantrix 0.1.0): disabled by GANTRIX_DISABLE_PLUGINS\n")
+
+
+def test_a_failed_plugin_shows_nothing_in_list_or_recipes(gantrix, install):
+    install("gx-half", {"gx_half_cli": '''
+        from gantrix import Loss, hookimpl
+
+        class Half(Loss):
+            name = "t-half"
+
+        @hookimpl
+        def gantrix_register_tricks(register):
+            register(Half)
+            raise RuntimeError("then it broke")
+
+        @hookimpl
+        def gantrix_register_recipes(register):
+            register("t-half-recipe", {"tricks": ["t-half"]})
+    '''}, {"half": "gx_half_cli"})
+    assert "t-half" not in gantrix("list").stdout
+    assert "t-half-recipe" not in gantrix("recipes").stdout
+    assert "half (gx-half 1.0, gx_half_cli): RuntimeError: then it broke" in gantrix("plugins").stdout
+
+
+def test_a_trick_name_not_in_kebab_case_is_a_load_error_not_a_listed_trick(gantrix, install):
+    install("gx-snake", {"gx_snake_cli": '''
+        from gantrix import Loss, hookimpl
+
+        class Snake(Loss):
+            name = "Bad_Name"
+
+        @hookimpl
+        def gantrix_register_tricks(register):
+            register(Snake)
+    '''}, {"snake": "gx_snake_cli"})
+    assert "Bad_Name" not in gantrix("list").stdout
+    assert ("snake (gx-snake 1.0, gx_snake_cli): ValueError: trick name 'Bad_Name' (Snake) is "
+            "not kebab-case") in gantrix("plugins").stdout

@@ -95,6 +95,7 @@ def test_load_plugins_empty_means_builtins_only(extra, monkeypatch):
     assert "t-extra-loss" not in cat.tricks and "wgan" in cat.tricks
 
 
+@pytest.mark.filterwarnings("ignore:GANTRIX_LOAD_PLUGINS names 'other'")
 @pytest.mark.parametrize("value, loaded", [("extra", True), ("gx-extra", True),
                                            ("other,extra", True), ("other", False)])
 def test_load_plugins_by_entry_point_or_distribution(extra, monkeypatch, value, loaded):
@@ -103,6 +104,7 @@ def test_load_plugins_by_entry_point_or_distribution(extra, monkeypatch, value, 
     assert ("t-extra-loss" in registry.catalogue().tricks) is loaded
 
 
+@pytest.mark.filterwarnings("ignore:GANTRIX_DISABLE_PLUGINS names 'x'")
 @pytest.mark.parametrize("value", ["extra", "gx-extra", " extra , x"])
 def test_disable_a_third_party_plugin(extra, monkeypatch, value):
     monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", value)
@@ -227,3 +229,147 @@ def test_tricks_by_kind_sorted_and_unknown_kind_suggests():
 def test_make_unknown_trick_suggests():
     with pytest.raises(UnknownNameError, match="unknown trick 'hnige'; did you mean 'hinge'"):
         gantrix.make("hnige")
+
+
+def test_every_error_of_a_plugin_is_kept(install, tmp_path):
+    install("gx-twice", {"gx_twice": f'''
+from gantrix import Loss, hookimpl
+
+
+class Clone(Loss):
+    name = "wgan"
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    register(Clone)
+
+
+@hookimpl
+def gantrix_register_recipes(register):
+    register("t-lost", {str(tmp_path / "nowhere.toml")!r})
+'''}, {"twice": "gx_twice"})
+    assert plugin("twice").errors == [
+        "ValueError: trick 'wgan' is already registered by gantrix",
+        f"GantrixError: config file not found: {tmp_path / 'nowhere.toml'}"]
+
+
+PARTIAL = '''
+from gantrix import Loss, hookimpl
+
+
+class Kept(Loss):
+    name = "t-partial"
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    register(Kept)
+    raise RuntimeError("the second half of my tricks is broken")
+
+
+@hookimpl
+def gantrix_register_recipes(register):
+    register("t-partial-recipe", {"tricks": ["t-partial"]})
+'''
+
+
+def test_a_failed_plugin_contributes_nothing(install):
+    install("gx-partial", {"gx_partial": PARTIAL}, {"partial": "gx_partial"})
+    cat = registry.catalogue()
+    assert plugin("partial").errors == ["RuntimeError: the second half of my tricks is broken"]
+    assert "t-partial" not in cat.tricks and "t-partial-recipe" not in cat.recipes
+    assert plugin("partial").tricks == [] and cat.pm.get_plugin("partial") is None
+    with pytest.raises(UnknownNameError, match="'partial' .*which failed to load"):
+        gantrix.make("t-partial")
+
+
+def test_what_a_plugin_contributed_is_recorded_and_can_be_withdrawn(extra):
+    cat = registry.catalogue()
+    assert (plugin("extra").tricks, plugin("extra").recipes) == (["t-extra-loss"], ["t-extra"])
+    cat.withdraw("extra", "found broken later")
+    assert plugin("extra").errors == ["found broken later"]
+    assert "t-extra-loss" not in cat.tricks and "t-extra" not in cat.recipes
+    assert cat.pm.get_plugin("extra") is None
+
+
+@pytest.mark.parametrize("name, respelt", [("Bad_Name", "bad-name"), ("twoWords", "two-words"),
+                                           ("double--hyphen", "double-hyphen"),
+                                           ("gp:5", "gp-5"), ("-lead", "lead")])
+def test_a_trick_name_must_be_kebab_case(install, name, respelt):
+    install("gx-case", {"gx_case": f'''
+from gantrix import Loss, hookimpl
+
+
+class Odd(Loss):
+    name = {name!r}
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    register(Odd)
+'''}, {"case": "gx_case"})
+    assert plugin("case").errors == [
+        f"ValueError: trick name {name!r} (Odd) is not kebab-case: lowercase letters and digits, "
+        f"words joined by single hyphens, e.g. {respelt!r}"]
+    assert name not in registry.catalogue().tricks
+
+
+@pytest.mark.parametrize("var, value, message", [
+    ("GANTRIX_LOAD_PLUGINS", "extar",
+     "GANTRIX_LOAD_PLUGINS names 'extar', which is no installed plugin's entry point or "
+     "distribution; did you mean 'extra', 'gx-extra'? (gantrix plugins lists them)"),
+    ("GANTRIX_DISABLE_PLUGINS", "lossess,extra", "GANTRIX_DISABLE_PLUGINS names 'lossess'"),
+])
+def test_a_plugin_variable_naming_no_installed_plugin_warns(extra, monkeypatch, var, value, message):
+    monkeypatch.setenv(var, value)
+    registry.reset()
+    with pytest.warns(gantrix.errors.GantrixWarning) as caught:
+        cat = registry.catalogue()
+    assert [str(w.message) for w in caught] == cat.warnings
+    assert len(cat.warnings) == 1 and cat.warnings[0].startswith(message)
+
+
+def test_valid_plugin_variables_do_not_warn(extra, monkeypatch, recwarn):
+    monkeypatch.setenv("GANTRIX_LOAD_PLUGINS", "gx-extra")
+    monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", "penalties,gantrix.plugins.noise")
+    registry.reset()
+    assert registry.catalogue().warnings == [] and len(recwarn) == 0
+
+
+@pytest.mark.parametrize("var, value, why", [
+    ("GANTRIX_DISABLE_PLUGINS", "extra", "disabled by GANTRIX_DISABLE_PLUGINS"),
+    ("GANTRIX_LOAD_PLUGINS", "", "not named in GANTRIX_LOAD_PLUGINS"),
+])
+def test_a_trick_or_recipe_of_a_plugin_not_loaded_names_the_plugin(extra, monkeypatch, var, value, why):
+    monkeypatch.setenv(var, value)
+    registry.reset()
+    missing = f"no loaded plugin provides it; not loaded: plugin 'extra' (gx-extra 2.5), {why}"
+    assert registry.catalogue().skipped == [registry.Skipped("extra", "gx-extra", "2.5", why)]
+    with pytest.raises(UnknownNameError) as exc:
+        gantrix.Recipe("wgan", "t-extra-loss").compose()
+    assert str(exc.value) == f"unknown trick 't-extra-loss': {missing}"
+    with pytest.raises(UnknownNameError) as exc:
+        gantrix.Recipe(recipe="t-extra")
+    assert str(exc.value) == f"unknown recipe 't-extra': {missing}"
+
+
+def test_a_trick_no_installed_plugin_provides(add_recipe, tmp_path):
+    with pytest.raises(UnknownNameError) as exc:
+        gantrix.make("zero-gp")
+    assert str(exc.value) == ("unknown trick 'zero-gp': no installed plugin provides it (is its "
+                              "plugin installed? gantrix list shows what is)")
+    add_recipe("t-needs", {"tricks": ["wgan", "zero-gp"]})
+    with pytest.raises(UnknownNameError, match=r"^recipe 't-needs': unknown trick 'zero-gp': no "):
+        gantrix.Recipe(recipe="t-needs").check()
+    config = tmp_path / "run.toml"
+    config.write_text('recipe = "zero-gp-paper"\n')
+    with pytest.raises(UnknownNameError, match=rf"^{config}: unknown recipe 'zero-gp-paper': no "):
+        gantrix.Recipe(config=config)
+
+
+def test_a_recipe_asked_for_as_a_trick_points_to_the_recipe():
+    with pytest.raises(UnknownNameError) as exc:
+        gantrix.Recipe("wgan-gp", "ema").check()
+    assert str(exc.value) == ("unknown trick 'wgan-gp': 'wgan-gp' is a recipe; start from it with "
+                              "--recipe wgan-gp (Recipe(recipe='wgan-gp') in Python)")
