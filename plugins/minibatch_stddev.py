@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gantrix import Architecture, ModelTransformError, Param, hookimpl
+from gantrix import Architecture, ModelTransformError, Param, ParamError, hookimpl
 from gantrix.models import WIDENABLE, find_layers, widen_input
 
 PAPER = ("Karras, Aila, Laine & Lehtinen 2018, Progressive Growing of GANs for Improved "
@@ -15,18 +15,27 @@ PAPER = ("Karras, Aila, Laine & Lehtinen 2018, Progressive Growing of GANs for I
 
 
 def group_size(batch: int, group: int) -> int:
-    """The largest size ≤ ``group`` that divides ``batch`` (the groups must tile it)."""
-    g = min(group, batch)
-    while batch % g:
-        g -= 1
-    return g
+    """The group size for a batch of ``batch`` samples: ``group``, or the whole batch when it
+    is smaller (as ProGAN's code does). A ``group`` that does not tile the batch is a
+    `ParamError` naming the sizes that would: shrinking the group silently would weaken the
+    statistic, down to a constant for a prime batch (groups of one sample have no spread)."""
+    if batch <= group:
+        return batch
+    if batch % group:
+        fits = [d for d in range(2, batch + 1) if batch % d == 0]
+        raise ParamError(f"minibatch-stddev: parameter 'group' is {group}, which does not divide "
+                         f"the batch of {batch} samples into whole groups; allowed for this "
+                         f"batch: {', '.join(map(str, fits))} (or make the batch size a multiple "
+                         f"of {group})")
+    return group
 
 
 class MinibatchStdDev(nn.Module):
     """Append one feature: the mean over features of each feature's std over its group.
 
     The batch is split into groups of ``group`` samples (sample b belongs to group
-    b mod (B/group), as in ProGAN's code); in each group, the standard deviation of every
+    b mod (B/group), as in ProGAN's code; a batch smaller than ``group`` is one group, and a
+    batch that ``group`` does not divide is an error, see `group_size`); in each group, the standard deviation of every
     feature (channel × position) over the group's samples, sqrt(Var + 1e-8) with the biased
     variance, is averaged to one number, which every sample of the group gets as an extra
     channel (constant over positions, for images) or an extra feature (vectors).
@@ -54,7 +63,9 @@ class MinibatchStdDevTrick(Architecture):
 
     The layer appends the mean, over all features, of each feature's standard deviation
     over a group of ``group`` samples (4 in ProGAN) as one extra channel (images) or
-    feature (vectors); the following layer is widened by one input, its weights kept. For
+    feature (vectors); ``group`` must divide the batch size. The recipe check cannot know the
+    batch size, so a group that does not divide it is refused at the critic's first forward
+    pass (before any update), with the group sizes that would fit. The following layer is widened by one input, its weights kept. For
     the critic's layer stack (``.net``: the core's models, ``dcgan``'s); another critic is an
     error. It runs before the other architecture tricks' transforms, so a Q head or a
     spectral norm added later sees the widened layer. The critic's output then depends on the
@@ -65,8 +76,8 @@ class MinibatchStdDevTrick(Architecture):
     name = "minibatch-stddev"
     summary = "critic sees the batch's feature std as an extra channel (ProGAN; vs mode collapse)"
     paper = PAPER
-    params = (Param("group", int, 4, "samples per group (capped at, and dividing, the batch)",
-                    low=2),)
+    params = (Param("group", int, 4, "samples per group (must divide the batch size; capped at "
+                    "it)", low=2),)
 
     @hookimpl(tryfirst=True)
     def gantrix_transform_model(self, model, role, spec):

@@ -35,11 +35,22 @@ def test_statistic_matches_the_formula(shape, group):
     torch.testing.assert_close(extra, expected)
 
 
-def test_group_is_capped_at_and_divides_the_batch():
-    assert group_size(8, 4) == 4 and group_size(6, 4) == 3 and group_size(2, 4) == 2
-    assert group_size(7, 4) == 1
-    x = torch.randn(6, 3)  # group 4 does not divide 6: groups of 3
-    torch.testing.assert_close(MinibatchStdDev(4)(x)[:, 3], reference(x, 3).float())
+def test_group_is_capped_at_the_batch():
+    assert group_size(8, 4) == 4 and group_size(4, 4) == 4 and group_size(2, 4) == 2
+    assert group_size(3, 4) == 3 and group_size(12, 4) == 4
+    x = torch.randn(3, 5)  # a batch smaller than the group is one group (ProGAN's min)
+    torch.testing.assert_close(MinibatchStdDev(4)(x)[:, 5], reference(x, 3).float())
+
+
+@pytest.mark.parametrize("batch, group, fits", [(6, 4, "2, 3, 6"), (7, 4, "7"), (10, 4, "2, 5, 10"),
+                                                (9, 2, "3, 9")])
+def test_a_group_that_does_not_divide_the_batch_is_an_error(batch, group, fits):
+    """Not a silently smaller group: for a prime batch that would be groups of one sample,
+    whose spread is 0, a constant feature."""
+    with pytest.raises(gantrix.ParamError, match=rf"parameter 'group' is {group}, which does not "
+                                                 rf"divide the batch of {batch}.*allowed for this "
+                                                 rf"batch: {fits} "):
+        MinibatchStdDev(group)(torch.randn(batch, 3))
 
 
 def test_a_collapsed_batch_gets_a_smaller_statistic():
