@@ -36,10 +36,15 @@ class LazyRegularization(Policy):
     (``lazy-regularization:only=r1``, several joined by ``+``: ``only=r1+r2``), each counted
     in its own phase's updates.
 
-    StyleGAN2 also rescales Adam for the lazily regularized network (lr·c and β^c with
-    c = k/(k+1)), as if the regularization step were a separate update; this trick does
-    not: the optimizer belongs to the optimizer trick. With StyleGAN2's own β1 = 0 and
-    β2 = 0.99 the difference is small; set the optimizer's lr/betas by hand to match it.
+    The regularizer step is **fused** into the main step: on every k-th update of its phase
+    (the 0th, k-th, 2k-th, ...) k times the regularizer is added to that update's loss, so
+    one backward and one optimizer step serve both; the other updates carry no regularizer.
+    StyleGAN2 instead takes the regularizer as a separate optimizer step and therefore
+    rescales Adam for the lazily regularized network (lr·c and β^c with c = k/(k+1)). This
+    trick takes no separate step and leaves the optimizer's lr and betas exactly as the
+    optimizer trick set them: with no extra step there are no extra moment updates to
+    compensate for. To mimic StyleGAN2's rescaled Adam, set the optimizer's lr and betas by
+    hand (with its β1 = 0 and β2 = 0.99 the difference is small).
     """
 
     name = "lazy-regularization"
