@@ -115,7 +115,7 @@ def _relations(chosen: list[_Chosen], findings: list[Finding]) -> None:
                 who = _providers(rel.target)
                 hint = f" (add one of: {who})" if who and who != rel.target else ""
                 why = f": {rel.reason}" if rel.reason else ""
-                findings.append(Finding("error", f"{c.name} requires {rel.target}{why}{hint}",
+                findings.append(Finding(rel.severity, f"{c.name} requires {rel.target}{why}{hint}",
                                         (c.name,), rel.paper))
         for clash in c.trick.conflicts:
             assert isinstance(clash, Clash), f"{c.name}.conflicts must hold Clash records"

@@ -38,11 +38,13 @@ class Finding:
 
 @dataclass(frozen=True)
 class Requires:
-    """The trick needs another trick (or tag) in the same composition."""
+    """The trick needs another trick (or tag) in the same composition: without one, an
+    error, or a warning where the composition still runs but not as the paper meant."""
 
     target: str
     reason: str = ""
     paper: str = ""
+    severity: Severity = "error"
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gantrix import Clash, Finding, Loss, hookimpl
+from gantrix import Clash, Finding, Loss, Requires, hookimpl
 
 SIGMOID_REASON = (
     "the critic ends in a Sigmoid: a Wasserstein critic must be unbounded (its output is "
     "an estimate of the Earth-Mover distance, not a probability)"
 )
 WGAN_PAPER = "Arjovsky, Chintala & Bottou 2017, Wasserstein GAN, §3"
+LIPSCHITZ_REASON = (
+    "the critic must be K-Lipschitz for its loss to estimate the Earth-Mover distance; "
+    "without a constraint its outputs grow without bound and give the generator no "
+    "useful gradient"
+)
+LIPSCHITZ_PAPERS = WGAN_PAPER + "; Gulrajani et al. 2017, Improved Training of Wasserstein GANs"
 
 
 def ends_in_sigmoid(model: torch.nn.Module) -> bool:
@@ -86,6 +92,8 @@ class Wasserstein(_LogitLoss):
     summary = "Wasserstein loss: critic without sigmoid or log; needs a Lipschitz constraint"
     paper = "Arjovsky, Chintala & Bottou 2017, Wasserstein GAN"
     provides = ("wasserstein-loss",)
+    requires = (Requires("lipschitz-constraint", LIPSCHITZ_REASON, LIPSCHITZ_PAPERS,
+                         severity="warning"),)
     conflicts = (Clash("sigmoid-output", SIGMOID_REASON, WGAN_PAPER),)
     generator_uses_real = False
     sigmoid_message = SIGMOID_REASON

@@ -105,7 +105,7 @@ class GradientPenalty(_InputGradientPenalty):
         Param("interpolate", bool, True,
               "penalise at random interpolates (true) or at the real and fake samples (false)"),
     )
-    provides = ("lipschitz-penalty",)
+    provides = ("lipschitz-penalty", "lipschitz-constraint")
     replaces = (Replaces("weight-clip", CLIP_REPLACED, GP_PAPER + ", §3"),)
     conflicts = (Clash("critic-batchnorm", BN_REASON, GP_PAPER + ", §4"),)
     batchnorm_severity = "error"
@@ -188,7 +188,7 @@ class DRAGAN(_InputGradientPenalty):
         Param("weight", float, 10.0, "lambda, the penalty's weight", low=0.0),
         Param("scale", float, 0.5, "c: the perturbation is c * std(x) * U[0, 1)", low=0.0, low_open=True),
     )
-    provides = ("lipschitz-penalty",)
+    provides = ("lipschitz-penalty", "lipschitz-constraint")
     replaces = (Replaces("weight-clip", CLIP_REPLACED, DRAGAN_PAPER),)
     conflicts = (Clash("critic-batchnorm", BN_REASON, severity="warning"),)
 

@@ -72,6 +72,11 @@ class SpectralNorm(Architecture):
     def _applies(self, role: str) -> bool:
         return self.role in ("both", role)
 
+    def features(self) -> set[str]:
+        """A Lipschitz constraint only when the critic is normalised (not ``role=generator``)."""
+        tags = super().features()
+        return tags if self._applies("discriminator") else tags - {"lipschitz-constraint"}
+
     @hookimpl(trylast=True)
     def gantrix_transform_model(self, model, role, spec):
         if self._applies(role):

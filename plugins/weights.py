@@ -29,6 +29,7 @@ class WeightClip(Policy):
     summary = "clamp every critic weight to [-c, c] after each critic update (WGAN, c = 0.01)"
     paper = WGAN_PAPER + ", Algorithm 1"
     params = (Param("c", float, 0.01, "the clipping bound", low=0.0, low_open=True),)
+    provides = ("lipschitz-constraint",)
     conflicts = (Clash("momentum-optimizer",
                        "weight clipping under a momentum optimizer (Adam with beta1 > 0) made "
                        "WGAN training unstable at times; the WGAN paper uses RMSProp "

@@ -150,6 +150,20 @@ def test_requires_missing_names_the_providers():
                           "term (add one of: t-loss-a) (Paper S)")
 
 
+def test_a_requirement_may_be_a_warning(add_tricks):
+    class Wants(Loss):
+        name = "t-wants"
+        requires = (Requires("t-lipschitz", "unbounded without it", "Paper W", severity="warning"),)
+
+    add_tricks(Wants)
+    _, findings = check("t-wants", "t-opt-a")
+    assert [str(f) for f in findings] == [
+        "warning: [t-wants] t-wants requires t-lipschitz: unbounded without it (add one of: "
+        "t-penalty) (Paper W)"]
+    assert check("t-wants", "t-penalty", "t-opt-a")[1] == []
+    assert Recipe("t-wants", "t-opt-a").compose().warnings == findings
+
+
 def test_requires_met_by_a_provided_tag():
     assert not only(check("t-loss-a", "t-smooth", "t-opt-a")[1], "error")
 
@@ -226,8 +240,10 @@ def test_composition_with_errors_raises_with_all_findings():
 def test_each_builtin_loss_composes_alone(loss):
     composition = Recipe(loss).compose()
     assert composition.specs() == [loss]
-    # the default-optimizer note (and, for wgan, that the name also means a recipe)
-    assert [f.severity for f in composition.findings] == ["note"] * (2 if loss == "wgan" else 1)
+    # the default-optimizer note (and, for wgan, that the name also means a recipe, and the
+    # warning that it wants a Lipschitz constraint)
+    expected = ["warning", "note", "note"] if loss == "wgan" else ["note"]
+    assert [f.severity for f in composition.findings] == expected
 
 
 def test_builtin_losses_two_at_once_are_an_error():
@@ -240,3 +256,24 @@ def test_builtin_user_loss_replaces_a_recipe_loss(add_recipe):
     composition = Composition(Recipe("lsgan", recipe="t-ns"))
     assert composition.specs() == ["lsgan"]
     assert "lsgan replaces the recipe's loss nonsaturating" in [f.message for f in composition.findings]
+
+
+LIPSCHITZ = "wgan requires lipschitz-constraint"
+
+
+def test_wgan_without_a_lipschitz_constraint_is_a_warning_with_the_papers():
+    _, findings = resolve(Recipe("wgan", "n-critic:5", "adam:beta1=0"))
+    [warning] = findings
+    assert warning.severity == "warning" and warning.tricks == ("wgan",)
+    assert warning.message.startswith(LIPSCHITZ + ": the critic must be K-Lipschitz")
+    assert warning.message.endswith("(add one of: dragan, gradient-penalty, spectral-norm, weight-clip)")
+    assert "Arjovsky" in warning.paper and "Gulrajani" in warning.paper
+
+
+@pytest.mark.parametrize("constraint, lipschitz", [
+    ("weight-clip", True), ("gradient-penalty", True), ("gradient-penalty:one_sided=true", True),
+    ("dragan", True), ("spectral-norm", True), ("spectral-norm:role=both", True),
+    ("spectral-norm:role=generator", False), ("r1", False), ("ema", False)])
+def test_which_tricks_constrain_the_wasserstein_critic(constraint, lipschitz):
+    _, findings = resolve(Recipe("wgan", constraint, "rmsprop"))
+    assert any(f.message.startswith(LIPSCHITZ) for f in findings) is not lipschitz
