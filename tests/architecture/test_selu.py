@@ -24,16 +24,6 @@ def dcgan_pair(spec):
             for role in ("generator", "discriminator")}
 
 
-def fan_in(m):
-    """Independent of the plugin: inputs summed into one output unit."""
-    if isinstance(m, nn.Linear):
-        return m.weight.shape[1]
-    if isinstance(m, nn.ConvTranspose2d):  # weight (in, out, kh, kw); one output sees in·(k/s)²
-        n_in, _, kh, kw = m.weight.shape
-        return n_in * kh * kw / (m.stride[0] * m.stride[1])
-    return m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
-
-
 def count(model, cls):
     return sum(isinstance(m, cls) for m in model.modules())
 
@@ -52,12 +42,57 @@ def test_replaces_hidden_activations_and_norms_keeps_the_output(pair):
         if role == "generator" and pair == "dcgan":
             assert isinstance(model.net[-1], nn.Tanh)
         for m in model.modules():
+            if isinstance(m, nn.Linear) and m.weight.numel() >= 2000:  # N(0, 1/in_features)
+                assert m.weight.std().item() == pytest.approx(m.in_features ** -0.5, rel=0.08)
             if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-                if m.weight.numel() >= 2000:
-                    assert m.weight.std().item() == pytest.approx(fan_in(m) ** -0.5, rel=0.08)
                 assert m.bias is None or m.bias.abs().max() == 0
         x = torch.randn(4, spec.latent_dim) if role == "generator" else torch.randn(4, *spec.shape)
         assert torch.isfinite(model(x)).all()
+
+
+def seen_inputs(model, x):
+    """Each conv layer of ``model`` and the shape of the input it gets on ``x``, in order."""
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: seen.append((m, a[0].shape)))
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("role", ["generator", "discriminator"])
+def test_every_conv_pre_activation_has_unit_variance(role):
+    """LeCun-normal's aim, measured on real activations: unit-variance inputs give each conv
+    layer's pre-activations unit variance (pooled over the map) — for G's 1×1 → 4×4 stride-1
+    layer (one tap per output position) and its stride-2 layers on small maps alike, and for
+    the critic's strided convs."""
+    torch.manual_seed(0)
+    spec = ModelSpec((3, 32, 32), width=64, latent_dim=128)
+    model = transform(dcgan_pair(spec)[role], role, spec)
+    x = torch.randn(2, spec.latent_dim) if role == "generator" else torch.randn(2, *spec.shape)
+    layers = seen_inputs(model, x)
+    assert len(layers) == 4
+    for layer, shape in layers:
+        if layer.out_channels < 32:  # the RGB output or the logit: too few units to measure
+            continue
+        with torch.no_grad():
+            pre = layer(torch.randn(256, *shape[1:]))
+        assert pre.var().item() == pytest.approx(1.0, abs=0.1), (layer, tuple(shape))
+
+
+def test_the_generator_first_layer_gives_selu_its_fixed_point_variance():
+    """After G's first layer (1×1 → 4×4) and SELU, unit-variance latents stay near unit
+    variance (Klambauer et al.'s fixed point), not the 0.15 a 16× too large fan-in gives."""
+    torch.manual_seed(0)
+    spec = ModelSpec((3, 32, 32), width=64, latent_dim=128)
+    generator = transform(dcgan_pair(spec)["generator"], "generator", spec)
+    first = generator.net[:3]  # the layer, its BatchNorm (now Identity), SELU
+    assert isinstance(first[0], nn.ConvTranspose2d) and isinstance(first[2], nn.SELU)
+    with torch.no_grad():
+        out = first(torch.randn(512, spec.latent_dim, 1, 1))
+    assert 0.8 < out.var().item() < 1.2
 
 
 def test_a_critic_sigmoid_output_stays():
