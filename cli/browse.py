@@ -98,23 +98,34 @@ def plugins() -> None:
 def check(
     tricks: Optional[list[str]] = typer.Argument(
         None, help="Tricks to add, as NAME or NAME:key=value,... (e.g. gradient-penalty:weight=5)."),
+    trick: list[str] = typer.Option([], "--trick", "-t", metavar="NAME[:k=v,...]",
+                                    help="A trick to add, as in gantrix train (after the "
+                                         "positional ones); repeatable."),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Start from a named recipe."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="Start from a recipe TOML file."),
+    data: Optional[str] = typer.Option(
+        None, "--data", "-d", help="Also build the models for this data (as gantrix train "
+        "would: ring8, grid25, spiral, digits, an image folder, a .npy/.pt file) and check them."),
 ) -> None:
     """Check a composition before training: print its findings and the composed tricks.
 
-    Exits with status 1 when any finding is an error; warnings and notes do not fail.
+    Without --data only the tricks' metadata is checked; with it the models are built (never
+    trained) and checked too. Exits with status 1 when any finding is an error; warnings and
+    notes do not fail.
     """
-    from gantrix.compose import resolve
+    from gantrix.check import check as check_recipe
     from gantrix.recipe import Recipe
 
-    if not tricks and recipe is None and config is None:
+    names = [*(tricks or ()), *trick]
+    if not names and recipe is None and config is None:
         raise GantrixError("nothing to check: name tricks (gantrix check wgan weight-clip), "
                            "--recipe NAME or --config FILE.toml")
-    composed, findings = resolve(Recipe(*(tricks or ()), recipe=recipe, config=config))
-    _print_composition(composed, findings)
-    if any(f.severity == "error" for f in findings):
+    report = check_recipe(Recipe(*names, recipe=recipe, config=config), data)
+    models = report.models or ("not checked: the model checks need --data (what gantrix train "
+                               "will get: ring8, digits, an image folder, ...)")
+    _print_composition(report.tricks, report.findings, models=models)
+    if not report.ok:
         raise typer.Exit(1)
 
 
@@ -183,10 +194,12 @@ def _recipe_info(entry) -> None:
     _print_composition(*resolve(recipe), indent="  ")
 
 
-def _print_composition(composed, findings, indent: str = "") -> None:
+def _print_composition(composed, findings, indent: str = "", models: str = "") -> None:
     for finding in findings:
         typer.echo(f"{indent}{finding}")
     typer.echo(f"{indent}tricks: {' '.join(t.spec() for t in composed) or '(none)'}")
+    if models:
+        typer.echo(f"{indent}models: {models}")
     counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "note")}
     verdict = "not runnable" if counts["error"] else "ok"
     summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items())

@@ -1,5 +1,7 @@
 """``gantrix check``: findings, the composed tricks, exit codes, and every user-error path."""
 DEFAULT_NOTE = "note: no optimizer trick: the core uses the default Adam"
+NO_MODELS = ("models: not checked: the model checks need --data (what gantrix train will get: "
+             "ring8, digits, an image folder, ...)")
 
 
 def lines(result):
@@ -11,8 +13,96 @@ def test_a_sound_composition_exits_0(gantrix):
     assert result.exit_code == 0, result.output
     assert lines(result) == [
         "tricks: wgan gradient-penalty:weight=5.0 n-critic adam:beta1=0.0",
+        NO_MODELS,
         "ok: 0 errors, 0 warnings, 0 notes",
     ]
+
+
+def test_wgan_without_a_lipschitz_constraint_warns(gantrix):
+    result = gantrix("check", "wgan", "n-critic:5", "adam:beta1=0")
+    assert result.exit_code == 0, result.output
+    assert lines(result)[0].startswith("warning: [wgan] wgan requires lipschitz-constraint: ")
+    assert "(add one of: dragan, gradient-penalty, spectral-norm, weight-clip)" in lines(result)[0]
+    assert "Arjovsky" in lines(result)[0] and "Gulrajani" in lines(result)[0]
+    assert lines(result)[-1] == "ok: 0 errors, 1 warning, 0 notes"
+
+
+def test_trick_options_as_in_train(gantrix):
+    result = gantrix("check", "wgan", "--trick", "gradient-penalty:weight=5", "-t", "n-critic:5",
+                     "--recipe", "wgan-gp")
+    assert result.exit_code == 0, result.output
+    assert lines(result)[0] == "tricks: wgan gradient-penalty:weight=5.0 n-critic adam:lr=0.0001,beta1=0.0,beta2=0.9"
+    assert gantrix("check", "-t", "hinge").stdout == gantrix("check", "hinge").stdout
+
+
+def test_a_recipe_named_as_a_trick_points_to_recipe(gantrix, user_error):
+    user_error(gantrix("check", "wgan-gp", "ema"),
+               "unknown trick 'wgan-gp': 'wgan-gp' is a recipe; start from it with --recipe wgan-gp")
+    assert "did you mean" not in gantrix("check", "wgan-gp", "ema").stderr
+
+
+def test_a_trick_of_a_disabled_plugin_names_the_plugin(gantrix, user_error, monkeypatch, fresh_registry):
+    monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", "penalties")
+    user_error(gantrix("check", "--recipe", "wgan-gp"),
+               "recipe 'wgan-gp': unknown trick 'gradient-penalty': no loaded plugin provides it; "
+               "not loaded: plugin 'penalties' (gantrix 0.1.0), disabled by GANTRIX_DISABLE_PLUGINS")
+
+
+def test_a_trick_no_plugin_provides(gantrix, user_error, tmp_path):
+    path = tmp_path / "old-run.toml"
+    path.write_text('tricks = ["wgan", "zero-gp"]\n')
+    user_error(gantrix("check", "--config", str(path)),
+               f"{path}: unknown trick 'zero-gp': no installed plugin provides it (is its plugin "
+               f"installed? gantrix list shows what is)")
+
+
+def test_model_findings_need_data(gantrix):
+    without = gantrix("check", "cgan", "hinge")
+    assert without.exit_code == 0 and lines(without)[-2] == NO_MODELS
+    result = gantrix("check", "cgan", "hinge", "--data", "ring8")
+    assert result.exit_code == 1, result.output
+    assert lines(result)[0].startswith("error: [cgan] conditioning on class labels needs labelled data")
+    assert lines(result).count(lines(result)[0]) == 1  # found in G and D, printed once
+    assert lines(result)[-2:] == ["models: built for ring8 (2,) and checked: errors found (above)",
+                                  "not runnable: 1 error, 0 warnings, 1 note"]
+
+
+def test_model_warnings_with_data(gantrix):
+    result = gantrix("check", "smaller-generator", "hinge", "-d", "digits")
+    assert result.exit_code == 0, result.output
+    assert lines(result)[0].startswith("warning: [smaller-generator] the generator has ")
+    assert lines(result)[-2:] == [
+        "models: built for digits (1, 8, 8) and checked: generator ConvGenerator, critic ConvCritic",
+        "ok: 0 errors, 1 warning, 1 note"]
+
+
+def test_data_applies_the_recipe_table_for_its_kind(gantrix):
+    result = gantrix("check", "--recipe", "wgan-gp", "--data", "ring8")
+    assert result.exit_code == 0, result.output
+    assert lines(result) == [
+        "tricks: wgan gradient-penalty:weight=0.1 n-critic adam:lr=0.001,beta2=0.9 lr-decay",
+        "models: built for ring8 (2,) and checked: generator VectorGenerator, critic VectorCritic",
+        "ok: 0 errors, 0 warnings, 0 notes"]
+
+
+def test_data_from_a_tensor_file(gantrix, tmp_path):
+    import torch
+
+    path = tmp_path / "points.pt"
+    torch.save(torch.randn(64, 3), path)
+    result = gantrix("check", "hinge", "--data", str(path))
+    assert result.exit_code == 0, result.output
+    assert "models: built for points.pt (3,) and checked: " in result.stdout
+
+
+def test_models_are_not_built_past_composition_errors(gantrix):
+    result = gantrix("check", "wgan", "hinge", "--data", "ring8")
+    assert result.exit_code == 1
+    assert "models: not built: the composition has errors" in lines(result)
+
+
+def test_unusable_data_is_a_user_error(gantrix, user_error, tmp_path):
+    user_error(gantrix("check", "hinge", "--data", "ring9"), "data 'ring9' is neither a built-in data set")
 
 
 def test_the_default_optimizer_is_noted(gantrix):

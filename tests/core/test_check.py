@@ -1,0 +1,28 @@
+"""`gantrix.check.check`: a composition checked by its metadata, and with data, on the models
+it would train (built and checked, never trained)."""
+import torch
+
+from gantrix import Recipe
+from gantrix.check import check
+
+
+def test_without_data_only_the_metadata_is_checked():
+    report = check(Recipe("cgan", "hinge"))
+    assert report.ok and report.models is None
+    assert [t.name for t in report.tricks] == ["cgan", "hinge"]
+
+
+def test_with_data_the_models_are_built_and_checked_without_touching_the_global_rng():
+    state = torch.get_rng_state()
+    report = check(Recipe("cgan", "hinge"), "ring8")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not report.ok
+    assert [f.severity for f in report.findings] == ["error", "note"]
+    assert report.findings[0].tricks == ("cgan",)
+    assert report.models == "built for ring8 (2,) and checked: errors found (above)"
+
+
+def test_with_data_the_recipe_applies_to_its_kind_of_data():
+    points = check(Recipe(recipe="wgan-gp"), "ring8")
+    assert points.ok and "lr-decay" in [t.name for t in points.tricks]
+    assert points.models.endswith("generator VectorGenerator, critic VectorCritic")
