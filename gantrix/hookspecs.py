@@ -138,6 +138,32 @@ def gantrix_regularization_interval(trick):
     """
 
 
+@hookspec(firstresult=True)
+def gantrix_generator_critic(critic, optimizer, critic_loss):
+    """Return the critic that scores the next generator update, or None for ``critic`` itself.
+
+    Called once per generator update, before its batch is built, while the critic's
+    parameters are still trainable. ``critic`` is the composition's discriminator and
+    ``optimizer`` its optimizer: read or copy them, never step or modify them — the real
+    critic must come out of the generator update exactly as it went in (unrolled GANs score
+    the generator against a look-ahead copy of the critic).
+
+    ``critic_loss(critic, *, through_generator=False, ahead=0)`` returns the composition's
+    own discriminator objective for any ``critic`` (a module, or a callable with the
+    critic's signature ``critic(x, **conditioning)``), as a scalar: the loss trick's
+    discriminator loss plus every discriminator term, on a fresh real batch from the step's
+    data source (the generator update's own real batch when `ComposedStep.generator_step`
+    was called without one) and fresh fakes, through `gantrix_condition` and
+    `gantrix_prepare_batch` like a critic update. ``through_generator`` keeps the graph
+    through the generator (for a gradient through the critic's updates); ``ahead`` = i
+    scores the batch as the i-th critic update from now (what lazy regularizers count).
+
+    The answer is a module or a callable of that signature. The core freezes a returned
+    module's parameters during the generator update, like the critic's own. First answer
+    wins; default: ``critic``.
+    """
+
+
 @hookspec
 def gantrix_condition(batch):
     """Fill the generator's and critic's conditioning inputs for this step.

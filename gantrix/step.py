@@ -5,12 +5,14 @@ part of it decided by the composition's hooks.
     optimizer: gantrix_configure_optimizer (first answer, else the default Adam)
     per update: gantrix_condition → G(z) → gantrix_prepare_batch → loss + Σ terms
                 → backward → gantrix_lr_factor → optimizer step → gantrix_after_*_step
+    G update:   first gantrix_generator_critic: the critic that scores it (default: D)
 
 It works with any models that follow the shapes of `gantrix.models` (G takes z and keyword
 conditioning inputs, D takes x and keyword conditioning inputs).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable, Iterator
 
@@ -115,19 +117,47 @@ class ComposedStep:
         self.d_steps = 0
         self.g_steps = 0
 
-    def _batch(self, real: torch.Tensor, labels, phase: str) -> Batch:
+    def _batch(self, real: torch.Tensor, labels, phase: str, *, critic: Callable | None = None,
+               step: int | None = None, graph: bool | None = None) -> Batch:
+        """A conditioned, prepared batch for ``phase``, scored by ``critic`` (default: the
+        discriminator) and counted as update ``step`` (default: this phase's next). The fakes
+        carry the generator's graph when ``graph`` (default: in generator updates only)."""
         z = torch.randn(real.shape[0], self.spec.latent_dim, device=real.device, generator=self.rng)
-        step = self.d_steps if phase == "discriminator" else self.g_steps
+        if step is None:
+            step = self.d_steps if phase == "discriminator" else self.g_steps
         batch = Batch(real=real, labels=labels, z=z, phase=phase, step=step,
-                      critic=self.models.discriminator, hook=self.hook)
+                      critic=self.models.discriminator if critic is None else critic,
+                      hook=self.hook)
         self.hook.gantrix_condition(batch=batch)
-        if phase == "discriminator":  # the critic's update needs no graph through G
-            with torch.no_grad():
-                batch.fake = self.models.generator(z, **batch.generator_inputs)
-        else:
+        if graph is None:
+            graph = phase == "generator"  # the critic's update needs no graph through G
+        with contextlib.nullcontext() if graph else torch.no_grad():
             batch.fake = self.models.generator(z, **batch.generator_inputs)
         self.hook.gantrix_prepare_batch(batch=batch)
         return batch
+
+    def _objective(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The composition's loss and extra terms on ``batch``, for the batch's phase."""
+        if batch.phase == "discriminator":
+            return (self.hook.gantrix_discriminator_loss(batch=batch),
+                    _sum_terms(self.hook.gantrix_discriminator_terms(batch=batch)))
+        return (self.hook.gantrix_generator_loss(batch=batch),
+                _sum_terms(self.hook.gantrix_generator_terms(batch=batch)))
+
+    def _critic_loss(self, pull: DataSource | None, real: torch.Tensor, labels) -> Callable:
+        """The ``critic_loss`` callable `gantrix_generator_critic` receives: the critic's
+        objective (loss + terms) for any critic on a fresh batch from ``pull`` (or on
+        ``real``, ``labels`` again when there is no data source)."""
+
+        def critic_loss(critic: Callable, *, through_generator: bool = False,
+                        ahead: int = 0) -> torch.Tensor:
+            x, y = pull() if pull is not None else (real, labels)
+            batch = self._batch(x, y, "discriminator", critic=critic,
+                                step=self.d_steps + ahead, graph=through_generator)
+            loss, terms = self._objective(batch)
+            return loss + sum(terms.values()) if terms else loss
+
+        return critic_loss
 
     def _update(self, role: str, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict:
         total = loss + sum(terms.values()) if terms else loss
@@ -153,25 +183,35 @@ class ComposedStep:
     def discriminator_step(self, real: torch.Tensor, labels=None) -> dict:
         """One critic update on a real batch."""
         batch = self._batch(real, labels, "discriminator")
-        loss = self.hook.gantrix_discriminator_loss(batch=batch)
-        terms = _sum_terms(self.hook.gantrix_discriminator_terms(batch=batch))
-        out = self._update("discriminator", loss, terms)
+        out = self._update("discriminator", *self._objective(batch))
         self.hook.gantrix_after_discriminator_step(models=self.models, step=self.d_steps)
         self.d_steps += 1
         return out
 
-    def generator_step(self, real: torch.Tensor, labels=None) -> dict:
-        """One generator update; the critic's weights are frozen meanwhile (no wasted grads)."""
-        critic_params = [p for p in self.models.discriminator.parameters() if p.requires_grad]
-        for p in critic_params:
+    def generator_step(self, real: torch.Tensor, labels=None,
+                       data: DataSource | Iterator | None = None) -> dict:
+        """One generator update; the critic's weights are frozen meanwhile (no wasted grads).
+
+        The update is scored by the critic `gantrix_generator_critic` answers (the
+        discriminator itself by default). A trick that builds that critic from more critic
+        losses (an unrolled look-ahead) gets fresh real batches from ``data``; without it,
+        every such loss reuses this update's ``real``, ``labels`` (with fresh fakes).
+        """
+        pull = None if data is None else _puller(data)
+        critic = self.hook.gantrix_generator_critic(
+            critic=self.models.discriminator, optimizer=self.optimizers["discriminator"],
+            critic_loss=self._critic_loss(pull, real, labels))
+        critic = self.models.discriminator if critic is None else critic
+        modules = {self.models.discriminator, critic} if isinstance(critic, nn.Module) \
+            else {self.models.discriminator}
+        frozen = [p for m in modules for p in m.parameters() if p.requires_grad]
+        for p in frozen:
             p.requires_grad_(False)
         try:
-            batch = self._batch(real, labels, "generator")
-            loss = self.hook.gantrix_generator_loss(batch=batch)
-            terms = _sum_terms(self.hook.gantrix_generator_terms(batch=batch))
-            out = self._update("generator", loss, terms)
+            batch = self._batch(real, labels, "generator", critic=critic)
+            out = self._update("generator", *self._objective(batch))
         finally:
-            for p in critic_params:
+            for p in frozen:
                 p.requires_grad_(True)
         self.hook.gantrix_after_generator_step(models=self.models, step=self.g_steps)
         self.g_steps += 1
@@ -183,9 +223,14 @@ class ComposedStep:
 
     def step(self, data: DataSource | Iterator) -> dict:
         """k critic updates, then one generator update; returns the last losses and terms."""
-        pull = data if callable(data) else lambda: next(data)
+        pull = _puller(data)
         out: dict = {}
         for _ in range(self.critic_steps()):
             out.update(self.discriminator_step(*pull()))
-        out.update(self.generator_step(*pull()))
+        out.update(self.generator_step(*pull(), data=pull))
         return out
+
+
+def _puller(data: DataSource | Iterator) -> DataSource:
+    """``data`` as a callable returning (real batch, labels or None)."""
+    return data if callable(data) else lambda: next(data)
