@@ -202,8 +202,9 @@ class ComposedStep:
             critic=self.models.discriminator, optimizer=self.optimizers["discriminator"],
             critic_loss=self._critic_loss(pull, real, labels))
         critic = self.models.discriminator if critic is None else critic
-        modules = {self.models.discriminator, critic} if isinstance(critic, nn.Module) \
-            else {self.models.discriminator}
+        modules = [self.models.discriminator]
+        if isinstance(critic, nn.Module) and critic is not self.models.discriminator:
+            modules.append(critic)
         frozen = [p for m in modules for p in m.parameters() if p.requires_grad]
         for p in frozen:
             p.requires_grad_(False)

@@ -28,16 +28,18 @@ def pack(x: torch.Tensor, m: int) -> torch.Tensor:
 
 
 class Pac(Architecture):
-    """PacGAN: the critic scores packs of ``m`` samples (Lin et al. 2018, §3).
+    """PacGAN: the critic scores packs of ``m`` samples (Lin et al. 2018).
 
-        D(x₁, …, x_m): the m samples concatenated along channels (images: (B, C, H, W) →
-        (B/m, m·C, H, W)) or features (vectors: (B, D) → (B/m, m·D)); samples b = p·m … p·m+m−1
-        form pack p. Real packs hold real samples only, fake packs fakes only.
+        D(x₁, …, x_m): the m samples concatenated along channels (images:
+        (B, C, H, W) → (B/m, m·C, H, W)) or features (vectors: (B, D) → (B/m, m·D));
+        samples b = p·m … p·m + m − 1 form pack p. Real packs hold real samples only,
+        fake packs fakes only.
 
-    ``m`` (int, 2 … 16, default 2: the paper trains with m = 2, 3 and 4, and m = 2 already
-    captures all 1,000 Stacked-MNIST modes in its experiments). The critic's first layer (``net[0]`` of its
-    layer stack: the core's models, ``dcgan``'s) is widened to m times its inputs, its
-    weights kept for the first sample of the pack; any other critic is an error.
+    ``m`` (int, 2 … 16, default 2): samples per pack. The paper trains with m = 2, 3 and 4,
+    and m = 2 already captures all 1,000 Stacked-MNIST modes in its experiments. The
+    critic's first layer (``net[0]`` of its layer stack: the core's models, ``dcgan``'s) is
+    widened to m times its inputs, its weights kept for the first sample of the pack; any
+    other critic is an error.
 
     The batch is packed in ``gantrix_prepare_batch`` after every other trick's (noise and
     augmentation act on single samples first). The batch size must be a multiple of m: a
@@ -98,7 +100,8 @@ class Pac(Architecture):
                 f"pac: the batch size {b} is not a multiple of m={self.m} (the critic sees "
                 f"packs of m samples); use a batch size divisible by {self.m}, e.g. "
                 f"{b - b % self.m or self.m}, or change m")
-        given = sorted({k for side in batch.critic_inputs.values() for k in side} | set(batch.codes))
+        given = sorted({k for side in batch.critic_inputs.values() for k in side}
+                       | set(batch.codes))
         if given:
             raise GantrixError(
                 f"pac: another trick gives the critic per-sample inputs ({', '.join(given)}), "

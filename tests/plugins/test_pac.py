@@ -145,7 +145,8 @@ def test_conditional_critics_are_errors(other):
 
 
 def test_m_is_checked():
-    with pytest.raises(gantrix.ParamError, match=r"pac: parameter 'm' got 17; allowed: int in \[2, 16\]"):
+    with pytest.raises(gantrix.ParamError,
+                       match=r"pac: parameter 'm' got 17; allowed: int in \[2, 16\]"):
         gantrix.make("pac", m=17)
 
 

@@ -181,7 +181,8 @@ def test_the_look_ahead_leaves_batchnorm_statistics_alone():
 
 
 def test_the_parameters_are_checked():
-    with pytest.raises(gantrix.ParamError, match=r"unrolled: parameter 'k' got 0; allowed: int in \[1, 100\]"):
+    with pytest.raises(gantrix.ParamError,
+                       match=r"unrolled: parameter 'k' got 0; allowed: int in \[1, 100\]"):
         gantrix.make("unrolled", k=0)
     assert gantrix.make("unrolled").config == {"k": 5, "differentiate": False}
 
