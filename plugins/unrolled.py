@@ -22,7 +22,7 @@ PAPER = "Metz, Poole, Pfau & Sohl-Dickstein 2017, Unrolled Generative Adversaria
 UNCLIPPED = ("the look-ahead critic is updated without the critic's after-step actions, so "
              "weight-clip does not clip it: the generator is scored by an unclipped critic")
 ONCE_DIFFERENTIABLE = (
-    "unrolled:differentiate=true differentiates the critic's updates, but this trick's op in "
+    "unrolled:differentiate=true differentiates the critic's updates, but the other trick's op in "
     "gantrix.kernels ({op}) has a closed-form backward that is not itself differentiable, "
     "so the generator's gradient would silently miss that part of the critic's update; use "
     "unrolled:differentiate=false (first order) with it")
