@@ -78,7 +78,9 @@ class DCGAN(Architecture):
       → Conv 4×4 on the 4×4 map → one logit (no norm on the input layer);
 
     with ``width`` channels at D's first (G's last hidden) layer, doubling per scale, and
-    N(0, 0.02) initialisation. For vector data it builds nothing (the core's MLPs are used),
+    N(0, 0.02) initialisation. ``critic_width`` sizes D alone: ``dcgan:width=16,critic_width=2``
+    gives G 64/32/16 channels at 4/8/16 pixels and D 2/4/8 at 16/8/4 pixels, the widths of
+    PacGAN's "D = ¼ the size of G" Stacked-MNIST setting (``critic_width=4``: "½"). For vector data it builds nothing (the core's MLPs are used),
     so recipes stay data-agnostic.
 
     ``critic_norm``: ``batch`` (the paper's), ``layer`` (per-sample, what a gradient penalty
@@ -102,6 +104,8 @@ class DCGAN(Architecture):
               choices=("logit", "sigmoid")),
         Param("width", int, None, "base channels (D's first layer); default: ModelSpec.width (64)",
               low=1, optional=True),
+        Param("critic_width", int, None, "D's base channels when D should differ from G "
+              "(PacGAN's Table 3 shrinks D alone); default: width", low=1, optional=True),
     )
 
     def features(self) -> set[str]:
@@ -120,8 +124,9 @@ class DCGAN(Architecture):
         if height != width or height < 8 or height > 256 or height & (height - 1):
             raise GantrixError(f"dcgan builds square images whose side is a power of two from "
                                f"8 to 256; the data has shape {tuple(spec.shape)}")
-        if self.width is not None:
-            spec = dataclasses.replace(spec, width=self.width)
+        width = self.critic_width if role == "discriminator" and self.critic_width else self.width
+        if width is not None:
+            spec = dataclasses.replace(spec, width=width)
         if role == "generator":
             return init_weights(ConvGenerator(spec, norm="batch", act=nn.ReLU))
         norm = None if self.critic_norm == "none" else self.critic_norm

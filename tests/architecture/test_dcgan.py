@@ -167,3 +167,13 @@ def test_the_critic_batchnorm_tag_meets_the_gradient_penalty_rule():
     assert any({"dcgan", "gradient-penalty"} == set(f.tricks) for f in errors)
     layer_norm = gantrix.Recipe("wgan", "gradient-penalty", "dcgan:critic_norm=layer")
     assert not [f for f in layer_norm.check() if f.severity == "error"]
+
+
+def test_critic_width_sizes_the_critic_alone():
+    """PacGAN's "D = ¼ the size of G" widths: G 64/32/16 channels, D 2/4/8."""
+    _, m = build(ModelSpec((3, 32, 32), latent_dim=8, width=64), width=16, critic_width=2)
+    g_convs = [l.out_channels for l in kinds(m["generator"], nn.ConvTranspose2d)]
+    d_convs = [l.out_channels for l in kinds(m["discriminator"], nn.Conv2d)]
+    assert g_convs == [64, 32, 16, 3] and d_convs == [2, 4, 8, 1]
+    _, m = build(ModelSpec((3, 32, 32), latent_dim=8, width=64), width=16)
+    assert [l.out_channels for l in kinds(m["discriminator"], nn.Conv2d)] == [16, 32, 64, 1]
