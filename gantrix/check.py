@@ -39,7 +39,7 @@ def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
     from .data import load_data
     from .models import ModelSpec
     from .step import build_models
-    from .trainer import IMAGE_DEFAULTS, POINT_DEFAULTS
+    from .trainer import defaults_for
 
     source = load_data(data, image_size=recipe.train.get("image_size"))
     recipe = recipe.for_data("images" if source.is_image else "points")
@@ -47,7 +47,7 @@ def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
     if any(f.severity == "error" for f in findings):
         return CheckReport(tricks, findings, "not built: the composition has errors")
     composition = Composition(recipe)
-    settings = {**(IMAGE_DEFAULTS if source.is_image else POINT_DEFAULTS), **recipe.train}
+    settings = {**defaults_for(source), **recipe.train}
     spec = ModelSpec(source.shape, source.num_classes, settings["latent_dim"], settings["width"])
     where = f"{source.name} {tuple(source.shape)}"
     with torch.random.fork_rng(devices=[]):

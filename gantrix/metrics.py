@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import write_atomic
 from .data import Target, crop_mnist, digits_arrays, mnist_arrays, mnist_file
 
 SAMPLES = 2500
@@ -236,9 +238,12 @@ def mnist_classifier() -> MnistClassifier:
     """The cached MNIST classifier. Its cache key is the digits' file (a hash of its bytes),
     the classifier's code version and its training budget, so new data or a new classifier
     never reuses an old one."""
+    return _cached(_mnist_classifier_path(), MnistClassifier(), _train_mnist_classifier)
+
+
+def _mnist_classifier_path() -> Path:
     digest = hashlib.sha256(mnist_file().read_bytes()).hexdigest()[:12]
-    path = cache_dir() / f"mnist-classifier-v{MNIST_CLASSIFIER_VERSION}-e{MNIST_EPOCHS}-{digest}.pt"
-    return _cached(path, MnistClassifier(), _train_mnist_classifier)
+    return cache_dir() / f"mnist-classifier-v{MNIST_CLASSIFIER_VERSION}-e{MNIST_EPOCHS}-{digest}.pt"
 
 
 # --------------------------------------------------------------------------- scoring
@@ -323,12 +328,26 @@ def _mode_columns(modes: torch.Tensor) -> tuple[int, float]:
 
 
 @functools.lru_cache(maxsize=4)
-def _stacked_floor(n: int, clf: nn.Module) -> tuple[int, float]:
-    """Modes and KL of ``n`` real stacked samples (a fixed draw), computed once a process."""
+def _stacked_floor(n: int, clf: nn.Module, cache: Path | None) -> tuple[int, float]:
+    """Modes and KL of ``n`` real stacked samples (a fixed draw): computed once a process,
+    and kept in ``cache`` (beside the classifier it belongs to) when given, since it costs as
+    much as scoring the samples themselves. A cache file that does not read back is
+    recomputed."""
     from .data import StackedMNIST
 
+    try:
+        saved = json.loads(cache.read_text())
+        return int(saved["modes"]), float(saved["kl"])
+    except (AttributeError, OSError, ValueError, KeyError, TypeError):
+        pass
     real = StackedMNIST(seed=REAL_FLOOR_SEED).reference(n, seed=REAL_FLOOR_SEED)
-    return _mode_columns(stacked_modes(real, clf)[0])
+    modes, kl = _mode_columns(stacked_modes(real, clf)[0])
+    if cache is not None:
+        try:
+            write_atomic(cache, json.dumps({"modes": modes, "kl": kl, "samples": n}).encode())
+        except OSError:  # an unwritable cache was reported with the classifier
+            pass
+    return modes, kl
 
 
 def stacked_metrics(samples: torch.Tensor, classifier: MnistClassifier | None = None) -> dict:
@@ -340,7 +359,11 @@ def stacked_metrics(samples: torch.Tensor, classifier: MnistClassifier | None = 
     clf = classifier or mnist_classifier()
     modes, confident = stacked_modes(samples, clf)
     hit, kl = _mode_columns(modes)
-    hit_real, kl_real = _stacked_floor(len(modes), clf)
+    cache = None
+    if classifier is None:
+        path = _mnist_classifier_path()
+        cache = path.with_name(f"{path.stem}-stacked-floor-{len(modes)}.json")
+    hit_real, kl_real = _stacked_floor(len(modes), clf, cache)
     return {
         "modes": hit,
         "total_modes": STACKED_MODES,

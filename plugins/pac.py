@@ -43,7 +43,9 @@ class Pac(Architecture):
 
     The batch is packed in ``gantrix_prepare_batch`` after every other trick's (noise and
     augmentation act on single samples first). The batch size must be a multiple of m: a
-    clear error on the first batch, before any update.
+    clear error on the first batch, before any update. ``--batch-size`` counts samples, so
+the critic sees batch/m packs per side: PacGAN keeps the number of packs fixed as m grows
+(its batch of 64 packs is ``--batch-size`` 64·m here).
 
     Everything the critic outputs is then per pack, and so is every loss and regularizer:
     E[·] in the loss is a mean over packs, and a gradient penalty is WGAN-GP's definition

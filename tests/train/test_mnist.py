@@ -3,6 +3,7 @@ mode counter, checked against constructed samples and independently written form
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 
 import numpy as np
@@ -115,7 +116,7 @@ def test_mode_counter_on_constructed_samples(monkeypatch):
     clf = ConstantDigits()
     found, confident = metrics.stacked_modes(_stacked(modes), clf)
     assert found.tolist() == modes and confident.all()
-    monkeypatch.setattr(metrics, "_stacked_floor", lambda n, c: (1000, 0.0))
+    monkeypatch.setattr(metrics, "_stacked_floor", lambda n, c, cache: (1000, 0.0))
     m = metrics.stacked_metrics(_stacked(modes), clf)
     assert m["modes"] == 4 and m["total_modes"] == 1000 and m["samples"] == len(modes)
     assert m["kl"] == pytest.approx(_kl_uniform({7: 50, 123: 30, 999: 20, 0: 1}))
@@ -149,6 +150,18 @@ def test_real_stacked_samples_hit_nearly_every_mode(classifier):
     assert m["kl"] < 0.5 and abs(m["kl"] - m["kl_real"]) < 0.1
     collapsed = metrics.stacked_metrics(real[:1].expand(500, -1, -1, -1), classifier)
     assert collapsed["modes"] == 1 and collapsed["kl"] == pytest.approx(math.log(1000))
+
+
+def test_real_floor_is_kept_beside_the_classifier_and_recomputed_when_corrupt(classifier):
+    real = StackedMNIST(seed=0).reference(400, seed=8)
+    first = metrics.stacked_metrics(real)
+    (floor,) = metrics.cache_dir().glob("mnist-classifier-*-stacked-floor-400.json")
+    assert json.loads(floor.read_text())["modes"] == first["modes_real"]
+    metrics._stacked_floor.cache_clear()
+    floor.write_text("{truncated")
+    again = metrics.stacked_metrics(real)
+    assert (again["modes_real"], again["kl_real"]) == (first["modes_real"], first["kl_real"])
+    assert json.loads(floor.read_text())["kl"] == pytest.approx(first["kl_real"])
 
 
 def test_corrupt_classifier_cache_is_rebuilt(tmp_path, monkeypatch):
@@ -209,3 +222,25 @@ def test_bench_table_for_stacked_mnist():
     text = tables([Cell("dcgan", "stacked-mnist", runs, steps=100, batch_size=64)])
     assert "| modes (of 1000) | KL to uniform |" in text
     assert "| dcgan | 100 × 64 | 993.0 ± 4.2 | 0.06 ± 0.01 | 90.0 ± 0.0 | 1000 / 0.021 | 10 ± 0 |" in text
+
+
+def test_mnist_defaults_sit_between_the_kind_and_the_recipe():
+    from gantrix import Trainer
+
+    t = Trainer("dcgan", "mnist", progress=False)
+    s = t.settings
+    assert (s.width, s.steps, s.batch_size, s.latent_dim) == (32, 4000, 128, 64)  # batch: dcgan's
+    assert Trainer("dcgan", "mnist", width=16, steps=7, progress=False).settings.width == 16
+    assert Trainer("dcgan", "digits", progress=False).settings.width == 64
+
+
+def test_bench_quality_takes_the_real_image_data(cli, tmp_path, classifier, monkeypatch):
+    monkeypatch.setattr(metrics, "STACKED_SAMPLES", 200)
+    out = tmp_path / "results.md"
+    result = cli("bench", "quality", "-r", "nonsaturating", "-d", "mnist", "-d", "stacked-mnist",
+                 "--seeds", "1", "--steps", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "### mnist" in text and "| classes (of 10) | confident % |" in text
+    assert "### stacked-mnist" in text and "| modes (of 1000) | KL to uniform |" in text
+    assert "| nonsaturating | 1 × 64 |" in text
