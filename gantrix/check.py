@@ -31,7 +31,9 @@ class CheckReport:
 
 def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
     """Check ``recipe``; with ``data`` (what `gantrix.data.load_data` reads), apply the
-    recipe's table for that kind of data and check the models built for it too."""
+    recipe's table for that kind of data and check the models built for it too. Without
+    ``data``, the recipe's own ``[train] data`` is used when it names one."""
+    data = recipe.train.get("data") if data is None else data
     if data is None:
         return CheckReport(*resolve(recipe))
     import torch

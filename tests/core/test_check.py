@@ -26,3 +26,11 @@ def test_with_data_the_recipe_applies_to_its_kind_of_data():
     points = check(Recipe(recipe="wgan-gp"), "ring8")
     assert points.ok and "lr-decay" in [t.name for t in points.tricks]
     assert points.models.endswith("generator VectorGenerator, critic VectorCritic")
+
+
+def test_a_config_that_names_its_data_is_checked_on_it(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('tricks = ["dcgan", "nonsaturating", {name = "pac", m = 2}]\n'
+                      '[train]\ndata = "stacked-mnist"\n')
+    report = check(Recipe(config=config))
+    assert report.ok and report.models.startswith("built for stacked-mnist (3, 32, 32)")
