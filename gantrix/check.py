@@ -41,7 +41,7 @@ def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
     from .data import load_data
     from .models import ModelSpec
     from .step import build_models
-    from .trainer import defaults_for
+    from .trainer import check_settings, defaults_for
 
     source = load_data(data, image_size=recipe.train.get("image_size"))
     recipe = recipe.for_data("images" if source.is_image else "points")
@@ -62,6 +62,10 @@ def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
             built = "errors found (above)"
         except (ValueError, TypeError) as exc:
             raise GantrixError(f"cannot build models for {where}: {exc}") from None
+    try:
+        check_settings(composition, settings["batch_size"])
+    except CompositionError:  # its findings are in composition.findings
+        pass
     found = list(dict.fromkeys(composition.findings))  # a rule may find the same in G and D
     found.sort(key=lambda f: SEVERITIES.index(f.severity))
     return CheckReport(composition.tricks, found, f"built for {where} and checked: {built}")

@@ -96,6 +96,18 @@ def gantrix_check_model(model, role):
     """
 
 
+@hookspec
+def gantrix_check_settings(batch_size):
+    """Inspect the run's settings before any file is written or update made; return
+    `Finding`s (or None).
+
+    ``batch_size`` is the number of real samples per update (``--batch-size``). Errors stop
+    the run as model-check errors do. A trick whose needs depend on the batch (packs of m
+    samples, groups of a minibatch statistic) says so here rather than failing at the first
+    update.
+    """
+
+
 @hookspec(firstresult=True)
 def gantrix_configure_optimizer(params, role):
     """Return the `torch.optim.Optimizer` for ``role``'s ``params``, or None.

@@ -40,7 +40,7 @@ from .batch import Batch
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from .compose import Composition
 from .data import Data, TensorData, Toy2D, describe_source, load_data
-from .errors import GantrixError
+from .errors import CompositionError, GantrixError
 from .models import ModelSpec
 from .params import Param
 from .recipe import Recipe
@@ -137,6 +137,16 @@ def _check_settings(values: dict[str, Any], where: str) -> dict[str, Any]:
         raise GantrixError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; "
                            f"allowed: {', '.join(SETTINGS)}")
     return {k: SETTINGS[k].validate(v, where) for k, v in values.items() if v is not None}
+
+
+def check_settings(composition: Composition, batch_size: int) -> None:
+    """Ask the tricks about the run's settings (`gantrix_check_settings`); their findings
+    join the composition's, and errors raise `CompositionError` before any work."""
+    findings = [f for answer in composition.hook.gantrix_check_settings(batch_size=batch_size)
+                for f in answer or ()]
+    composition.findings.extend(findings)
+    if any(f.severity == "error" for f in findings):
+        raise CompositionError(findings)
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -241,6 +251,7 @@ class Trainer:
                                                 for t in self.composition.tricks):
             raise GantrixError("lr sets the core's default Adam, but this composition has an "
                                "optimizer trick: set its lr instead (e.g. --trick adam:lr=1e-4)")
+        check_settings(self.composition, self.settings.batch_size)
         self.device = _resolve_device(self.settings.device)
         self.spec = ModelSpec(self.data.shape, self.data.num_classes,
                               self.settings.latent_dim, self.settings.width)

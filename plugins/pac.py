@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from gantrix import Architecture, Clash, GantrixError, ModelTransformError, Param, hookimpl
+from gantrix import (Architecture, Clash, Finding, GantrixError, ModelTransformError, Param,
+                     hookimpl)
 from gantrix.models import find_layers, widen_input
 
 PAPER = ("Lin, Khetan, Fanti & Oh 2018, PacGAN: The power of two samples in generative "
@@ -43,7 +44,8 @@ class Pac(Architecture):
 
     The batch is packed in ``gantrix_prepare_batch`` after every other trick's (noise and
     augmentation act on single samples first). The batch size must be a multiple of m: a
-    clear error on the first batch, before any update. ``--batch-size`` counts samples, so
+    clear error before the run starts (``gantrix_check_settings``), or on the first batch of a
+loop that drives `ComposedStep` itself, before any update. ``--batch-size`` counts samples, so
 the critic sees batch/m packs per side: PacGAN keeps the number of packs fixed as m grows
 (its batch of 64 packs is ``--batch-size`` 64·m here).
 
@@ -94,14 +96,23 @@ the critic sees batch/m packs per side: PacGAN keeps the number of packs fixed a
                 "channels/features yourself and drop pac") from None
         return model
 
-    @hookimpl(trylast=True)
-    def gantrix_prepare_batch(self, batch):
-        b = batch.batch_size
-        if b % self.m:
-            raise GantrixError(
-                f"pac: the batch size {b} is not a multiple of m={self.m} (the critic sees "
+    def _batch_error(self, b: int) -> str | None:
+        if b % self.m == 0:
+            return None
+        return (f"pac: the batch size {b} is not a multiple of m={self.m} (the critic sees "
                 f"packs of m samples); use a batch size divisible by {self.m}, e.g. "
                 f"{b - b % self.m or self.m}, or change m")
+
+    @hookimpl
+    def gantrix_check_settings(self, batch_size):
+        message = self._batch_error(batch_size)
+        return [Finding("error", message, (self.name,), self.paper)] if message else None
+
+    @hookimpl(trylast=True)
+    def gantrix_prepare_batch(self, batch):
+        message = self._batch_error(batch.batch_size)
+        if message:  # a loop of the user's own, which never asked gantrix_check_settings
+            raise GantrixError(message)
         given = sorted({k for side in batch.critic_inputs.values() for k in side}
                        | set(batch.codes))
         if given:

@@ -194,3 +194,19 @@ def test_a_short_dcgan_run_on_digits():
     trainer.fit()
     assert trainer.step == 2 and trainer.sample(5).shape == (5, 1, 8, 8)
     assert trainer.models.discriminator.net[0].in_channels == 2
+
+
+def test_an_indivisible_batch_stops_the_run_before_any_file_is_written(tmp_path):
+    from gantrix import CompositionError, Recipe, Trainer
+    from gantrix.check import check
+
+    out = tmp_path / "run"
+    with pytest.raises(CompositionError, match="batch size 10 is not a multiple of m=4"):
+        Trainer(["nonsaturating", "pac:4"], "ring8", batch_size=10, out=out, progress=False)
+    assert not out.exists()
+    report = check(Recipe("nonsaturating", "pac:4"), "ring8")  # ring8's default batch: 256
+    assert report.ok
+    config = tmp_path / "c.toml"
+    config.write_text('tricks = ["nonsaturating", "pac:3"]\n[train]\nbatch_size = 256\n')
+    report = check(Recipe(config=config), "ring8")
+    assert not report.ok and "not a multiple of m=3" in str(report.findings[0])
