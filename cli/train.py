@@ -107,9 +107,10 @@ def train(
                                "--trick NAME (see gantrix recipes, gantrix list)")
         spec = Recipe(recipe=recipe, config=config).extend(trick)
         if data is None and "data" not in spec.train:
-            raise GantrixError("no data: give --data (ring8, grid25, spiral, digits, mnist, "
-                               "stacked-mnist, an image "
-                               "folder or a .npy/.pt file)")
+            from gantrix.data import BUILTIN
+
+            raise GantrixError(f"no data: give --data ({', '.join(BUILTIN)}, an image folder "
+                               "or a .npy/.pt file)")
         out = out or _default_out(recipe, trick, data or spec.train.get("data"))
         trainer = Trainer(spec, data, out=out, steps=steps, batch_size=batch_size, seed=seed,
                           device=device, lr=lr, image_size=image_size, latent_dim=latent_dim,

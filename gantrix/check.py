@@ -38,7 +38,7 @@ def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
         return CheckReport(*resolve(recipe))
     import torch
 
-    from .data import load_data
+    from .data import describe_source, load_data
     from .models import ModelSpec
     from .step import build_models
     from .trainer import check_settings, defaults_for
@@ -49,7 +49,7 @@ def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
     if any(f.severity == "error" for f in findings):
         return CheckReport(tricks, findings, "not built: the composition has errors")
     composition = Composition(recipe)
-    settings = {**defaults_for(source), **recipe.train}
+    settings = {**defaults_for(source, describe_source(str(data))), **recipe.train}
     spec = ModelSpec(source.shape, source.num_classes, settings["latent_dim"], settings["width"])
     where = f"{source.name} {tuple(source.shape)}"
     with torch.random.fork_rng(devices=[]):

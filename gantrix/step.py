@@ -154,13 +154,12 @@ class ComposedStep:
             x, y = pull() if pull is not None else (real, labels)
             batch = self._batch(x, y, "discriminator", critic=critic,
                                 step=self.d_steps + ahead, graph=through_generator)
-            loss, terms = self._objective(batch)
-            return loss + sum(terms.values()) if terms else loss
+            return _total(*self._objective(batch))
 
         return critic_loss
 
     def _update(self, role: str, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict:
-        total = loss + sum(terms.values()) if terms else loss
+        total = _total(loss, terms)
         opt = self.optimizers[role]
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -230,6 +229,11 @@ class ComposedStep:
             out.update(self.discriminator_step(*pull()))
         out.update(self.generator_step(*pull(), data=pull))
         return out
+
+
+def _total(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss plus its extra terms: what an update minimises."""
+    return loss + sum(terms.values()) if terms else loss
 
 
 def _puller(data: DataSource | Iterator) -> DataSource:

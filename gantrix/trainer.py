@@ -39,7 +39,7 @@ from torch import nn
 from .batch import Batch
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from .compose import Composition
-from .data import Data, TensorData, Toy2D, describe_source, load_data
+from .data import BUILTIN, Data, TensorData, Toy2D, describe_source, load_data
 from .errors import CompositionError, GantrixError
 from .models import ModelSpec
 from .params import Param
@@ -73,10 +73,12 @@ DATA_DEFAULTS = {
 }
 
 
-def defaults_for(data: Data) -> dict[str, Any]:
-    """The default settings for ``data``: its kind's, then the built-in data set's own."""
+def defaults_for(data: Data, source: str) -> dict[str, Any]:
+    """The default settings for ``data`` read from ``source`` (as `describe_source` records
+    it): its kind's, then a built-in data set's own (a user's folder named ``mnist`` is not
+    the built-in one)."""
     kind = IMAGE_DEFAULTS if data.is_image else POINT_DEFAULTS
-    return {**kind, **DATA_DEFAULTS.get(data.name, {})}
+    return {**kind, **DATA_DEFAULTS.get(source, {})}
 
 #: the settings a ``[train]`` table (or the keyword arguments) may hold.
 SETTINGS = {p.name: p for p in (
@@ -245,7 +247,7 @@ class Trainer:
         self.recipe = self.recipe.for_data("images" if self.data.is_image else "points")
         from_recipe = _check_settings(dict(self.recipe.train), "the recipe's [train] table")
         self.composition = Composition(self.recipe)
-        merged = {**SETTINGS_DEFAULTS, **defaults_for(self.data), **from_recipe, **given, "data": source}
+        merged = {**SETTINGS_DEFAULTS, **defaults_for(self.data, source), **from_recipe, **given, "data": source}
         self.settings = Settings(**{f.name: merged.get(f.name) for f in fields(Settings)})
         if self.settings.lr is not None and any("optimizer" in t.features()
                                                 for t in self.composition.tricks):
@@ -299,9 +301,8 @@ class Trainer:
         if data is None:
             data = settings.get("data")
         if data is None:
-            raise GantrixError("no data: pass --data (ring8, grid25, spiral, digits, mnist, "
-                               "stacked-mnist, an image "
-                               "folder or a .npy/.pt file)")
+            raise GantrixError(f"no data: pass --data ({', '.join(BUILTIN)}, an image folder "
+                               "or a .npy/.pt file)")
         if isinstance(data, Data):
             return data, data.name
         if isinstance(data, torch.Tensor):

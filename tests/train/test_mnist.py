@@ -244,3 +244,16 @@ def test_bench_quality_takes_the_real_image_data(cli, tmp_path, classifier, monk
     assert "### mnist" in text and "| classes (of 10) | confident % |" in text
     assert "### stacked-mnist" in text and "| modes (of 1000) | KL to uniform |" in text
     assert "| nonsaturating | 1 × 64 |" in text
+
+
+def test_a_user_folder_named_mnist_gets_no_builtin_defaults(tmp_path):
+    from PIL import Image
+
+    from gantrix import Trainer
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("L", (16, 16), color=i * 60).save(folder / f"{i}.png")
+    s = Trainer("dcgan", folder, image_size=16, progress=False).settings
+    assert (s.width, s.steps) == (64, 2000)  # the image kind's defaults, not mnist's
