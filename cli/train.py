@@ -125,6 +125,17 @@ def train(
     typer.echo(f"done: {trainer.step} steps in {trainer.elapsed:.1f} s; {format_metrics(result)}")
 
 
+def _load_run(run: Path, device: str | None):
+    """The trained run, saying on stderr which training-only tricks it was loaded without."""
+    from gantrix.trainer import Trainer
+
+    trainer = Trainer.load(run, device=device)
+    if trainer.without:
+        typer.echo(f"note: {', '.join(trainer.without)} (trained with, not installed) only "
+                   "trains; sampling and scoring do not need it", err=True)
+    return trainer
+
+
 def sample(
     run: Path = typer.Argument(..., help="A run folder."),
     n: int = typer.Option(64, "--n", "-n", help="How many samples."),
@@ -138,7 +149,6 @@ def sample(
     import numpy as np
 
     from gantrix.checkpoint import write_atomic
-    from gantrix.trainer import Trainer
 
     if out.suffix.lower() not in (".npy", ".png"):
         raise GantrixError(f"--out must end in .npy or .png, got {out.name!r}")
@@ -150,7 +160,7 @@ def sample(
             picked = [int(v) for v in labels.split(",") if v.strip()]
         except ValueError:
             raise GantrixError(f"--labels must be integers separated by commas, got {labels!r}") from None
-    trainer = Trainer.load(run, device=device)
+    trainer = _load_run(run, device)
     x = trainer.sample(n, labels=picked, seed=seed)
     if out.suffix.lower() == ".npy":
         import io
@@ -182,11 +192,11 @@ def evaluate(
     """Score a run's generator: modes on 2-D data and stacked-mnist; classes, confidence and
     Fréchet distance on digits and mnist."""
     from gantrix.metrics import format_metrics
-    from gantrix.trainer import EVAL, Trainer
+    from gantrix.trainer import EVAL
 
     if n is not None and n < 2:
         raise GantrixError(f"--n must be at least 2, got {n}")
-    trainer = Trainer.load(run, device=device)
+    trainer = _load_run(run, device)
     result = trainer.evaluate(n=n, seed=seed)
     typer.echo(f"step {trainer.step}: {format_metrics(result)}")
     typer.echo(f"saved {Path(run) / EVAL}", err=True)

@@ -44,9 +44,11 @@ def gantrix_register_tricks(register):
 def gantrix_register_recipes(register):
     """Register named recipes (a paper's full setup).
 
-    ``register(name, path_or_mapping, *, summary="")`` takes either a TOML file path or a
-    mapping of the same shape (``{"summary": ..., "paper": ..., "tricks": [...]}`` where
-    each trick is a ``"name:key=value,..."`` string or a table with ``name`` and params).
+    ``register(name, path_or_mapping)`` takes either a TOML file path or a mapping of the
+    same shape (``{"summary": ..., "paper": ..., "tricks": [...]}`` where each trick is a
+    ``"name:key=value,..."`` string or a table with ``name`` and params); the summary is
+    the file's or mapping's ``summary``. Registering a name twice is an error that names
+    both plugins.
     """
 
 
@@ -55,7 +57,10 @@ def gantrix_register_commands(app):
     """Add commands to the ``gantrix`` command line.
 
     ``app`` is the `typer.Typer` application; decorate functions with ``@app.command()``.
-    Called once, when the CLI starts, after the built-in commands exist.
+    Called once, when the CLI starts, after the built-in commands exist. Built-in commands
+    win: a plugin that adds a command (or group) whose name is taken, or whose hook raises,
+    adds no command at all and is reported as failed to load (``gantrix plugins``), with
+    everything else it registered withdrawn.
     """
 
 

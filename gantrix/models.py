@@ -180,6 +180,22 @@ def find_layers(model: nn.Module) -> nn.Sequential | None:
     return None
 
 
+def output_module(model: nn.Module) -> nn.Module:
+    """The module that makes ``model``'s output: the last module of its layer stack
+    (`find_layers`), else the last leaf module of the innermost model it wraps (in
+    registration order; the model itself when it has no submodules).
+
+    Looking through ``.wrapped`` first keeps heads beside the model (an InfoGAN Q head,
+    registered after the model it wraps) from being taken for its output.
+    """
+    net = find_layers(model)
+    if net is not None:
+        return net[-1]
+    while getattr(model, "wrapped", None) is not None:
+        model = model.wrapped
+    return [m for m in model.modules() if not list(m.children())][-1]
+
+
 def widen_input(layer: nn.Module, extra: int) -> nn.Module:
     """A copy of ``layer`` that takes ``extra`` more input features (channels), appended
     after the existing ones.

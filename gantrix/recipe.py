@@ -239,6 +239,19 @@ class Recipe:
             out.train.update(layer.kinds.get(kind, {}).get("train", {}))
         return out
 
+    def without(self, names: Iterable[str]) -> "Recipe":
+        """A copy of this recipe without the tricks called ``names`` (every spec of them)."""
+        import copy
+        import dataclasses
+
+        names = set(names)
+        out = copy.copy(self)
+        out.specs = [s for s in self.specs if s.name not in names]
+        out._layers = [dataclasses.replace(layer, end=sum(
+            s.name not in names for s in self.specs[:layer.end])) for layer in self._layers]
+        out.train, out.names, out.notes = dict(self.train), list(self.names), list(self.notes)
+        return out
+
     def extend(self, tricks: Iterable[str | TrickSpec]) -> "Recipe":
         """Add user tricks (as ``--trick`` does); returns self."""
         for item in tricks:

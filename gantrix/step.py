@@ -21,7 +21,7 @@ from torch import nn
 
 from .batch import Batch
 from .compose import Composition
-from .errors import CompositionError, ModelTransformError
+from .errors import CompositionError, GantrixError, ModelTransformError
 from .findings import Finding
 from .models import ROLES, ModelSpec, Models, default_model
 
@@ -136,6 +136,57 @@ class ComposedStep:
         self.hook.gantrix_prepare_batch(batch=batch)
         return batch
 
+    def probe(self, batch_size: int, device: torch.device | str = "cpu") -> None:
+        """Run both models once on a batch of ``batch_size`` as a critic update would (the
+        tricks' conditioning and batch preparation included), in eval mode and without
+        gradients, and raise `GantrixError` naming the module, the expected and the actual
+        shapes when the generator does not take the latent size or make the data's shape,
+        or the critic does not return one logit per sample. Uses the global random state
+        (fork it to keep yours) and changes nothing else."""
+        g, d = self.models.generator, self.models.discriminator
+        modes = [(m, m.training) for m in (g, d)]
+        n = batch_size
+        real = torch.zeros(n, *self.spec.shape, device=device)
+        labels = (torch.zeros(n, dtype=torch.long, device=device)
+                  if self.spec.num_classes else None)
+        try:
+            for m, _ in modes:
+                m.eval()
+            with torch.no_grad():
+                z = torch.randn(n, self.spec.latent_dim, device=device)
+                batch = Batch(real=real, labels=labels, z=z, phase="discriminator", step=0,
+                              critic=d, hook=self.hook)
+                self.hook.gantrix_condition(batch=batch)
+                fake = _run(g, "generator", f"a latent batch of shape {tuple(z.shape)} "
+                            f"(latent_dim {self.spec.latent_dim})", z, batch.generator_inputs)
+                if not isinstance(fake, torch.Tensor) or fake.shape != real.shape:
+                    got = tuple(fake.shape) if isinstance(fake, torch.Tensor) else type(fake).__name__
+                    raise GantrixError(
+                        f"the generator ({type(g).__name__}) returned {got} for {n} latent "
+                        f"vectors; the data needs {tuple(real.shape)} (samples of shape "
+                        f"{tuple(self.spec.shape)})")
+                batch.fake = fake
+                self.hook.gantrix_prepare_batch(batch=batch)
+                for side in ("real", "fake"):
+                    x = batch.sample(side)
+                    out = _run(d, "discriminator", f"a {side} batch of shape {tuple(x.shape)}",
+                               x, batch.critic_inputs[side])
+                    logits = out.get("logits") if isinstance(out, dict) else out
+                    k = x.shape[0]
+                    if not isinstance(logits, torch.Tensor) or logits.shape not in (
+                            (k,), (k, 1)):
+                        got = (tuple(logits.shape) if isinstance(logits, torch.Tensor)
+                               else "a dict without 'logits'" if isinstance(out, dict)
+                               else type(logits).__name__)
+                        raise GantrixError(
+                            f"the discriminator ({type(d).__name__}) returned {got} for a "
+                            f"{side} batch of shape {tuple(x.shape)}; a critic returns one "
+                            f"logit per sample: shape ({k},) or ({k}, 1), or a dict whose "
+                            f"'logits' has that shape")
+        finally:
+            for m, mode in modes:
+                m.train(mode)
+
     def _objective(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The composition's loss and extra terms on ``batch``, for the batch's phase."""
         if batch.phase == "discriminator":
@@ -229,6 +280,18 @@ class ComposedStep:
             out.update(self.discriminator_step(*pull()))
         out.update(self.generator_step(*pull(), data=pull))
         return out
+
+
+def _run(model: nn.Module, role: str, what: str, x: torch.Tensor, inputs: dict):
+    """``model(x, **inputs)``; a failure names the role, the module and its input."""
+    try:
+        return model(x, **inputs)
+    except GantrixError:
+        raise
+    except Exception as exc:  # the user's module failed: say where, keep torch's words
+        keywords = f" and keyword inputs {sorted(inputs)}" if inputs else ""
+        raise GantrixError(f"the {role} ({type(model).__name__}) fails on {what}{keywords}: "
+                           f"{type(exc).__name__}: {str(exc).strip()}") from None
 
 
 def _total(loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:

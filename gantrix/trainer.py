@@ -232,7 +232,8 @@ class Trainer:
                  image_size: int | None = None, sample_every: int | None = None,
                  checkpoint_every: int | None = None, log_every: int | None = None,
                  generator: nn.Module | None = None, discriminator: nn.Module | None = None,
-                 progress: bool | None = None, _resume: bool = False):
+                 progress: bool | None = None, _resume: bool | dict = False,
+                 _without: Sequence[str] = ()):
         self.recipe = _as_recipe(recipe)
         given = _check_settings(dict(steps=steps, batch_size=batch_size, seed=seed, device=device,
                                      latent_dim=latent_dim, width=width, lr=lr,
@@ -257,7 +258,12 @@ class Trainer:
         self.device = _resolve_device(self.settings.device)
         self.spec = ModelSpec(self.data.shape, self.data.num_classes,
                               self.settings.latent_dim, self.settings.width)
-        self.custom_models = generator is not None or discriminator is not None
+        self.custom_models = {role: _qualname(model) for role, model in
+                              (("generator", generator), ("discriminator", discriminator))
+                              if model is not None}
+        #: training-only tricks of a loaded run that are not installed (`Trainer.load`): the
+        #: run can sample and evaluate, not train.
+        self.without = list(_without)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.settings.seed)
             try:
@@ -278,6 +284,8 @@ class Trainer:
         z_rng = torch.Generator(self.device).manual_seed(self.settings.seed + 1)
         self.stepper = ComposedStep(self.composition, self.models, self.spec, optimizers, z_rng,
                                    total_steps=self.settings.steps)
+        with torch.random.fork_rng(devices=[]):
+            self.stepper.probe(self.settings.batch_size, self.device)
         self.history: list[dict] = []
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
@@ -287,7 +295,10 @@ class Trainer:
         self._progress = progress
         self.resumed_from: int | None = None
         self._last_checkpoint: int | None = None
-        if _resume:
+        if isinstance(_resume, dict):
+            self._restore(_resume)
+            self.resumed_from = self.step
+        elif _resume:
             path = self.out / CHECKPOINT
             if path.exists():
                 self._restore(load_checkpoint(path))
@@ -315,11 +326,8 @@ class Trainer:
                discriminator: nn.Module | None = None) -> "Trainer":
         """The run in ``run_dir``, restored from its last checkpoint (or from the start when
         it was stopped before its first one); ``steps`` may raise its total."""
-        run = Path(run_dir).expanduser()
-        config = run / CONFIG
-        if not config.is_file():
-            raise GantrixError(f"{run} is not a gantrix run folder (it has no {CONFIG})")
-        return cls(Recipe(config=config), out=run, steps=steps, device=device,
+        run = _run_folder(run_dir)
+        return cls(Recipe(config=run / CONFIG), out=run, steps=steps, device=device,
                    progress=progress, generator=generator, discriminator=discriminator,
                    _resume=True)
 
@@ -327,12 +335,23 @@ class Trainer:
     def load(cls, run_dir: str | Path, *, device: str | None = None,
              generator: nn.Module | None = None,
              discriminator: nn.Module | None = None) -> "Trainer":
-        """A finished (or checkpointed) run, to sample from or evaluate."""
-        trainer = cls.resume(run_dir, device=device, progress=False, generator=generator,
-                             discriminator=discriminator)
-        if trainer.resumed_from is None:
-            raise GantrixError(f"{run_dir} has no checkpoint yet")
-        return trainer
+        """A finished (or checkpointed) run, to sample from or evaluate.
+
+        A run trained with your own modules needs them again: pass new instances as
+        ``generator``/``discriminator`` (their weights are loaded). A trick the run trained
+        with that sampling does not need (a regularizer, a loss, an optimizer: see
+        `gantrix.Trick.needed_to_sample`) may be missing from this installation: the run
+        is loaded without it (and without the critic's and optimizers' state), listed in
+        ``trainer.without``, and can sample and evaluate but not train.
+        """
+        run = _run_folder(run_dir)
+        path = run / CHECKPOINT
+        if not path.exists():
+            raise GantrixError(f"{run} has no checkpoint yet")
+        state = load_checkpoint(path)
+        recipe, without = _installed_part(Recipe(config=run / CONFIG), state)
+        return cls(recipe, out=run, device=device, progress=False, generator=generator,
+                   discriminator=discriminator, _resume=state, _without=without)
 
     # ------------------------------------------------------------------ state
 
@@ -357,6 +376,8 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
+            "sampling": {"tricks": [t.name for t in self.composition.tricks if t.samples()],
+                         "custom_models": dict(self.custom_models)},
             "step": self.stepper.g_steps,
             "d_steps": self.stepper.d_steps,
             "models": {"generator": self.models.generator.state_dict(),
@@ -371,16 +392,27 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
+        recorded = state.get("sampling", {}).get("custom_models", {})
+        absent = {role: name for role, name in recorded.items()
+                  if role not in self.custom_models}
+        if absent and not (self.without and set(absent) == {"discriminator"}):
+            raise GantrixError(_custom_models_message(self.out, recorded, absent))
+        parts = ["generator"] if self.without else ["generator", "discriminator"]
         try:
-            self.models.generator.load_state_dict(state["models"]["generator"])
-            self.models.discriminator.load_state_dict(state["models"]["discriminator"])
-            for role, opt in self.stepper.optimizers.items():
-                opt.load_state_dict(state["optimizers"][role])
+            for role in parts:
+                self.models.by_role(role).load_state_dict(state["models"][role])
+            if not self.without:
+                for role, opt in self.stepper.optimizers.items():
+                    opt.load_state_dict(state["optimizers"][role])
             self.data.load_state_dict(state["data"])
             self.stepper.rng.set_state(state["rng"]["z"])
         except (KeyError, RuntimeError, ValueError) as exc:
+            hint = ""
+            if not self.custom_models and not recorded:
+                hint = ("\n(if the run was trained with your own modules, pass them: "
+                        "Trainer.load(run, generator=..., discriminator=...))")
             raise GantrixError(f"the checkpoint in {self.out} does not fit this run's models, "
-                               f"optimizers or data: {str(exc).splitlines()[0]}") from None
+                               f"optimizers or data: {str(exc).strip()}{hint}") from None
         self.composition.hook.gantrix_load_state_dict(state=state["tricks"], models=self.models)
         self._rng = state["rng"]["torch"]
         if self.device.type == "cuda" and "cuda" in state["rng"]:
@@ -461,7 +493,10 @@ class Trainer:
         head = ("# gantrix run configuration; re-run it with\n"
                 "#   gantrix train --config config.toml --out NEW_FOLDER\n")
         if self.custom_models:
-            head += "# (this run used models passed through the Python API; they are not recorded)\n"
+            head += ("# this run used your own modules (" + ", ".join(
+                f"{role}: {name}" for role, name in self.custom_models.items()) + "), which are "
+                "not recorded here;\n# load it with Trainer.load(run, generator=..., "
+                "discriminator=...)\n")
         body = {"tricks": self.composition.specs()}
         if self.recipe.names:
             body["summary"] = f"built from recipe {' + '.join(self.recipe.names)}"
@@ -551,6 +586,11 @@ class Trainer:
         SIGTERM, and `TrainingDiverged` when a loss term stops being finite.
         """
         s = self.settings
+        if self.without:
+            raise GantrixError(
+                f"this run was loaded without its training-only trick(s) "
+                f"{', '.join(self.without)} (not installed): it can sample and evaluate; "
+                f"install them to continue training it")
         if self.out is not None:
             self._prepare_folder()
         self._last_checkpoint = self.resumed_from
@@ -674,6 +714,44 @@ class Trainer:
 
 
 SETTINGS_DEFAULTS = {name: p.default for name, p in SETTINGS.items()}
+
+
+def _qualname(model: nn.Module) -> str:
+    cls = type(model)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _run_folder(run_dir: str | Path) -> Path:
+    run = Path(run_dir).expanduser()
+    if not (run / CONFIG).is_file():
+        raise GantrixError(f"{run} is not a gantrix run folder (it has no {CONFIG})")
+    return run
+
+
+def _custom_models_message(run: Path | None, recorded: dict, absent: dict) -> str:
+    trained = ", ".join(f"{role} {name}" for role, name in recorded.items())
+    missing = " and ".join(absent)
+    args = ", ".join(f"{role}=..." for role in recorded)
+    return (f"the run in {run} was trained with your own modules ({trained}); gantrix cannot "
+            f"rebuild them, so the {missing} must be passed again: in Python, "
+            f"Trainer.load({str(run)!r}, {args}) (or Trainer.resume to train on) with new "
+            f"instances built as for training; their weights are loaded from the checkpoint")
+
+
+def _installed_part(recipe: Recipe, state: dict) -> tuple[Recipe, list[str]]:
+    """``recipe`` (a run's config) without the tricks that are not installed and that the
+    checkpoint records as not needed to sample; and their names. A missing trick that is
+    needed (or any, for a checkpoint that records nothing) is left for the composition to
+    report, with the plugin that would provide it."""
+    from .registry import catalogue
+
+    known = catalogue().tricks
+    needed = state.get("sampling", {}).get("tricks")
+    if needed is None:
+        return recipe, []
+    dropped = list(dict.fromkeys(s.name for s in recipe.specs
+                                 if s.name not in known and s.name not in needed))
+    return recipe.without(dropped), dropped
 
 
 def _check_new_run_folder(out: Path) -> None:

@@ -23,6 +23,10 @@ from .hookspecs import hookimpl
 from .params import Param, normalize_key
 
 KINDS = ("loss", "regularizer", "policy", "architecture")
+#: the run hooks through which a trick can shape what a trained run samples: the models'
+#: structure, the generator's inputs, the published sampler (``generator_ema``).
+SAMPLING_HOOKS = ("gantrix_build_model", "gantrix_transform_model", "gantrix_condition",
+                  "gantrix_after_generator_step", "gantrix_load_state_dict")
 
 
 class Trick:
@@ -46,6 +50,11 @@ class Trick:
     replaces: ClassVar[tuple[Replaces | str, ...]] = ()
     #: tags this trick adds to a composition besides its name and kind.
     provides: ClassVar[tuple[str, ...]] = ()
+    #: whether sampling from a trained run needs this trick installed (`gantrix sample`,
+    #: `gantrix eval`, `Trainer.load`). None: derived, True when the trick implements any of
+    #: `SAMPLING_HOOKS`. Set False for a trick that only trains (it checks or changes only the
+    #: critic, or keeps only training state), so a run can be sampled without its plugin.
+    needed_to_sample: ClassVar[bool | None] = None
     #: set by the registry: the distribution (plugin) that registered the class.
     plugin: ClassVar[str] = ""
 
@@ -74,6 +83,13 @@ class Trick:
         ``beta1 > 0``, a BatchNorm critic only when ``critic_norm == "batch"``).
         """
         return {self.name, self.kind, *self.provides}
+
+    @classmethod
+    def samples(cls) -> bool:
+        """`needed_to_sample`, derived from the implemented hooks when not declared."""
+        if cls.needed_to_sample is not None:
+            return cls.needed_to_sample
+        return any(hasattr(cls, hook) for hook in SAMPLING_HOOKS)
 
     @classmethod
     def parse_params(cls, text: str) -> dict[str, Any]:

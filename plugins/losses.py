@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gantrix import Clash, Finding, Loss, Requires, hookimpl
+from gantrix.models import output_module
 
 SIGMOID_REASON = (
     "the critic ends in a Sigmoid: a Wasserstein critic must be unbounded (its output is "
@@ -24,9 +25,8 @@ LIPSCHITZ_PAPERS = WGAN_PAPER + "; Gulrajani et al. 2017, Improved Training of W
 
 
 def ends_in_sigmoid(model: torch.nn.Module) -> bool:
-    """True when the last leaf module of ``model`` is a Sigmoid."""
-    leaves = [m for m in model.modules() if not list(m.children())]
-    return bool(leaves) and isinstance(leaves[-1], torch.nn.Sigmoid)
+    """True when the module that makes ``model``'s output (`output_module`) is a Sigmoid."""
+    return isinstance(output_module(model), torch.nn.Sigmoid)
 
 
 class _LogitLoss(Loss):

@@ -74,6 +74,7 @@ class MinibatchStdDevTrick(Architecture):
     """
 
     name = "minibatch-stddev"
+    needed_to_sample = False  # it changes only the critic's training
     summary = "critic sees the batch's feature std as an extra channel (ProGAN; vs mode collapse)"
     paper = PAPER
     params = (Param("group", int, 4, "samples per group (must divide the batch size; capped at "

@@ -53,6 +53,7 @@ class InstanceNoise(Policy):
     """
 
     name = "instance-noise"
+    needed_to_sample = False  # it changes only the critic's training
     summary = "add N(0, sigma^2) to real and fake samples, sigma annealed linearly to 0"
     paper = SONDERBY
     params = (Param("sigma", float, 0.1, "the noise's initial standard deviation", low=0.0),
@@ -162,6 +163,7 @@ class DiffAugment(Policy):
     """
 
     name = "diffaugment"
+    needed_to_sample = False  # it changes only the critic's training
     summary = "differentiable augmentation (color, translation, cutout) of real and fake images"
     paper = DIFFAUG
     params = (Param("policy", str, "color+translation+cutout",

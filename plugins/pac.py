@@ -61,6 +61,7 @@ the critic sees batch/m packs per side: PacGAN keeps the number of packs fixed a
     """
 
     name = "pac"
+    needed_to_sample = False  # it changes only the critic's training
     summary = "PacGAN: the critic judges packs of m samples concatenated (vs mode collapse)"
     paper = PAPER
     params = (Param("m", int, 2, "samples per pack (the critic's input is m samples)",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from gantrix import Clash, Finding, Loss, hookimpl, kernels
+from gantrix.models import output_module
 
 PAPER = "Jolicoeur-Martineau 2018, The relativistic discriminator: a key element missing from standard GAN"
 LOGITS_REASON = ("the critic ends in a Sigmoid, but relativistic losses compare raw logits "
@@ -49,8 +50,7 @@ class _Relativistic(Loss):
 
     @hookimpl
     def gantrix_check_model(self, model, role):
-        leaves = [m for m in model.modules() if not list(m.children())]
-        if role == "discriminator" and leaves and isinstance(leaves[-1], torch.nn.Sigmoid):
+        if role == "discriminator" and isinstance(output_module(model), torch.nn.Sigmoid):
             return [Finding("error", LOGITS_REASON, (self.name,), PAPER)]
         return None
 
