@@ -84,8 +84,12 @@ def _apply_replaces(chosen: list[_Chosen], findings: list[Finding]) -> list[_Cho
             for other in chosen:
                 if other is c or rel.target not in other.trick.features() or other.name in dropped:
                     continue
+                if other.from_user and not c.from_user:  # the user's choice stands
+                    continue
                 why = f": {rel.reason}" if rel.reason else ""
                 if other.from_user and c.from_user:
+                    if any(as_relation(x, Clash).target == rel.target for x in c.trick.conflicts):
+                        continue  # the clash itself is reported, once
                     findings.append(Finding(
                         "error", f"{c.name} replaces {other.name}{why}; use one of them",
                         (c.name, other.name), rel.paper))

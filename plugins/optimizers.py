@@ -1,18 +1,21 @@
-"""Optimizer policies: Adam, RMSProp, and the two time-scale update rule.
+"""Optimizer policies: Adam, RMSProp, SGD, and the two time-scale update rule.
 
 Each answers ``gantrix_configure_optimizer(params, role)`` with one optimizer per role
 (``lr_g``/``lr_d`` override ``lr`` for the generator/critic). Each provides the tag
-``"optimizer"`` and clashes with it, so a composition holds at most one; an Adam with
-β1 > 0 also provides ``"momentum-optimizer"``, which weight clipping warns about.
+``"optimizer"`` and clashes with it, so a composition holds at most one, and replaces it,
+so the one a user adds (``--recipe wgan --trick sgd``) takes the recipe's place; an Adam
+with β1 > 0 or an SGD with momentum also provides ``"momentum-optimizer"``, which weight
+clipping warns about.
 """
 from __future__ import annotations
 
 import torch
 
-from gantrix import Clash, Param, Policy, hookimpl
+from gantrix import Clash, Param, ParamError, Policy, Replaces, hookimpl
 from gantrix.step import adam
 
 ONE_OPTIMIZER = "two optimizer tricks: a composition configures its optimizers once; keep one"
+REPLACED = "a composition configures its optimizers once, with the optimizer you name"
 WGAN_PAPER = "Arjovsky, Chintala & Bottou 2017, Wasserstein GAN"
 TTUR_PAPER = ("Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule Converge to a "
               "Local Nash Equilibrium; Zhang et al. 2019, Self-Attention GANs (lr and betas)")
@@ -39,6 +42,7 @@ class _Optimizer(Policy):
 
     provides = ("optimizer",)
     conflicts = (Clash("optimizer", ONE_OPTIMIZER),)
+    replaces = (Replaces("optimizer", REPLACED),)
 
     def lr_for(self, role: str) -> float:
         """The learning rate of ``role`` (``"generator"`` or ``"discriminator"``)."""
@@ -90,6 +94,42 @@ class RMSProp(_Optimizer):
         return torch.optim.RMSprop(params, lr=lr, alpha=self.alpha)
 
 
+class SGD(_Optimizer):
+    """Stochastic gradient descent, without momentum by default.
+
+    The WGAN paper's negative result (§3): "WGAN training becomes unstable at times when
+    one uses a momentum based optimizer such as Adam (with β1 > 0) on the critic, or when
+    one uses high learning rates"; it switched to RMSProp. Plain SGD keeps no momentum
+    either, the other choice the rule allows. ``momentum`` > 0 (with ``nesterov`` if
+    wanted) makes it a momentum optimizer again, which weight clipping warns about.
+    ``weight_decay`` is L2 decay, as in `torch.optim.SGD`. Added to a recipe
+    (``--recipe wgan --trick sgd``) it replaces the recipe's optimizer, with a note.
+
+        v ← μ·v + ∇θ + λ·θ;   θ ← θ − lr·v   (Nesterov: θ ← θ − lr·(∇θ + λ·θ + μ·v))
+    """
+
+    name = "sgd"
+    summary = "plain SGD (lr 5e-5, no momentum): with RMSProp, the WGAN paper's momentum-free choice"
+    paper = WGAN_PAPER + ", §3 and its negative result on momentum"
+    params = (*_lr_params(5e-5),
+              Param("momentum", float, 0.0, "momentum factor (0: none, as the WGAN rule asks)",
+                    low=0.0, high=1.0, high_open=True),
+              Param("nesterov", bool, False, "Nesterov momentum (needs momentum > 0)"),
+              Param("weight_decay", float, 0.0, "L2 weight decay", low=0.0))
+
+    def validate(self) -> None:
+        if self.nesterov and self.momentum == 0:
+            raise ParamError(f"{self.name}: nesterov=true needs momentum > 0 (got momentum=0)")
+
+    def features(self) -> set[str]:
+        tags = super().features()
+        return tags | {"momentum-optimizer"} if self.momentum > 0 else tags
+
+    def build(self, params, lr):
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum, nesterov=self.nesterov,
+                               weight_decay=self.weight_decay)
+
+
 class TTUR(Adam):
     """The two time-scale update rule (Heusel et al. 2017): separate learning rates, the
     critic's larger than the generator's, under which GAN training converges to a local
@@ -108,5 +148,5 @@ class TTUR(Adam):
 
 @hookimpl
 def gantrix_register_tricks(register):
-    for cls in (Adam, RMSProp, TTUR):
+    for cls in (Adam, RMSProp, SGD, TTUR):
         register(cls)

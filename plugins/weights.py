@@ -20,8 +20,8 @@ class WeightClip(Policy):
     """Clamp every critic parameter to [−c, c] after each critic update (WGAN, Algorithm 1,
     c = 0.01), a crude way to keep the critic K-Lipschitz for some K.
 
-    Under a momentum optimizer (Adam with β1 > 0) the WGAN paper found training unstable at
-    times and recommends RMSProp: a warning. A gradient penalty replaces clipping (Gulrajani
+    Under a momentum optimizer (Adam with β1 > 0, SGD with momentum) the WGAN paper found
+    training unstable at times and recommends RMSProp (SGD works too): a warning. A gradient penalty replaces clipping (Gulrajani
     et al. 2017: clipping wastes capacity and makes gradients explode or vanish).
     """
 
@@ -31,9 +31,9 @@ class WeightClip(Policy):
     params = (Param("c", float, 0.01, "the clipping bound", low=0.0, low_open=True),)
     provides = ("lipschitz-constraint",)
     conflicts = (Clash("momentum-optimizer",
-                       "weight clipping under a momentum optimizer (Adam with beta1 > 0) made "
-                       "WGAN training unstable at times; the WGAN paper uses RMSProp "
-                       "(add rmsprop, or adam:beta1=0)",
+                       "weight clipping under a momentum optimizer (Adam with beta1 > 0, SGD "
+                       "with momentum) made WGAN training unstable at times; the WGAN paper "
+                       "uses RMSProp, and SGD works too (add rmsprop or sgd, or adam:beta1=0)",
                        WGAN_PAPER, severity="warning"),)
 
     @hookimpl

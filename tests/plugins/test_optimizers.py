@@ -29,6 +29,8 @@ def _settings(opt):
     (("ttur",), (torch.optim.Adam, 1e-4, (0.0, 0.9)), (torch.optim.Adam, 4e-4, (0.0, 0.9))),
     (("rmsprop",), (torch.optim.RMSprop, 5e-5, None), (torch.optim.RMSprop, 5e-5, None)),
     (("rmsprop:lr_d=1e-4",), (torch.optim.RMSprop, 5e-5, None), (torch.optim.RMSprop, 1e-4, None)),
+    (("sgd",), (torch.optim.SGD, 5e-5, None), (torch.optim.SGD, 5e-5, None)),
+    (("sgd:lr=1e-3,lr_g=2e-3",), (torch.optim.SGD, 2e-3, None), (torch.optim.SGD, 1e-3, None)),
 ])
 def test_optimizer_per_role(tricks, generator, discriminator):
     opts = _optimizers(*tricks)
@@ -52,7 +54,7 @@ def test_each_optimizer_covers_its_role_parameters():
 
 @pytest.mark.parametrize("spec,momentum", [
     ("adam", True), ("adam:beta1=0", False), ("ttur", False), ("ttur:beta1=0.5", True),
-    ("rmsprop", False),
+    ("rmsprop", False), ("sgd", False), ("sgd:momentum=0.9", True),
 ])
 def test_momentum_tag_follows_beta1(spec, momentum):
     trick = gantrix.Recipe(spec).specs[0]
@@ -105,3 +107,71 @@ def test_adam_falls_back_to_the_plain_one_where_fused_is_refused(monkeypatch):
     monkeypatch.setattr(torch.optim, "Adam", older_torch)
     opt = adam([torch.nn.Parameter(torch.zeros(2))], 1e-3, (0.5, 0.999))
     assert isinstance(opt, real) and not opt.defaults.get("fused")
+
+
+@pytest.mark.parametrize("params", [
+    dict(), dict(momentum=0.9), dict(momentum=0.5, nesterov=True), dict(weight_decay=0.1),
+], ids=["plain", "momentum", "nesterov", "weight-decay"])
+def test_sgd_steps_as_the_formula(params):
+    """gantrix's sgd, through the hook, against SGD written out: v ← μv + g + λθ;
+    θ ← θ − lr·v (Nesterov: θ ← θ − lr·(g + λθ + μv))."""
+    lr, mu, wd = 0.05, params.get("momentum", 0.0), params.get("weight_decay", 0.0)
+    torch.manual_seed(0)
+    theta = torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float64))
+    ref = theta.detach().clone()
+    opt = gantrix.make("sgd", lr=lr, **params).gantrix_configure_optimizer(
+        params=[theta], role="discriminator")
+    v = torch.zeros_like(ref)
+    for step in range(6):
+        g = torch.randn(4, 3, dtype=torch.float64)
+        theta.grad = g.clone()
+        opt.step()
+        d = g + wd * ref
+        v = d if step == 0 else mu * v + d
+        ref = ref - lr * (d + mu * v if params.get("nesterov") else v)
+    torch.testing.assert_close(theta.detach(), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_sgd_replaces_the_recipes_optimizer_with_a_note():
+    recipe = gantrix.Recipe(recipe="wgan").extend(["sgd"])
+    findings = recipe.check()
+    assert not [f for f in findings if f.severity != "note"]
+    (note,) = [f for f in findings if "replaces" in f.message]
+    assert set(note.tricks) == {"sgd", "rmsprop"} and "rmsprop" in note.message
+    assert [t.name for t in recipe.compose().tricks if "optimizer" in t.features()] == ["sgd"]
+
+
+def test_the_recipes_optimizer_never_replaces_the_users():
+    recipe = gantrix.Recipe(recipe="wgan-gp").extend(["rmsprop"])
+    names = [t.name for t in recipe.compose().tricks]
+    assert "rmsprop" in names and "adam" not in names
+
+
+def test_sgd_with_momentum_under_weight_clipping_is_warned_about():
+    findings = gantrix.Recipe(recipe="wgan").extend(["sgd:momentum=0.9"]).check()
+    (warning,) = [f for f in findings if f.severity == "warning"]
+    assert set(warning.tricks) == {"weight-clip", "sgd"} and "SGD with momentum" in warning.message
+    assert "Wasserstein GAN" in warning.paper
+
+
+def test_nesterov_without_momentum_is_refused():
+    with pytest.raises(gantrix.ParamError, match="nesterov=true needs momentum > 0"):
+        gantrix.make("sgd", nesterov=True)
+    with pytest.raises(gantrix.ParamError, match="momentum"):
+        gantrix.make("sgd", momentum=1.0)
+
+
+def test_two_optimizers_the_user_names_are_one_error():
+    findings = gantrix.Recipe(recipe="wgan").extend(["sgd", "adam"]).check()
+    errors = [f for f in findings if f.severity == "error"]
+    assert len(errors) == 1 and set(errors[0].tricks) == {"sgd", "adam"}
+
+
+def test_wgan_trains_with_sgd():
+    trainer = gantrix.Trainer(gantrix.Recipe(recipe="wgan").extend(["sgd:lr=1e-3"]), "ring8",
+                              steps=3, batch_size=32)
+    before = [p.detach().clone() for p in trainer.models.generator.parameters()]
+    trainer.fit()
+    assert all(type(o) is torch.optim.SGD for o in trainer.stepper.optimizers.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.models.generator.parameters()))
+    assert all(torch.isfinite(p).all() for p in trainer.models.discriminator.parameters())
