@@ -209,19 +209,24 @@ def quality(
     seeds: int = typer.Option(3, help="Seeds per cell (0, 1, ...)."),
     steps: Optional[int] = typer.Option(None, help="Steps per run (default: the data's default)."),
     out: Path = typer.Option(Path("docs/results.md"), "--out", "-o", help="The Markdown file."),
+    jobs: int = typer.Option(1, help="Runs trained side by side (worker processes sharing the "
+                             "CPU cores; the numbers do not change)."),
 ) -> None:
-    """Train every recipe on every data set with several seeds; write a Markdown table."""
+    """Train every recipe on every data set with several seeds; write a Markdown table
+    (mean ± std, the worst seed, and a flag where the seeds disagree)."""
     import shlex
 
     from gantrix.benchmark import quality_grid, write_results
 
     if seeds < 1:
         raise GantrixError(f"--seeds must be at least 1, got {seeds}")
+    if jobs < 1:
+        raise GantrixError(f"--jobs must be at least 1, got {jobs}")
     words = ["gantrix", "bench", "quality", *(w for r in recipes for w in ("-r", r)),
              *(w for d in data for w in ("-d", d)), "--seeds", str(seeds),
              *(["--steps", str(steps)] if steps is not None else []), "--out", str(out)]
     command = " ".join(shlex.quote(w) for w in words)
-    cells = quality_grid(recipes, data, seeds, steps=steps,
+    cells = quality_grid(recipes, data, seeds, steps=steps, jobs=jobs,
                          report=lambda line: typer.echo(line, err=True),
                          checkpoint=lambda done: write_results(out, done, command))
     write_results(out, cells, command)

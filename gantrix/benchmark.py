@@ -37,7 +37,7 @@ class Cell:
 
 def run_one(recipe: str, data: str, seed: int, steps: int | None = None) -> tuple[dict, int, int]:
     """Train and evaluate one run in memory; returns its metrics (with ``seconds``, the
-    training wall time) and the steps and batch size it used."""
+    training wall time, and ``seed``) and the steps and batch size it used."""
     from .trainer import Trainer
 
     trainer = Trainer(recipe, data, seed=seed, steps=steps, progress=False)
@@ -46,14 +46,32 @@ def run_one(recipe: str, data: str, seed: int, steps: int | None = None) -> tupl
     seconds = time.perf_counter() - start
     result = trainer.evaluate()
     result["seconds"] = seconds
+    result["seed"] = seed
     return result, trainer.settings.steps, trainer.settings.batch_size
+
+
+def _run_or_error(recipe: str, data: str, seed: int, steps: int | None):
+    """`run_one`, or the first line of the `GantrixError` that stopped it (a plain string
+    crosses a process boundary where an exception object may not)."""
+    try:
+        return run_one(recipe, data, seed, steps)
+    except GantrixError as exc:  # the first line, and the first finding under a heading
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+
+
+def _worker_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
 
 
 def quality_grid(recipes: Sequence[str], datas: Sequence[str], seeds: int, *,
                  steps: int | None = None, report: Callable[[str], None] = print,
-                 checkpoint: Callable[[list[Cell]], None] | None = None) -> list[Cell]:
+                 checkpoint: Callable[[list[Cell]], None] | None = None,
+                 jobs: int = 1) -> list[Cell]:
     """Run every cell; ``report`` gets a line per run, ``checkpoint`` the cells so far after
-    each cell (to write partial results)."""
+    each cell (to write partial results). ``jobs`` > 1 trains that many runs side by side in
+    worker processes, the machine's cores shared among them; every run is seeded, so the
+    numbers are those of ``jobs=1``."""
     from .data import load_data
     from .trainer import recipe_or_trick
 
@@ -61,23 +79,44 @@ def quality_grid(recipes: Sequence[str], datas: Sequence[str], seeds: int, *,
         recipe_or_trick(recipe).check()
     for data in datas:
         load_data(data)
-    cells = []
-    for data in datas:
-        for recipe in recipes:
-            cell = Cell(recipe, data)
-            cells.append(cell)
+    cells = [Cell(recipe, data) for data in datas for recipe in recipes]
+    if jobs <= 1:
+        for cell in cells:
             for seed in range(seeds):
-                try:
-                    result, cell.steps, cell.batch_size = run_one(recipe, data, seed, steps)
-                except GantrixError as exc:
-                    cell.error = str(exc).splitlines()[0]
-                    report(f"{recipe} on {data}: cannot run: {cell.error}")
+                if not _record(cell, seed, _run_or_error(cell.recipe, cell.data, seed, steps),
+                               report):
                     break
-                cell.runs.append(result)
-                report(f"{recipe} on {data}, seed {seed}: {_brief(result)}")
             if checkpoint is not None:
-                checkpoint(cells)
+                checkpoint(cells[:cells.index(cell) + 1])
+        return cells
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_threads, initargs=(threads,)) as pool:
+        futures = {cell.recipe + "\0" + cell.data: [
+            pool.submit(_run_or_error, cell.recipe, cell.data, seed, steps)
+            for seed in range(seeds)] for cell in cells}
+        for i, cell in enumerate(cells):  # in table order, as the runs finish
+            for seed, future in enumerate(futures[cell.recipe + "\0" + cell.data]):
+                if not _record(cell, seed, future.result(), report):
+                    break
+            if checkpoint is not None:
+                checkpoint(cells[:i + 1])
     return cells
+
+
+def _record(cell: Cell, seed: int, outcome, report: Callable[[str], None]) -> bool:
+    """Add one run's outcome (a result, or an error message) to ``cell``; False on error."""
+    if isinstance(outcome, str):
+        cell.error = outcome
+        report(f"{cell.recipe} on {cell.data}: cannot run: {outcome}")
+        return False
+    result, cell.steps, cell.batch_size = outcome
+    cell.runs.append(result)
+    report(f"{cell.recipe} on {cell.data}, seed {seed}: {_brief(result)}")
+    return True
 
 
 def _brief(r: dict) -> str:
@@ -100,50 +139,87 @@ def _stat(values: list[float | None], digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
 
 
+#: the figure each kind of table judges a run by (higher is better): its worst seed is
+#: shown, and a cell whose std over seeds exceeds a quarter of its mean is flagged.
+def _headline(sample: dict) -> str:
+    return ("modes" if "modes_real" in sample else "high_quality" if "modes" in sample
+            else "confident" if "classes" in sample else "")
+
+
+#: the flag of a cell that depends on its seed, and the note under a table that has one.
+UNSTABLE = "⚠"
+UNSTABLE_NOTE = (f"{UNSTABLE}: the std over seeds is more than a quarter of the mean; the "
+                 "cell depends on the seed (its worst seed is beside it).")
+
+
+def unstable(values: list[float]) -> bool:
+    """True when the std of ``values`` over seeds exceeds a quarter of their mean."""
+    return len(values) > 1 and statistics.stdev(values) > abs(statistics.fmean(values)) / 4
+
+
+def _worst(runs: list[dict], key: str) -> str:
+    r = min(runs, key=lambda x: x[key])
+    seed = f"seed {r['seed']}" if "seed" in r else f"run {runs.index(r) + 1}"
+    if "modes_real" in r:
+        return f"{r['modes']} / {r['kl']:.2f} ({seed})"
+    if "modes" in r:
+        return f"{r['modes']}/{r['total_modes']}, {r['high_quality']:.1f} % ({seed})"
+    return f"{r['confident']:.1f} % ({seed})"
+
+
 def tables(cells: list[Cell]) -> str:
-    """One Markdown table per data set."""
+    """One Markdown table per data set; with several seeds, each cell's worst seed and a
+    flag (`UNSTABLE`) where the seeds disagree."""
     out = []
     for data in dict.fromkeys(c.data for c in cells):
         rows = [c for c in cells if c.data == data]
         sample = next((c.runs[0] for c in rows if c.runs), {})
+        key = _headline(sample)
+        seeded = key and max(len(c.runs) for c in rows) > 1
         if "modes_real" in sample:
-            head = ("| recipe | steps × batch | modes (of {k}) | KL to uniform | all digits "
-                    "confident % | real data: modes / KL | train time (s) |\n"
-                    "|---|---|---|---|---|---|---|").format(k=sample["total_modes"])
+            cols = ["modes (of {k})".format(k=sample["total_modes"]), "KL to uniform",
+                    "all digits confident %", "real data: modes / KL"]
         elif "modes" in sample:
-            head = ("| recipe | steps × batch | modes (of {k}) | high quality % | KL to uniform | "
-                    "train time (s) |\n|---|---|---|---|---|---|").format(k=sample["total_modes"])
+            cols = ["modes (of {k})".format(k=sample["total_modes"]), "high quality %",
+                    "KL to uniform"]
         elif "classes" in sample:
-            head = ("| recipe | steps × batch | classes (of 10) | confident % | KL to uniform | "
-                    "Fréchet distance (real-vs-real floor) | train time (s) |\n"
-                    "|---|---|---|---|---|---|---|")
+            cols = ["classes (of 10)", "confident %", "KL to uniform",
+                    "Fréchet distance (real-vs-real floor)"]
         else:
-            head = "| recipe | steps × batch | train time (s) |\n|---|---|---|"
-        lines = [f"### {data}", "", head]
+            cols = []
+        cols = ["recipe", "steps × batch", *cols,
+                *(["worst seed: modes / KL" if "modes_real" in sample else "worst seed"]
+                  if seeded else []), "train time (s)"]
+        lines = [f"### {data}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        flagged = False
         for c in rows:
             if c.error:
                 lines.append(f"| {c.recipe} | – | cannot run: {c.error} |")
                 continue
             r = c.runs
-            size = f"{c.steps} × {c.batch_size}"
-            t = _stat([x["seconds"] for x in r], 0)
+            stat = {k: _stat([x[k] for x in r], 2 if k == "kl" else 1)
+                    for k in ("modes", "high_quality", "kl", "confident", "classes", "fd")
+                    if k in r[0]}
+            if key and unstable([x[key] for x in r]):
+                stat[key] += f" {UNSTABLE}"
+                flagged = True
             if "modes_real" in sample:
-                lines.append(f"| {c.recipe} | {size} | {_stat([x['modes'] for x in r])} | "
-                             f"{_stat([x['kl'] for x in r], 2)} | "
-                             f"{_stat([x['confident'] for x in r])} | "
-                             f"{r[0]['modes_real']} / {r[0]['kl_real']:.3f} | {t} |")
+                values = [stat["modes"], stat["kl"], stat["confident"],
+                          f"{r[0]['modes_real']} / {r[0]['kl_real']:.3f}"]
             elif "modes" in sample:
-                lines.append(f"| {c.recipe} | {size} | {_stat([x['modes'] for x in r])} | "
-                             f"{_stat([x['high_quality'] for x in r])} | "
-                             f"{_stat([x['kl'] for x in r], 2)} | {t} |")
+                values = [stat["modes"], stat["high_quality"], stat["kl"]]
             elif "classes" in sample:
                 floor = statistics.fmean(x["fd_real"] for x in r)
-                lines.append(f"| {c.recipe} | {size} | {_stat([x['classes'] for x in r])} | "
-                             f"{_stat([x['confident'] for x in r])} | "
-                             f"{_stat([x['kl'] for x in r], 2)} | "
-                             f"{_stat([x['fd'] for x in r])} ({floor:.1f}) | {t} |")
+                values = [stat["classes"], stat["confident"], stat["kl"],
+                          f"{stat['fd']} ({floor:.1f})"]
             else:
-                lines.append(f"| {c.recipe} | {size} | {t} |")
+                values = []
+            values = [c.recipe, f"{c.steps} × {c.batch_size}", *values,
+                      *([_worst(r, key)] if seeded else []),
+                      _stat([x["seconds"] for x in r], 0)]
+            lines.append("| " + " | ".join(values) + " |")
+        if flagged:
+            lines += ["", UNSTABLE_NOTE]
         out.append("\n".join(lines))
     return "\n\n".join(out)
 

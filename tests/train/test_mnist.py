@@ -217,11 +217,12 @@ def test_stacked_run_evaluates_modes(cli, tmp_path, classifier, monkeypatch):
 
 def test_bench_table_for_stacked_mnist():
     runs = [{"modes": m, "total_modes": 1000, "kl": kl, "modes_real": 1000, "kl_real": 0.021,
-             "confident": 90.0, "samples": 26000, "seconds": 10.0}
-            for m, kl in ((990, 0.05), (996, 0.07))]
+             "confident": 90.0, "samples": 26000, "seconds": 10.0, "seed": seed}
+            for seed, (m, kl) in enumerate(((990, 0.05), (996, 0.07)))]
     text = tables([Cell("dcgan", "stacked-mnist", runs, steps=100, batch_size=64)])
     assert "| modes (of 1000) | KL to uniform |" in text
-    assert "| dcgan | 100 × 64 | 993.0 ± 4.2 | 0.06 ± 0.01 | 90.0 ± 0.0 | 1000 / 0.021 | 10 ± 0 |" in text
+    assert ("| dcgan | 100 × 64 | 993.0 ± 4.2 | 0.06 ± 0.01 | 90.0 ± 0.0 | 1000 / 0.021 | "
+            "990 / 0.05 (seed 0) | 10 ± 0 |") in text
 
 
 def test_mnist_defaults_sit_between_the_kind_and_the_recipe():
