@@ -1,4 +1,6 @@
 """dcgan: the built models follow the paper's rules; the check flags models that do not."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -29,23 +31,30 @@ def test_builds_any_power_of_two_size_and_channel_count(size, channels):
     assert m["discriminator"](x).shape == (4,)
 
 
-@pytest.mark.parametrize("size", [8, 32])
+@pytest.mark.parametrize("size", [8, 16, 32, 64])
 def test_layout_follows_the_rules(size):
     trick, m = build(ModelSpec((3, size, size), latent_dim=16, width=8))
     g, d = m["generator"].net, m["discriminator"].net
     for model in (g, d):
         assert not kinds(model, nn.Linear)
         assert not kinds(model, (nn.MaxPool2d, nn.AvgPool2d))
-    # G: [ConvT, BN, ReLU]... ConvT, Tanh
-    assert isinstance(g[-1], nn.Tanh) and isinstance(g[-2], nn.ConvTranspose2d)
-    convs = kinds(g, nn.ConvTranspose2d)
-    assert len(kinds(g, nn.BatchNorm2d)) == len(convs) - 1 == len(kinds(g, nn.ReLU))
+    small = size < 32
+    # G: [ConvT or 3×3 Conv, BN, ReLU]..., ConvT (3×3 Conv for small images), Tanh
+    assert isinstance(g[-1], nn.Tanh)
+    assert type(g[-2]) is (nn.Conv2d if small else nn.ConvTranspose2d)
+    weights = kinds(g, (nn.ConvTranspose2d, nn.Conv2d))
+    assert len(kinds(g, nn.BatchNorm2d)) == len(weights) - 1 == len(kinds(g, nn.ReLU))
+    ups = [c for c in kinds(g, nn.ConvTranspose2d) if c.stride == (2, 2)]
+    assert 4 * 2 ** len(ups) == size
+    assert len(weights) == (int(math.log2(size)) + 1 if small else int(math.log2(size)) - 1)
     # D: Conv, LeakyReLU (no BN at the input), [Conv, BN, LeakyReLU]..., Conv
     assert isinstance(d[0], nn.Conv2d) and isinstance(d[1], nn.LeakyReLU)
-    assert isinstance(d[-1], nn.Conv2d)
+    assert isinstance(d[-1], nn.Conv2d) and d[-1].kernel_size == (4, 4)
     assert len(kinds(d, nn.BatchNorm2d)) == len(kinds(d, nn.Conv2d)) - 2
     assert all(a.negative_slope == 0.2 for a in kinds(d, nn.LeakyReLU))
-    assert all(c.stride == (2, 2) for c in kinds(d, nn.Conv2d)[:-1])
+    strides = [c.stride for c in kinds(d, nn.Conv2d)[:-1]]
+    assert strides.count((2, 2)) == int(math.log2(size)) - 2
+    assert strides.count((1, 1)) == (2 if small else 0)
     assert trick.gantrix_check_model(model=m["generator"], role="generator") == []
     assert trick.gantrix_check_model(model=m["discriminator"], role="discriminator") == []
 

@@ -30,11 +30,14 @@ def power_iterate(model, x, steps=30):
             model(x)
 
 
-@pytest.mark.parametrize("critic, x", [
-    (VectorCritic(ModelSpec((2,)), hidden=64), torch.randn(8, 2)),
-    (ConvCritic(ModelSpec((3, 16, 16), width=16)), torch.randn(8, 3, 16, 16)),
-])
-def test_critic_layers_get_unit_spectral_norm(critic, x):
+@pytest.mark.parametrize("make, shape", [
+    (lambda: VectorCritic(ModelSpec((2,)), hidden=64), (8, 2)),
+    (lambda: ConvCritic(ModelSpec((3, 16, 16), width=16)), (8, 3, 16, 16)),
+    (lambda: ConvCritic(ModelSpec((3, 32, 32), width=8)), (8, 3, 32, 32)),
+], ids=["vector", "conv-16", "conv-32"])
+def test_critic_layers_get_unit_spectral_norm(make, shape):
+    torch.manual_seed(0)  # built here, seeded: the same weights on every run
+    critic, x = make(), torch.randn(shape)
     before = [sigma(m) for m in layers(critic)]
     trick = gantrix.make("spectral-norm")
     assert trick.gantrix_transform_model(model=critic, role="discriminator", spec=None) is critic
@@ -71,7 +74,7 @@ def test_runs_after_the_tricks_that_add_layers(run):
     spec = ModelSpec((1, 8, 8), num_classes=10, width=8, latent_dim=8)
     comp, models, _ = run(("hinge", "spectral-norm", "cgan", "minibatch-stddev"), spec)
     net = models.discriminator.wrapped.net
-    assert net[0].in_channels == 11 and net[-1].in_channels == 9
+    assert net[0].in_channels == 11 and net[-1].in_channels == 4 * spec.width + 1
     assert all(torch.nn.utils.parametrize.is_parametrized(m) for m in layers(models.discriminator))
     assert not [f for f in comp.findings if f.severity != "note"]
 
