@@ -288,7 +288,7 @@ class Trainer:
         z_rng = torch.Generator(self.device).manual_seed(self.settings.seed + 1)
         self.stepper = ComposedStep(self.composition, self.models, self.spec, optimizers, z_rng,
                                    total_steps=self.settings.steps)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             self.stepper.probe(self.settings.batch_size, self.device)
         self.history: list[dict] = []
         self._sums: dict[str, float] = {}
