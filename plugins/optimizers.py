@@ -100,7 +100,10 @@ class SGD(_Optimizer):
     The WGAN paper's negative result (§3): "WGAN training becomes unstable at times when
     one uses a momentum based optimizer such as Adam (with β1 > 0) on the critic, or when
     one uses high learning rates"; it switched to RMSProp. Plain SGD keeps no momentum
-    either, the other choice the rule allows. ``momentum`` > 0 (with ``nesterov`` if
+    either, the other choice the rule allows; the default lr is the paper's. Measured at
+    the wgan recipe's budget on ring8 (docs/results.md), SGD did not match RMSProp at any
+    lr from 5e-5 to 0.5: it lacks RMSProp's per-weight step scaling, which matters for a
+    clipped critic whose gradients are tiny. ``momentum`` > 0 (with ``nesterov`` if
     wanted) makes it a momentum optimizer again, which weight clipping warns about.
     ``weight_decay`` is L2 decay, as in `torch.optim.SGD`. Added to a recipe
     (``--recipe wgan --trick sgd``) it replaces the recipe's optimizer, with a note.
