@@ -25,6 +25,9 @@ class ModelSpec:
     num_classes: int | None = None
     latent_dim: int = 64
     width: int = 64
+    #: the core's image layout: 2 (now) gives images below `SMALL_IMAGE` their extra 3×3
+    #: layers; 1 rebuilds the models of runs trained before (one layer per doubling).
+    layout: int = 2
 
     @property
     def is_image(self) -> bool:
@@ -118,7 +121,7 @@ class ConvGenerator(nn.Module):
         channels, size, _ = spec.shape
         levels = _check_size(size) - 2  # doublings after the 4×4 start
         bias = norm is None
-        if size < SMALL_IMAGE:
+        if size < SMALL_IMAGE and spec.layout >= 2:
             width = spec.width * 2 ** (levels + 1)
             layers: list[nn.Module] = [
                 nn.ConvTranspose2d(spec.latent_dim, width, 4, 1, 0, bias=bias),
@@ -160,7 +163,7 @@ class ConvCritic(nn.Module):
         levels = _check_size(size) - 2
         bias = norm is None
         width = spec.width
-        small = size < SMALL_IMAGE
+        small = size < SMALL_IMAGE and spec.layout >= 2
         layers: list[nn.Module] = [
             nn.Conv2d(channels, width, 3, 1, 1) if small else nn.Conv2d(channels, width, 4, 2, 1),
             act()]

@@ -260,8 +260,13 @@ class Trainer:
                                "optimizer trick: set its lr instead (e.g. --trick adam:lr=1e-4)")
         check_settings(self.composition, self.settings.batch_size)
         self.device = _resolve_device(self.settings.device)
+        if _resume is True and (self.out / CHECKPOINT).exists():
+            _resume = load_checkpoint(self.out / CHECKPOINT)
+        # a run keeps the core's model layout it was trained with (checkpoints before the
+        # layout was recorded are layout 1)
+        layout = _resume.get("layout", 1) if isinstance(_resume, dict) else ModelSpec.layout
         self.spec = ModelSpec(self.data.shape, self.data.num_classes,
-                              self.settings.latent_dim, self.settings.width)
+                              self.settings.latent_dim, self.settings.width, layout=layout)
         self.custom_models = {role: _qualname(model) for role, model in
                               (("generator", generator), ("discriminator", discriminator))
                               if model is not None}
@@ -299,14 +304,9 @@ class Trainer:
         self._progress = progress
         self.resumed_from: int | None = None
         self._last_checkpoint: int | None = None
-        if isinstance(_resume, dict):
+        if isinstance(_resume, dict):  # else a run stopped before its first checkpoint
             self._restore(_resume)
             self.resumed_from = self.step
-        elif _resume:
-            path = self.out / CHECKPOINT
-            if path.exists():
-                self._restore(load_checkpoint(path))
-                self.resumed_from = self.step
 
     # ------------------------------------------------------------------ construction
 
@@ -382,6 +382,7 @@ class Trainer:
         return {
             "sampling": {"tricks": [t.name for t in self.composition.tricks if t.samples()],
                          "custom_models": dict(self.custom_models)},
+            "layout": self.spec.layout,
             "step": self.stepper.g_steps,
             "d_steps": self.stepper.d_steps,
             "models": {"generator": self.models.generator.state_dict(),

@@ -250,3 +250,26 @@ def test_the_output_module_is_found_through_wrappers_not_in_heads():
 def test_a_sigmoid_under_a_head_is_still_found(loss):
     with pytest.raises(GantrixError, match="Sigmoid"):
         Trainer(loss, "ring8", discriminator=WithHead(Scored(nn.Sigmoid())), **SMALL)
+
+
+def test_a_run_of_the_earlier_small_image_layout_still_loads(tmp_path, monkeypatch):
+    """Checkpoints written before the layout was recorded were trained with one layer per
+    doubling on 8×8 images: they load into that layout, sample as trained and resume."""
+    from gantrix.checkpoint import load_checkpoint, save_checkpoint
+    from gantrix.models import ModelSpec
+
+    with monkeypatch.context() as m:
+        m.setattr(ModelSpec, "layout", 1)
+        old = Trainer("dcgan", "digits", out=tmp_path / "old", steps=2, batch_size=8,
+                      width=8, latent_dim=8).fit()
+    assert len(old.models.generator.net) == 5  # ConvT, BN, ReLU, ConvT, Tanh
+    path = tmp_path / "old" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    del state["layout"], state["format"], state["version"]
+    save_checkpoint(path, state)
+    loaded = Trainer.load(tmp_path / "old")
+    assert loaded.spec.layout == 1 and torch.equal(loaded.sample(6), old.sample(6))
+    resumed = Trainer.resume(tmp_path / "old", steps=3).fit()
+    assert resumed.step == 3 and load_checkpoint(path)["layout"] == 1
+    new = Trainer("dcgan", "digits", steps=1, batch_size=8, width=8, latent_dim=8)
+    assert new.spec.layout == 2 and len(new.models.generator.net) == 11
