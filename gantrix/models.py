@@ -25,8 +25,9 @@ class ModelSpec:
     num_classes: int | None = None
     latent_dim: int = 64
     width: int = 64
-    #: the core's image layout: 2 (now) gives images below `SMALL_IMAGE` their extra 3×3
-    #: layers; 1 rebuilds the models of runs trained before (one layer per doubling).
+    #: the core's image layout: 2 (now) gives normalised models of images below
+    #: `SMALL_IMAGE` their extra 3×3 layers; 1 rebuilds the models of runs trained before
+    #: (one layer per doubling).
     layout: int = 2
 
     @property
@@ -100,19 +101,27 @@ def _check_size(size: int) -> int:
     return int(math.log2(size))
 
 
-#: images smaller than this side get two more 3×3 stride-1 layers in each model.
+#: normalised models of images smaller than this side get two more 3×3 stride-1 layers.
 SMALL_IMAGE = 32
+
+
+def _small_layout(spec: ModelSpec, norm: str | None) -> bool:
+    """Whether a model for ``spec`` takes the deeper small-image layout: images below
+    `SMALL_IMAGE`, normalised layers, and a run of layout 2 (`ModelSpec.layout`). Without
+    normalisation the deeper models trained worse on the 8×8 digits (minimax lost every
+    class on one seed of three), so the core's neutral models keep one layer per doubling."""
+    return spec.shape[1] < SMALL_IMAGE and norm not in (None, "none") and spec.layout >= 2
 
 
 class ConvGenerator(nn.Module):
     """z ↦ image by transposed convolutions, 4×4 up to ``size``×``size``, Tanh output.
 
-    From 32×32 up, each layer doubles the side (the DCGAN layout). A smaller image would
-    leave the models only two or three layers deep (8×8: a 4×4 start and one upsampling):
-    too shallow to draw strokes (on the 8×8 digits, 58 % of samples classified with
-    confidence against 77 % with the extra layers; docs/results.md). So below `SMALL_IMAGE`
-    a 3×3 layer follows the 4×4 start (halving its channels, which start at four times the
-    width) and a 3×3 layer makes the output from the last upsampling's ``width`` channels.
+    Each layer doubles the side (the DCGAN layout). A small image would leave the models
+    two or three layers deep (8×8: a 4×4 start and one upsampling), too shallow to draw
+    strokes: with normalised layers (`_small_layout`) a 3×3 layer follows the 4×4 start,
+    halving its channels, and a 3×3 layer makes the output from the last upsampling's
+    ``width / 2`` channels. On the 8×8 digits dcgan's samples went from 58 % classified
+    with confidence to 77 % (docs/results.md).
     """
 
     def __init__(self, spec: ModelSpec, norm: str | None = None,
@@ -121,28 +130,19 @@ class ConvGenerator(nn.Module):
         channels, size, _ = spec.shape
         levels = _check_size(size) - 2  # doublings after the 4×4 start
         bias = norm is None
-        if size < SMALL_IMAGE and spec.layout >= 2:
-            width = spec.width * 2 ** (levels + 1)
-            layers: list[nn.Module] = [
-                nn.ConvTranspose2d(spec.latent_dim, width, 4, 1, 0, bias=bias),
-                _norm(norm, width), act(),
-                nn.Conv2d(width, width // 2, 3, 1, 1, bias=bias), _norm(norm, width // 2), act()]
+        small = _small_layout(spec, norm)
+        width = spec.width * 2 ** (levels if small else levels - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(spec.latent_dim, width, 4, 1, 0, bias=bias), _norm(norm, width), act()]
+        if small:
+            layers += [nn.Conv2d(width, width // 2, 3, 1, 1, bias=bias), _norm(norm, width // 2), act()]
             width //= 2
-            for _ in range(levels):
-                layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=bias),
-                           _norm(norm, width // 2), act()]
-                width //= 2
-            layers += [nn.Conv2d(width, channels, 3, 1, 1), nn.Tanh()]
-            self.net = nn.Sequential(*layers)
-            return
-        width = spec.width * 2 ** (levels - 1)
-        layers = [nn.ConvTranspose2d(spec.latent_dim, width, 4, 1, 0, bias=bias),
-                  _norm(norm, width), act()]
-        for _ in range(levels - 1):
+        for _ in range(levels if small else levels - 1):
             layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=bias),
                        _norm(norm, width // 2), act()]
             width //= 2
-        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
+        layers += [nn.Conv2d(width, channels, 3, 1, 1) if small else
+                   nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -152,8 +152,9 @@ class ConvGenerator(nn.Module):
 class ConvCritic(nn.Module):
     """image ↦ logit by strided convolutions (no pooling, no hidden fully-connected layer).
 
-    The generator's mirror: below `SMALL_IMAGE` a 3×3 layer reads the image first and a 3×3
-    layer (doubling the channels) runs at 4×4 before the 4×4 scoring layer.
+    The generator's mirror: in the small-image layout (`_small_layout`) a 3×3 layer of
+    ``width / 2`` channels reads the image first and a 3×3 layer (doubling the channels)
+    runs at 4×4 before the 4×4 scoring layer.
     """
 
     def __init__(self, spec: ModelSpec, norm: str | None = None,
@@ -162,8 +163,8 @@ class ConvCritic(nn.Module):
         channels, size, _ = spec.shape
         levels = _check_size(size) - 2
         bias = norm is None
-        width = spec.width
-        small = size < SMALL_IMAGE and spec.layout >= 2
+        small = _small_layout(spec, norm)
+        width = max(spec.width // 2, 1) if small else spec.width
         layers: list[nn.Module] = [
             nn.Conv2d(channels, width, 3, 1, 1) if small else nn.Conv2d(channels, width, 4, 2, 1),
             act()]

@@ -66,12 +66,8 @@ IMAGE_DEFAULTS = dict(steps=2000, batch_size=64, latent_dim=64, width=64,
                       sample_every=500, checkpoint_every=250, log_every=10)
 #: over those, for the built-in 32×32 data: half the width (a quarter of the cost per
 #: step: 0.11 s instead of 0.42 s for dcgan at batch 128 on 2 cores) and twice the steps,
-#: which train readable MNIST digits within about 10 CPU minutes (docs/results.md). The
-#: 8×8 digits take half the width too: their models are deeper than one layer per doubling
-#: (`gantrix.models.SMALL_IMAGE`), and width 32 costs a third of width 64 for 77 % of
-#: samples classified with confidence against 79 %.
+#: which train readable MNIST digits within about 10 CPU minutes (docs/results.md).
 DATA_DEFAULTS = {
-    "digits": dict(width=32),
     "mnist": dict(steps=4000, width=32),
     "stacked-mnist": dict(steps=4000, width=32),
 }

@@ -96,5 +96,5 @@ def test_runs_before_infogan_whose_q_head_sees_the_extra_channel(run):
     _, models, out = run(("nonsaturating", "infogan", "minibatch-stddev"), spec)
     d = models.discriminator
     assert isinstance(d.wrapped.net[-2], MinibatchStdDev)
-    assert d.q[0].in_channels == d.wrapped.net[-1].in_channels == 4 * spec.width + 1  # 8×8: 4× width
+    assert d.q[0].in_channels == d.wrapped.net[-1].in_channels == spec.width + 1
     assert all(torch.isfinite(v) for v in out.values())

@@ -74,7 +74,7 @@ def test_runs_after_the_tricks_that_add_layers(run):
     spec = ModelSpec((1, 8, 8), num_classes=10, width=8, latent_dim=8)
     comp, models, _ = run(("hinge", "spectral-norm", "cgan", "minibatch-stddev"), spec)
     net = models.discriminator.wrapped.net
-    assert net[0].in_channels == 11 and net[-1].in_channels == 4 * spec.width + 1
+    assert net[0].in_channels == 11 and net[-1].in_channels == spec.width + 1
     assert all(torch.nn.utils.parametrize.is_parametrized(m) for m in layers(models.discriminator))
     assert not [f for f in comp.findings if f.severity != "note"]
 

@@ -232,8 +232,7 @@ def test_mnist_defaults_sit_between_the_kind_and_the_recipe():
     s = t.settings
     assert (s.width, s.steps, s.batch_size, s.latent_dim) == (32, 4000, 128, 64)  # batch: dcgan's
     assert Trainer("dcgan", "mnist", width=16, steps=7, progress=False).settings.width == 16
-    assert Trainer("dcgan", "digits", progress=False).settings.width == 32
-    assert Trainer("dcgan", "digits", width=64, progress=False).settings.width == 64
+    assert Trainer("dcgan", "digits", progress=False).settings.width == 64
 
 
 def test_bench_quality_takes_the_real_image_data(cli, tmp_path, classifier, monkeypatch):
