@@ -53,8 +53,12 @@ def run_one(recipe: str, data: str, seed: int, steps: int | None = None) -> tupl
 def _run_or_error(recipe: str, data: str, seed: int, steps: int | None):
     """`run_one`, or the first line of the `GantrixError` that stopped it (a plain string
     crosses a process boundary where an exception object may not)."""
+    from .trainer import TrainingInterrupted
+
     try:
         return run_one(recipe, data, seed, steps)
+    except TrainingInterrupted:  # Ctrl-C or SIGTERM stops the benchmark, not just the run
+        raise
     except GantrixError as exc:  # the first line, and the first finding under a heading
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         return " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]

@@ -87,3 +87,18 @@ def test_unknown_recipe_fails_before_any_run(cli, tmp_path):
     result = cli("bench", "quality", "-r", "wgan-gpx", "-d", "ring8", "--out", tmp_path / "r.md")
     assert result.exit_code == 2 and "unknown trick 'wgan-gpx'" in result.stderr
     assert not (tmp_path / "r.md").exists()
+
+
+def test_an_interrupted_run_stops_the_benchmark(monkeypatch):
+    """Ctrl-C (or SIGTERM) inside a run ends the grid; it is not a cell that cannot run."""
+    from gantrix import benchmark
+    from gantrix.trainer import TrainingInterrupted
+
+    def stopped(*args):
+        raise TrainingInterrupted("interrupted by SIGTERM", 15)
+
+    monkeypatch.setattr(benchmark, "run_one", stopped)
+    lines = []
+    with pytest.raises(TrainingInterrupted):
+        quality_grid(["nonsaturating", "wgan-gp"], ["ring8"], 2, steps=2, report=lines.append)
+    assert lines == []
