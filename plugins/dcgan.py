@@ -80,8 +80,16 @@ class DCGAN(Architecture):
     with ``width`` channels at D's first (G's last hidden) layer, doubling per scale, and
     N(0, 0.02) initialisation. ``critic_width`` sizes D alone: ``dcgan:width=16,critic_width=2``
     gives G 64/32/16 channels at 4/8/16 pixels and D 2/4/8 at 16/8/4 pixels, the widths of
-    PacGAN's "D = ¼ the size of G" Stacked-MNIST setting (``critic_width=4``: "½"). For vector data it builds nothing (the core's MLPs are used),
-    so recipes stay data-agnostic.
+    PacGAN's "D = ¼ the size of G" Stacked-MNIST setting (``critic_width=4``: "½"). For
+    vector data it builds nothing (the core's MLPs are used), so recipes stay data-agnostic.
+
+    ``refine`` (default on) deepens the models of images up to 32×32, which one layer per
+    doubling leaves shallow (8×8: two layers): a 3×3 layer after G's 4×4 start (G starts
+    at twice the channels and halves them there) and a 3×3 output layer from ``width / 2``
+    channels; D reads the image with a 3×3 layer of ``width / 2`` channels and adds a 3×3
+    layer at 4×4. Measured with dcgan's defaults: 8×8 digits 58 → 77 % of samples
+    classified with confidence, MNIST 73 → 81 % (docs/results.md). ``refine=false`` keeps
+    the paper's layout (what PacGAN's settings in ``bench/stacked-mnist/`` use).
 
     ``critic_norm``: ``batch`` (the paper's), ``layer`` (per-sample, what a gradient penalty
     needs) or ``none``. ``output``: ``logit`` (gantrix losses take logits) or ``sigmoid``
@@ -106,6 +114,8 @@ class DCGAN(Architecture):
               low=1, optional=True),
         Param("critic_width", int, None, "D's base channels when D should differ from G "
               "(PacGAN's Table 3 shrinks D alone); default: width", low=1, optional=True),
+        Param("refine", bool, True, "for images up to 32×32: a 3×3 layer after G's 4×4 start "
+              "and a 3×3 output layer, D mirrored (false: the paper's layout)"),
     )
 
     def features(self) -> set[str]:
@@ -128,9 +138,9 @@ class DCGAN(Architecture):
         if width is not None:
             spec = dataclasses.replace(spec, width=width)
         if role == "generator":
-            return init_weights(ConvGenerator(spec, norm="batch", act=nn.ReLU))
+            return init_weights(ConvGenerator(spec, norm="batch", act=nn.ReLU, refine=self.refine))
         norm = None if self.critic_norm == "none" else self.critic_norm
-        critic = ConvCritic(spec, norm=norm, act=lambda: nn.LeakyReLU(0.2))
+        critic = ConvCritic(spec, norm=norm, act=lambda: nn.LeakyReLU(0.2), refine=self.refine)
         if self.output == "sigmoid":
             critic.net.append(nn.Sigmoid())
         return init_weights(critic)

@@ -38,7 +38,7 @@ def test_layout_follows_the_rules(size):
     for model in (g, d):
         assert not kinds(model, nn.Linear)
         assert not kinds(model, (nn.MaxPool2d, nn.AvgPool2d))
-    small = size < 32
+    small = size <= 32
     # G: [ConvT or 3×3 Conv, BN, ReLU]..., ConvT (3×3 Conv for small images), Tanh
     assert isinstance(g[-1], nn.Tanh)
     assert type(g[-2]) is (nn.Conv2d if small else nn.ConvTranspose2d)
@@ -180,9 +180,15 @@ def test_the_critic_batchnorm_tag_meets_the_gradient_penalty_rule():
 
 def test_critic_width_sizes_the_critic_alone():
     """PacGAN's "D = ¼ the size of G" widths: G 64/32/16 channels, D 2/4/8."""
-    _, m = build(ModelSpec((3, 32, 32), latent_dim=8, width=64), width=16, critic_width=2)
+    spec = ModelSpec((3, 32, 32), latent_dim=8, width=64)
+    _, m = build(spec, width=16, critic_width=2, refine=False)
     g_convs = [l.out_channels for l in kinds(m["generator"], nn.ConvTranspose2d)]
     d_convs = [l.out_channels for l in kinds(m["discriminator"], nn.Conv2d)]
     assert g_convs == [64, 32, 16, 3] and d_convs == [2, 4, 8, 1]
-    _, m = build(ModelSpec((3, 32, 32), latent_dim=8, width=64), width=16)
+    _, m = build(spec, width=16, refine=False)
     assert [l.out_channels for l in kinds(m["discriminator"], nn.Conv2d)] == [16, 32, 64, 1]
+    # refined (the default): D reads at width / 2 and adds a 3×3 layer at 4×4
+    _, m = build(spec, width=16, critic_width=2)
+    assert [l.out_channels for l in kinds(m["discriminator"], nn.Conv2d)] == [1, 2, 4, 8, 16, 1]
+    g = [l.out_channels for l in kinds(m["generator"], (nn.ConvTranspose2d, nn.Conv2d))]
+    assert g == [128, 64, 32, 16, 8, 3]
