@@ -66,7 +66,7 @@ IMAGE_DEFAULTS = dict(steps=2000, batch_size=64, latent_dim=64, width=64,
                       sample_every=500, checkpoint_every=250, log_every=10)
 #: over those, for the built-in 32×32 data: half the width (a quarter of the cost per
 #: step: 0.11 s instead of 0.42 s for dcgan at batch 128 on 2 cores) and twice the steps,
-#: which train readable MNIST digits within about 10 CPU minutes (docs/results.md).
+#: which train readable MNIST digits within about 11 CPU minutes (docs/results.md).
 DATA_DEFAULTS = {
     "mnist": dict(steps=4000, width=32),
     "stacked-mnist": dict(steps=4000, width=32),
