@@ -130,6 +130,19 @@ def test_sgd_steps_as_the_formula(params):
         v = d if step == 0 else mu * v + d
         ref = ref - lr * (d + mu * v if params.get("nesterov") else v)
     torch.testing.assert_close(theta.detach(), ref, rtol=1e-12, atol=1e-12)
+    # and step by step as torch.optim.SGD with the same settings
+    torch.manual_seed(1)
+    ours, theirs = (torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(2))
+    opt = gantrix.make("sgd", lr=lr, **params).gantrix_configure_optimizer(
+        params=[ours], role="generator")
+    ref_opt = torch.optim.SGD([theirs], lr=lr, momentum=mu, weight_decay=wd,
+                              nesterov=params.get("nesterov", False))
+    for _ in range(4):
+        g = torch.randn(3, dtype=torch.float64)
+        ours.grad, theirs.grad = g.clone(), g.clone()
+        opt.step()
+        ref_opt.step()
+        assert torch.equal(ours.detach(), theirs.detach())
 
 
 def test_sgd_replaces_the_recipes_optimizer_with_a_note():
