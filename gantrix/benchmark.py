@@ -7,6 +7,7 @@ data) is reported with its reason instead of numbers.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -84,27 +85,22 @@ def quality_grid(recipes: Sequence[str], datas: Sequence[str], seeds: int, *,
     for data in datas:
         load_data(data)
     cells = [Cell(recipe, data) for data in datas for recipe in recipes]
-    if jobs <= 1:
-        for cell in cells:
-            for seed in range(seeds):
-                if not _record(cell, seed, _run_or_error(cell.recipe, cell.data, seed, steps),
-                               report):
-                    break
-            if checkpoint is not None:
-                checkpoint(cells[:cells.index(cell) + 1])
-        return cells
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    pool = None
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_threads, initargs=(threads,)) as pool:
-        futures = {cell.recipe + "\0" + cell.data: [
-            pool.submit(_run_or_error, cell.recipe, cell.data, seed, steps)
-            for seed in range(seeds)] for cell in cells}
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_threads, initargs=(threads,))
+    with pool or contextlib.nullcontext():
+        pending = [[pool.submit(_run_or_error, c.recipe, c.data, seed, steps)
+                    for seed in range(seeds)] for c in cells] if pool else None
         for i, cell in enumerate(cells):  # in table order, as the runs finish
-            for seed, future in enumerate(futures[cell.recipe + "\0" + cell.data]):
-                if not _record(cell, seed, future.result(), report):
+            for seed in range(seeds):
+                outcome = (pending[i][seed].result() if pool
+                           else _run_or_error(cell.recipe, cell.data, seed, steps))
+                if not _record(cell, seed, outcome, report):
                     break
             if checkpoint is not None:
                 checkpoint(cells[:i + 1])
@@ -164,7 +160,7 @@ def unstable(values: list[float]) -> bool:
 
 def _worst(runs: list[dict], keys: tuple[str, ...]) -> str:
     r = min(runs, key=lambda x: tuple(x[k] for k in keys))
-    seed = f"seed {r['seed']}" if "seed" in r else f"run {runs.index(r) + 1}"
+    seed = f"seed {r['seed']}"
     if "modes_real" in r:
         return f"{r['modes']} / {r['kl']:.2f} ({seed})"
     if "modes" in r:

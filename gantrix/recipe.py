@@ -28,8 +28,9 @@ raises `CompositionError`.
 """
 from __future__ import annotations
 
+import copy
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -241,13 +242,10 @@ class Recipe:
 
     def without(self, names: Iterable[str]) -> "Recipe":
         """A copy of this recipe without the tricks called ``names`` (every spec of them)."""
-        import copy
-        import dataclasses
-
         names = set(names)
         out = copy.copy(self)
         out.specs = [s for s in self.specs if s.name not in names]
-        out._layers = [dataclasses.replace(layer, end=sum(
+        out._layers = [replace(layer, end=sum(
             s.name not in names for s in self.specs[:layer.end])) for layer in self._layers]
         out.train, out.names, out.notes = dict(self.train), list(self.names), list(self.notes)
         return out
