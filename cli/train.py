@@ -75,6 +75,10 @@ def train(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (default)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate of the core's default Adam."),
     image_size: Optional[int] = typer.Option(None, help="Resize images to this (power of two, 8-256)."),
+    mirror: bool = typer.Option(False, "--mirror", help="Flip each image left to right with "
+                                "probability 1/2 (faces, photos; not digits)."),
+    skip_bad_images: bool = typer.Option(False, "--skip-bad-images", help="Train an image folder "
+                                         "without its unreadable files (counted)."),
     latent_dim: Optional[int] = typer.Option(None, help="Size of the latent vector."),
     width: Optional[int] = typer.Option(None, help="Base channel count of the conv models."),
     sample_every: Optional[int] = typer.Option(None, help="Steps between sample pictures."),
@@ -93,7 +97,9 @@ def train(
         fixed = [n for n, v in (("--batch-size", batch_size), ("--seed", seed), ("--lr", lr),
                                 ("--image-size", image_size), ("--latent-dim", latent_dim),
                                 ("--width", width), ("--sample-every", sample_every),
-                                ("--checkpoint-every", checkpoint_every)) if v is not None]
+                                ("--checkpoint-every", checkpoint_every),
+                                ("--mirror", mirror or None),
+                                ("--skip-bad-images", skip_bad_images or None)) if v is not None]
         if given or fixed:
             raise GantrixError(f"--resume continues a run as it was configured; drop "
                                f"{', '.join(given + fixed)} (only --steps and --device may change)")
@@ -113,7 +119,8 @@ def train(
                                "or a .npy/.pt file)")
         out = out or _default_out(recipe, trick, data or spec.train.get("data"))
         trainer = Trainer(spec, data, out=out, steps=steps, batch_size=batch_size, seed=seed,
-                          device=device, lr=lr, image_size=image_size, latent_dim=latent_dim,
+                          device=device, lr=lr, image_size=image_size, mirror=mirror or None,
+                          skip_bad_images=skip_bad_images or None, latent_dim=latent_dim,
                           width=width, sample_every=sample_every,
                           checkpoint_every=checkpoint_every, progress=progress)
         s = trainer.settings

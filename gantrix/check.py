@@ -43,7 +43,8 @@ def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
     from .step import build_models
     from .trainer import check_settings, defaults_for
 
-    source = load_data(data, image_size=recipe.train.get("image_size"))
+    source = load_data(data, image_size=recipe.train.get("image_size"),
+                       skip_bad_images=bool(recipe.train.get("skip_bad_images", False)))
     recipe = recipe.for_data("images" if source.is_image else "points")
     tricks, findings = resolve(recipe)
     if any(f.severity == "error" for f in findings):

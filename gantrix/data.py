@@ -8,12 +8,12 @@ batches an uninterrupted one would:
 
 - `Toy2D`: an infinite sampler; each batch is a fresh draw from the distribution.
 - `TensorData`: a finite data set in shuffled epochs.
-
 - `StackedMNIST`: an infinite sampler of three independently drawn MNIST digits.
 
 `load_data(name_or_path)` picks the source: ``ring8``, ``grid25``, ``spiral``, ``digits``,
-``mnist``, ``stacked-mnist``, a folder of PNG/JPEG images (labels from sub-folders), or a
-``.npy``/``.pt`` file.
+``mnist``, ``stacked-mnist``, a folder of PNG/JPEG images (labels from sub-folders;
+prepared once into a memory-mapped cache by `gantrix.folder`), or a ``.npy``/``.pt`` file
+(memory-mapped); `Mirrored` adds random left-right flips to any image data.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ import torch
 
 from .errors import GantrixError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TENSOR_SUFFIXES = (".npy", ".pt")
 DEFAULT_IMAGE_SIZE = 32
 SPIRAL_SECTIONS = 20
@@ -159,16 +158,25 @@ TOYS = ("ring8", "grid25", "spiral")
 
 
 class TensorData(Data):
-    """A finite data set served in shuffled epochs (a fresh permutation per epoch)."""
+    """A finite data set served in shuffled epochs (a fresh permutation per epoch).
 
-    def __init__(self, name: str, x: torch.Tensor, labels: torch.Tensor | None = None,
+    ``x`` is a tensor or a NumPy array; a memory-mapped array stays on disk and only the
+    batches are read. uint8 images are kept as uint8 (a quarter of float32's memory) and
+    scaled to [−1, 1] per batch; other samples are served as float32. A batch is drawn in
+    two parts, `next_indices` (the data order, which a checkpoint holds) and `get` (the
+    samples), so a process can read just its slice of a batch.
+    """
+
+    def __init__(self, name: str, x: torch.Tensor | np.ndarray, labels: torch.Tensor | None = None,
                  seed: int = 0, num_classes: int | None = None):
         if len(x) == 0:
             raise GantrixError(f"{name}: the data set is empty")
         self.name = name
-        self.x = x.float().contiguous()
-        self.labels = None if labels is None else labels.long()
+        self.x = x if isinstance(x, np.ndarray) else x.contiguous()
+        self.labels = None if labels is None else torch.as_tensor(labels).long()
         self.shape = tuple(x.shape[1:])
+        uint8 = x.dtype == (np.uint8 if isinstance(x, np.ndarray) else torch.uint8)
+        self._scaled = uint8 and x.ndim == 4
         if self.labels is not None:
             self.num_classes = num_classes or int(self.labels.max()) + 1
         self.rng = torch.Generator().manual_seed(seed)
@@ -178,7 +186,20 @@ class TensorData(Data):
     def __len__(self) -> int:
         return len(self.x)
 
-    def next_batch(self, n):
+    def get(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """The samples at ``idx`` (all of them when None) as float32."""
+        if idx is None:
+            idx = torch.arange(len(self))
+        if isinstance(self.x, np.ndarray):
+            batch = torch.from_numpy(np.ascontiguousarray(self.x[idx.numpy()]))
+        else:
+            batch = self.x[idx]
+        if self._scaled:
+            return batch.float().div_(127.5).sub_(1.0)
+        return batch.float()
+
+    def next_indices(self, n: int) -> torch.Tensor:
+        """The next ``n`` positions of the data order, starting a new epoch when one ends."""
         picks = []
         while n > 0:
             if self.pos == len(self.order):
@@ -188,12 +209,15 @@ class TensorData(Data):
             self.pos += len(take)
             n -= len(take)
             picks.append(take)
-        idx = torch.cat(picks)
-        return self.x[idx], None if self.labels is None else self.labels[idx]
+        return torch.cat(picks)
+
+    def next_batch(self, n):
+        idx = self.next_indices(n)
+        return self.get(idx), None if self.labels is None else self.labels[idx]
 
     def reference(self, n, seed=0):
         idx = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(seed))[:n]
-        return self.x[idx]
+        return self.get(idx)
 
     def state_dict(self):
         return {"rng": self.rng.get_state(), "order": self.order.clone(),
@@ -206,6 +230,47 @@ class TensorData(Data):
         self.rng.set_state(state["rng"])
         self.order = state["order"].clone()
         self.pos = int(state["pos"])
+
+
+#: offset of the flips' random stream from the data's own (same seed, another stream).
+MIRROR_STREAM = 0x6D6972726F72
+
+
+class Mirrored(Data):
+    """Image data whose every sample is flipped left to right with probability ½, as
+    StyleGAN2-ADA's ``--mirror`` and StudioGAN's flip option: for data where a mirror image
+    means the same (faces, most photos; not digits or text). The coin flips come from the
+    wrapper's own seeded generator, checkpointed with the data's state, so a resumed run
+    sees the same flips."""
+
+    def __init__(self, inner: Data, seed: int = 0):
+        if not inner.is_image:
+            raise GantrixError(f"mirror flips images left to right, but {inner.name} is "
+                               f"{tuple(inner.shape)} vectors, not images")
+        self.inner = inner
+        self.name, self.shape = inner.name, inner.shape
+        self.num_classes, self.scale = inner.num_classes, inner.scale
+        self.rng = torch.Generator().manual_seed(seed + MIRROR_STREAM)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def next_batch(self, n):
+        x, labels = self.inner.next_batch(n)
+        flip = torch.rand(len(x), generator=self.rng) < 0.5
+        x = x.clone()
+        x[flip] = x[flip].flip(-1)
+        return x, labels
+
+    def reference(self, n, seed=0):
+        return self.inner.reference(n, seed)
+
+    def state_dict(self):
+        return {"inner": self.inner.state_dict(), "mirror_rng": self.rng.get_state()}
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state["inner"])
+        self.rng.set_state(state["mirror_rng"])
 
 
 def digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
@@ -322,54 +387,40 @@ def check_image_size(size: int) -> int:
     return size
 
 
-def load_image_folder(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
-    """Every PNG/JPEG under ``folder`` (recursively), resized to ``size``×``size``, in [−1, 1].
+def load_image_folder(folder: Path, size: int, *, seed: int = 0, skip_bad: bool = False,
+                      workers: int | None = None) -> TensorData:
+    """Every PNG/JPEG under ``folder`` (recursively) at ``size``×``size``, prepared once
+    into the user's cache and memory-mapped from there (`gantrix.folder`); uint8, scaled to
+    [−1, 1] per batch.
 
     Labels come from the first-level sub-folders when every image lies in one (their sorted
     names are the classes). Images are grey when all are, else RGB.
     """
-    from PIL import Image, UnidentifiedImageError
+    from .folder import prepare_folder
 
     check_image_size(size)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise GantrixError(f"no images (.png, .jpg, .jpeg) in {folder}")
-    rel = [p.relative_to(folder) for p in files]
-    classes = sorted({r.parts[0] for r in rel if len(r.parts) > 1})
-    labelled = bool(classes) and all(len(r.parts) > 1 for r in rel)
-    images = []
-    for path in files:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            raise GantrixError(f"cannot read image {path}: {exc}") from None
-    grey = all(im.mode in ("L", "LA", "I", "I;16", "1") for im in images)
-    arrays = []
-    for im in images:
-        im = im.convert("L" if grey else "RGB")
-        im = im.resize((size, size), Image.Resampling.BICUBIC)
-        a = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
-        arrays.append(a[None] if grey else a.transpose(2, 0, 1))
-    x = torch.from_numpy(np.stack(arrays)).clamp_(-1, 1)
-    if not labelled:
-        return x, None, []
-    index = {c: i for i, c in enumerate(classes)}
-    return x, torch.tensor([index[r.parts[0]] for r in rel]), classes
+    prepared = prepare_folder(folder, size, skip_bad=skip_bad, workers=workers)
+    labels = None if prepared.labels is None else torch.from_numpy(prepared.labels)
+    return TensorData(Path(folder).name, prepared.images, labels, seed,
+                      num_classes=len(prepared.classes) or None)
 
 
-def load_tensor_file(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_tensor_file(path: Path) -> tuple[torch.Tensor | np.ndarray, torch.Tensor | None]:
     """A ``.npy`` array or a ``.pt`` tensor (or dict with ``"x"`` and optional ``"labels"``).
 
     (N, D) is vector data, (N, C, H, W) images, (N, H, W) grey images; uint8 images are
-    scaled from [0, 255] to [−1, 1], anything else is used as it is.
+    scaled from [0, 255] to [−1, 1] per batch, anything else is used as it is. Both are
+    memory-mapped (a ``.pt`` file when it is in torch's zip format), so a file larger than
+    memory trains: only the batches are read.
     """
     try:
         if path.suffix == ".npy":
-            obj: Any = torch.from_numpy(np.load(path, allow_pickle=False))
+            obj: Any = np.load(path, mmap_mode="r", allow_pickle=False)
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # torch's legacy format cannot be memory-mapped
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise GantrixError(f"cannot read tensor file {path}: {exc}") from None
     labels = None
@@ -378,18 +429,17 @@ def load_tensor_file(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
             raise GantrixError(f"{path}: a dict must hold the samples under 'x' "
                                "(and optionally class labels under 'labels')")
         obj, labels = obj["x"], obj.get("labels")
-    if not isinstance(obj, torch.Tensor) or obj.ndim not in (2, 3, 4) or len(obj) == 0:
+    numeric = isinstance(obj, torch.Tensor) or (isinstance(obj, np.ndarray) and obj.dtype.kind in "uif")
+    if not numeric or obj.ndim not in (2, 3, 4) or len(obj) == 0:
         raise GantrixError(f"{path}: expected a non-empty tensor of shape (N, D), (N, H, W) "
                            f"or (N, C, H, W), got {getattr(obj, 'shape', type(obj).__name__)}")
     if obj.ndim == 3:
-        obj = obj.unsqueeze(1)
-    if obj.ndim == 4 and obj.dtype == torch.uint8:
-        obj = obj.float() / 127.5 - 1.0
+        obj = obj[:, None]
     if labels is not None:
         labels = torch.as_tensor(labels)
         if labels.shape != (len(obj),) or labels.dtype.is_floating_point:
             raise GantrixError(f"{path}: 'labels' must be {len(obj)} integers")
-    return obj.float(), labels
+    return obj, labels
 
 
 #: the built-in data sets that are not 2-D toys.
@@ -411,9 +461,20 @@ def _builtin_images(name: str, seed: int) -> Data:
     return TensorData(name, x, y, seed, num_classes=10)
 
 
-def load_data(source: str | Path, *, seed: int = 0, image_size: int | None = None) -> Data:
-    """The data named by ``source``; raises `GantrixError` for anything unusable."""
-    text = str(source)
+def load_data(source: str | Path, *, seed: int = 0, image_size: int | None = None,
+              mirror: bool = False, skip_bad_images: bool = False,
+              workers: int | None = None) -> Data:
+    """The data named by ``source``; raises `GantrixError` for anything unusable.
+
+    ``mirror`` flips each image left to right with probability ½ (`Mirrored`);
+    ``skip_bad_images`` trains an image folder without its unreadable files (else the
+    first one stops the run); ``workers`` prepare an image folder in parallel.
+    """
+    data = _load(str(source), seed, image_size, skip_bad_images, workers)
+    return Mirrored(data, seed) if mirror else data
+
+
+def _load(text: str, seed: int, image_size: int | None, skip_bad: bool, workers: int | None) -> Data:
     if text in TOYS:
         return Toy2D(text, seed)
     if text in IMAGE_SETS:
@@ -427,8 +488,8 @@ def load_data(source: str | Path, *, seed: int = 0, image_size: int | None = Non
         raise GantrixError(f"data {text!r} is neither a built-in data set "
                            f"({', '.join(BUILTIN)}) nor an existing file or folder")
     if path.is_dir():
-        x, y, classes = load_image_folder(path, image_size or DEFAULT_IMAGE_SIZE)
-        return TensorData(path.name, x, y, seed, num_classes=len(classes) or None)
+        return load_image_folder(path, image_size or DEFAULT_IMAGE_SIZE, seed=seed,
+                                 skip_bad=skip_bad, workers=workers)
     if path.suffix.lower() not in TENSOR_SUFFIXES:
         raise GantrixError(f"cannot read {path}: expected a folder of images or a "
                            f"{' or '.join(TENSOR_SUFFIXES)} tensor file")

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import cache_dir
 from .checkpoint import write_atomic
 from .data import Target, crop_mnist, digits_arrays, mnist_arrays, mnist_file
 
@@ -115,14 +116,6 @@ class MnistClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-def cache_dir() -> Path:
-    """``$GANTRIX_CACHE``, else ``$XDG_CACHE_HOME/gantrix``, else ``~/.cache/gantrix``."""
-    if os.environ.get("GANTRIX_CACHE"):
-        return Path(os.environ["GANTRIX_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "gantrix"
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, held: int):

@@ -39,7 +39,7 @@ from torch import nn
 from .batch import Batch
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from .compose import Composition
-from .data import BUILTIN, Data, TensorData, Toy2D, describe_source, load_data
+from .data import BUILTIN, Data, Mirrored, TensorData, Toy2D, describe_source, load_data
 from .errors import CompositionError, GantrixError
 from .models import ModelSpec
 from .params import Param
@@ -93,6 +93,10 @@ SETTINGS = {p.name: p for p in (
           "set their own)", low=0.0, low_open=True, optional=True),
     Param("image_size", int, None, "images are resized to this (a power of two, 8 to 256)",
           low=8, high=256, optional=True),
+    Param("mirror", bool, False, "flip each image left to right with probability 1/2 (for "
+          "data where a mirror image means the same)"),
+    Param("skip_bad_images", bool, False, "train an image folder without its unreadable "
+          "files (counted) instead of stopping at the first"),
     Param("sample_every", int, None, "steps between sample pictures (0: only at the end)", low=0),
     Param("checkpoint_every", int, None, "steps between checkpoints (0: only at the end)", low=0),
     Param("log_every", int, None, "steps between lines of metrics.jsonl", low=1),
@@ -112,6 +116,8 @@ class Settings:
     width: int
     lr: float | None
     image_size: int | None
+    mirror: bool
+    skip_bad_images: bool
     sample_every: int
     checkpoint_every: int
     log_every: int
@@ -229,7 +235,8 @@ class Trainer:
                  batch_size: int | None = None, seed: int | None = None,
                  device: str | None = None, latent_dim: int | None = None,
                  width: int | None = None, lr: float | None = None,
-                 image_size: int | None = None, sample_every: int | None = None,
+                 image_size: int | None = None, mirror: bool | None = None,
+                 skip_bad_images: bool | None = None, sample_every: int | None = None,
                  checkpoint_every: int | None = None, log_every: int | None = None,
                  generator: nn.Module | None = None, discriminator: nn.Module | None = None,
                  progress: bool | None = None, _resume: bool | dict = False,
@@ -237,7 +244,8 @@ class Trainer:
         self.recipe = _as_recipe(recipe)
         given = _check_settings(dict(steps=steps, batch_size=batch_size, seed=seed, device=device,
                                      latent_dim=latent_dim, width=width, lr=lr,
-                                     image_size=image_size, sample_every=sample_every,
+                                     image_size=image_size, mirror=mirror,
+                                     skip_bad_images=skip_bad_images, sample_every=sample_every,
                                      checkpoint_every=checkpoint_every, log_every=log_every),
                                 "train")
         from_recipe = _check_settings(dict(self.recipe.train), "the recipe's [train] table")
@@ -250,6 +258,8 @@ class Trainer:
         self.composition = Composition(self.recipe)
         merged = {**SETTINGS_DEFAULTS, **defaults_for(self.data, source), **from_recipe, **given, "data": source}
         self.settings = Settings(**{f.name: merged.get(f.name) for f in fields(Settings)})
+        if self.settings.mirror:
+            self.data = Mirrored(self.data, self.settings.seed)
         if self.settings.lr is not None and any("optimizer" in t.features()
                                                 for t in self.composition.tricks):
             raise GantrixError("lr sets the core's default Adam, but this composition has an "
@@ -318,7 +328,9 @@ class Trainer:
             return data, data.name
         if isinstance(data, torch.Tensor):
             return TensorData("tensor", data, seed=seed), "tensor"
-        return load_data(data, seed=seed, image_size=settings.get("image_size")), describe_source(str(data))
+        loaded = load_data(data, seed=seed, image_size=settings.get("image_size"),
+                           skip_bad_images=settings.get("skip_bad_images", False))
+        return loaded, describe_source(str(data))
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, steps: int | None = None, device: str | None = None,

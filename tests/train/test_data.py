@@ -84,7 +84,8 @@ def test_tensor_data_serves_shuffled_epochs_and_resumes():
 def test_digits_are_scaled_and_labelled():
     data = load_data("digits")
     assert data.shape == (1, 8, 8) and data.num_classes == 10 and len(data) == 1797
-    assert float(data.x.min()) == -1.0 and float(data.x.max()) == 1.0
+    x = data.get()
+    assert float(x.min()) == -1.0 and float(x.max()) == 1.0
     assert sorted(data.labels.unique().tolist()) == list(range(10))
 
 
@@ -100,9 +101,10 @@ def test_image_folder_with_subfolders_gives_labels(tmp_path):
     data = load_data(tmp_path, image_size=16)
     assert data.shape == (3, 16, 16) and data.num_classes == 2
     assert data.labels.tolist() == [0, 0, 1]  # sorted folder names are the classes
-    dog = data.x[2]
+    x = data.get()
+    dog = x[2]
     assert dog[2].min() > 0.99 and dog[0].max() < -0.99  # blue is +1 in channel 2, red is -1
-    assert data.x.min() >= -1 and data.x.max() <= 1
+    assert x.min() >= -1 and x.max() <= 1
 
 
 def test_flat_grey_folder_gives_one_channel_without_labels(tmp_path):
@@ -110,7 +112,7 @@ def test_flat_grey_folder_gives_one_channel_without_labels(tmp_path):
     _png(tmp_path / "b.png", colour=255, mode="L")
     data = load_data(tmp_path, image_size=8)
     assert data.shape == (1, 8, 8) and data.num_classes is None and data.labels is None
-    assert sorted(float(v) for v in data.x.mean((1, 2, 3))) == [-1.0, 1.0]
+    assert sorted(float(v) for v in data.get().mean((1, 2, 3))) == [-1.0, 1.0]
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -144,7 +146,8 @@ def test_npy_points_and_uint8_images(tmp_path):
     np.save(tmp_path / "img.npy", images)
     img = load_data(tmp_path / "img.npy")
     assert img.shape == (1, 8, 8)
-    assert img.x[0].max() == -1.0 and img.x[1].min() == 1.0
+    x = img.get()
+    assert x[0].max() == -1.0 and x[1].min() == 1.0
 
 
 def test_pt_dict_with_labels(tmp_path):
