@@ -4,10 +4,10 @@ Generates synthetic JPEG folders (178×218, the size of CelebA's aligned faces; 
 random fields with noise, so each file is about as large as a CelebA JPEG), then measures:
 
 - preparing (``gantrix data prepare FOLDER --image-size N``, a fresh cache): seconds,
-  images/s per worker, the peak resident memory of the whole process tree (main process and
-  workers, summed; sampled every 20 ms from /proc, so shared pages count once per process:
-  an upper bound), the largest single process, and the cache's size; the target is a peak
-  ≤ 1.5 × the prepared uint8 data + 300 MB;
+  images/s per worker, the peak memory of the whole process tree (main process and
+  workers: their proportional set sizes summed, sampled every 20 ms from /proc, so a page
+  shared between processes counts once), the largest single process, and the cache's
+  size; the target is a peak ≤ 1.5 × the prepared uint8 data + 300 MB;
 - a second run's start: the wall time from launching Python to the end of the first
   64-px dcgan step on the folder (its cache used), with its parts (importing gantrix and
   torch, opening the data, building the models, the step); target ≤ 10 s for 50,000;
@@ -72,38 +72,52 @@ def make_folder(folder: Path, n: int) -> float:
     return statistics.mean(sizes)
 
 
-def _tree_rss(pid: int) -> tuple[int, int]:
-    """Resident bytes of ``pid`` and its descendants: (sum, largest single process)."""
+def _pss(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes: its private pages plus its share of
+    pages it shares (a forked child about to exec, libraries), so a sum over processes
+    counts every page once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree_memory(pid: int) -> tuple[int, int]:
+    """Memory of ``pid`` and its descendants: (sum of PSS, largest single process)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry))
         except (OSError, IndexError, ValueError):
             continue
     todo, total, largest = [pid], 0, 0
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
-        largest = max(largest, rss.get(p, 0))
+        pss = _pss(p)
+        total += pss
+        largest = max(largest, pss)
         todo.extend(children.get(p, []))
     return total, largest
 
 
 def measured(command: list[str], env: dict) -> tuple[float, int, int, str]:
-    """Run ``command``; its wall seconds, peak tree RSS, peak single-process RSS, output."""
+    """Run ``command``; its wall seconds, peak memory of its process tree (PSS summed),
+    of its largest process, and its output."""
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0, 0]
 
     def sample():
         while proc.poll() is None:
-            total, largest = _tree_rss(proc.pid)
+            total, largest = _tree_memory(proc.pid)
             peak[0], peak[1] = max(peak[0], total), max(peak[1], largest)
             time.sleep(0.02)
 

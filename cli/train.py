@@ -73,6 +73,8 @@ def train(
     batch_size: Optional[int] = typer.Option(None, help="Samples per batch."),
     seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (default)."),
+    precision: Optional[str] = typer.Option(None, help="fp32 (default), bf16 (autocast) or fp16 "
+                                            "(autocast and a loss scaler per optimizer)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate of the core's default Adam."),
     image_size: Optional[int] = typer.Option(None, help="Resize images to this (power of two, 8-256)."),
     mirror: bool = typer.Option(False, "--mirror", help="Flip each image left to right with "
@@ -95,6 +97,7 @@ def train(
         given = [n for n, v in (("--recipe", recipe), ("--config", config), ("--data", data),
                                 ("--out", out)) if v is not None] + (["--trick"] if trick else [])
         fixed = [n for n, v in (("--batch-size", batch_size), ("--seed", seed), ("--lr", lr),
+                                ("--precision", precision),
                                 ("--image-size", image_size), ("--latent-dim", latent_dim),
                                 ("--width", width), ("--sample-every", sample_every),
                                 ("--checkpoint-every", checkpoint_every),
@@ -119,7 +122,7 @@ def train(
                                "or a .npy/.pt file)")
         out = out or _default_out(recipe, trick, data or spec.train.get("data"))
         trainer = Trainer(spec, data, out=out, steps=steps, batch_size=batch_size, seed=seed,
-                          device=device, lr=lr, image_size=image_size, mirror=mirror or None,
+                          device=device, precision=precision, lr=lr, image_size=image_size, mirror=mirror or None,
                           skip_bad_images=skip_bad_images or None, latent_dim=latent_dim,
                           width=width, sample_every=sample_every,
                           checkpoint_every=checkpoint_every, progress=progress)

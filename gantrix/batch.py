@@ -43,6 +43,9 @@ class Batch:
         self._wants_grad: set[str] = set()
         self._grads: dict[str, torch.Tensor] = {}
         self._intervals: dict[str, int] = {}
+        #: the fp16 loss scale of this update's optimizer (None outside fp16): input
+        #: gradients are taken from the critic's output times it, then unscaled.
+        self.grad_scale: float | None = None
 
     @property
     def batch_size(self) -> int:
@@ -101,9 +104,22 @@ class Batch:
             else:
                 x = x.detach().requires_grad_(True)
                 logits = self.critic(x, side)
-            (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
-            self._grads[side] = grad
+            self._grads[side] = self.input_gradient(logits, x)
         return self._grads[side]
+
+    def input_gradient(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """∇ₓ Σ output, with ``create_graph=True`` so a penalty on it trains the critic.
+
+        Use it for every input gradient a penalty takes (interpolates too): under fp16 it is
+        taken from the output times the loss scale, so float16 gradients do not underflow,
+        and unscaled in float32 before any norm. An overflow gives inf, which the scaler
+        sees in the parameters' gradients: that update is skipped.
+        """
+        if self.grad_scale is None:
+            (grad,) = torch.autograd.grad(output.sum(), x, create_graph=True)
+            return grad
+        (grad,) = torch.autograd.grad(output.float().sum() * self.grad_scale, x, create_graph=True)
+        return grad.float() * (1.0 / self.grad_scale)
 
     def regularization_interval(self, trick) -> int:
         """How often ``trick`` applies (1 = every step), as the composition's policies say."""

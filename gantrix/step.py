@@ -24,6 +24,7 @@ from .compose import Composition
 from .errors import CompositionError, GantrixError, ModelTransformError
 from .findings import Finding
 from .models import ROLES, ModelSpec, Models, default_model
+from .precision import Precision
 
 DEFAULT_LR = 2e-4
 DEFAULT_BETAS = (0.5, 0.999)
@@ -106,7 +107,8 @@ class ComposedStep:
 
     def __init__(self, composition: Composition, models: Models, spec: ModelSpec,
                  optimizers: dict[str, torch.optim.Optimizer] | None = None,
-                 generator: torch.Generator | None = None, total_steps: int | None = None):
+                 generator: torch.Generator | None = None, total_steps: int | None = None,
+                 precision: Precision | None = None):
         self.composition = composition
         self.hook = composition.hook
         self.models = models
@@ -114,8 +116,12 @@ class ComposedStep:
         self.optimizers = optimizers or configure_optimizers(composition, models)
         self.rng = generator
         self.total_steps = total_steps
+        self.precision = precision or Precision()
         self.d_steps = 0
         self.g_steps = 0
+        #: steps in a row in which the fp16 scaler skipped an update (inf/NaN gradients).
+        self.skipped_steps = 0
+        self._skipped = False
 
     def _batch(self, real: torch.Tensor, labels, phase: str, *, critic: Callable | None = None,
                step: int | None = None, graph: bool | None = None) -> Batch:
@@ -128,11 +134,14 @@ class ComposedStep:
         batch = Batch(real=real, labels=labels, z=z, phase=phase, step=step,
                       critic=self.models.discriminator if critic is None else critic,
                       hook=self.hook)
+        batch.grad_scale = self.precision.grad_scale("discriminator" if phase == "discriminator"
+                                                     else "generator")
         self.hook.gantrix_condition(batch=batch)
         if graph is None:
             graph = phase == "generator"  # the critic's update needs no graph through G
         with contextlib.nullcontext() if graph else torch.no_grad():
-            batch.fake = self.models.generator(z, **batch.generator_inputs)
+            fake = self.models.generator(z, **batch.generator_inputs)
+        batch.fake = fake.to(real.dtype)  # autocast's half-precision output, as the data
         self.hook.gantrix_prepare_batch(batch=batch)
         return batch
 
@@ -209,13 +218,19 @@ class ComposedStep:
 
         return critic_loss
 
+    def _objective_of(self, batch_of: Callable[[], Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss and terms of the batch ``batch_of`` makes, forward passes under the
+        precision's autocast."""
+        with self.precision.autocast():
+            return self._objective(batch_of())
+
     def _update(self, role: str, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict:
         total = _total(loss, terms)
         opt = self.optimizers[role]
         opt.zero_grad(set_to_none=True)
-        total.backward()
-        self._schedule(role, opt)
-        opt.step()
+        stepped = self.precision.backward_and_step(role, total, opt,
+                                                   lambda: self._schedule(role, opt))
+        self._skipped = self._skipped or not stepped
         prefix = "d" if role == "discriminator" else "g"
         out = {f"{prefix}_loss": loss.detach()}
         out.update({f"{prefix}/{k}": v.detach() for k, v in terms.items()})
@@ -232,8 +247,8 @@ class ComposedStep:
 
     def discriminator_step(self, real: torch.Tensor, labels=None) -> dict:
         """One critic update on a real batch."""
-        batch = self._batch(real, labels, "discriminator")
-        out = self._update("discriminator", *self._objective(batch))
+        out = self._update("discriminator", *self._objective_of(
+            lambda: self._batch(real, labels, "discriminator")))
         self.hook.gantrix_after_discriminator_step(models=self.models, step=self.d_steps)
         self.d_steps += 1
         return out
@@ -248,9 +263,10 @@ class ComposedStep:
         every such loss reuses this update's ``real``, ``labels`` (with fresh fakes).
         """
         pull = None if data is None else _puller(data)
-        critic = self.hook.gantrix_generator_critic(
-            critic=self.models.discriminator, optimizer=self.optimizers["discriminator"],
-            critic_loss=self._critic_loss(pull, real, labels))
+        with self.precision.autocast():
+            critic = self.hook.gantrix_generator_critic(
+                critic=self.models.discriminator, optimizer=self.optimizers["discriminator"],
+                critic_loss=self._critic_loss(pull, real, labels))
         critic = self.models.discriminator if critic is None else critic
         modules = [self.models.discriminator]
         if isinstance(critic, nn.Module) and critic is not self.models.discriminator:
@@ -259,8 +275,8 @@ class ComposedStep:
         for p in frozen:
             p.requires_grad_(False)
         try:
-            batch = self._batch(real, labels, "generator", critic=critic)
-            out = self._update("generator", *self._objective(batch))
+            out = self._update("generator", *self._objective_of(
+                lambda: self._batch(real, labels, "generator", critic=critic)))
         finally:
             for p in frozen:
                 p.requires_grad_(True)
@@ -273,12 +289,15 @@ class ComposedStep:
         return int(self.hook.gantrix_critic_steps(step=self.g_steps) or 1)
 
     def step(self, data: DataSource | Iterator) -> dict:
-        """k critic updates, then one generator update; returns the last losses and terms."""
+        """k critic updates, then one generator update; returns the last losses and terms
+        (under fp16, an update the scaler skipped counts in ``skipped_steps``)."""
         pull = _puller(data)
         out: dict = {}
+        self._skipped = False
         for _ in range(self.critic_steps()):
             out.update(self.discriminator_step(*pull()))
         out.update(self.generator_step(*pull(), data=pull))
+        self.skipped_steps = self.skipped_steps + 1 if self._skipped else 0
         return out
 
 

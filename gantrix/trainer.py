@@ -23,6 +23,7 @@ while `fit` runs. All of it is checkpointed, so a resumed run is the uninterrupt
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -31,7 +32,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -43,8 +44,10 @@ from .data import BUILTIN, Data, Mirrored, TensorData, Toy2D, describe_source, l
 from .errors import CompositionError, GantrixError
 from .models import ModelSpec
 from .params import Param
+from .precision import MODES, Precision
 from .recipe import Recipe
 from .step import DEFAULT_LR, ComposedStep, build_models, configure_optimizers
+from .tally import LossTally
 
 CONFIG = "config.toml"
 CHECKPOINT = "checkpoint.pt"
@@ -87,6 +90,8 @@ SETTINGS = {p.name: p for p in (
     Param("batch_size", int, None, "samples per batch", low=1),
     Param("seed", int, 0, "seed of the models' initialisation, the latents and the batches", low=0),
     Param("device", str, "auto", "where to train", choices=("auto", "cpu", "cuda")),
+    Param("precision", str, "fp32", "fp32, or autocast to bf16, or fp16 with a loss scaler",
+          choices=MODES),
     Param("latent_dim", int, None, "size of the latent vector z", low=1),
     Param("width", int, None, "base channel count of the core's convolutional models", low=1),
     Param("lr", float, None, "learning rate of the core's default Adam (optimizer tricks "
@@ -112,6 +117,7 @@ class Settings:
     batch_size: int
     seed: int
     device: str
+    precision: str
     latent_dim: int
     width: int
     lr: float | None
@@ -184,6 +190,11 @@ def recipe_or_trick(name: str) -> Recipe:
     return Recipe(recipe=name) if name in catalogue().recipes else Recipe(name)
 
 
+def _host_values(out: dict[str, torch.Tensor]) -> dict[str, float]:
+    """A step's losses read back to the host (one read for all of them)."""
+    return dict(zip(out, torch.stack([v.detach().float().reshape(()) for v in out.values()]).tolist()))
+
+
 def _grad_norm(model: nn.Module) -> float | None:
     norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else None
@@ -199,12 +210,15 @@ class Progress:
         self.last = 0.0
         self.shown = False
 
-    def update(self, step: int, losses: dict[str, float], rate: float, force: bool = False):
+    def update(self, step: int, losses: Callable[[], dict[str, float]], rate: float,
+               force: bool = False):
+        """Redraw (at most every 0.2 s); ``losses`` is called only then, so reading the
+        losses back from the device happens only then."""
         now = time.monotonic()
         if not self.enabled or (not force and now - self.last < 0.2):
             return
         self.last = now
-        parts = " ".join(f"{k} {v:.4g}" for k, v in losses.items() if k.endswith("_loss"))
+        parts = " ".join(f"{k} {v:.4g}" for k, v in losses().items() if k.endswith("_loss"))
         eta = (self.total - step) / rate if rate > 0 else 0.0
         self.stream.write(f"\rstep {step}/{self.total} | {parts} | {rate:.1f} steps/s | "
                           f"eta {int(eta) // 60}:{int(eta) % 60:02d}   ")
@@ -233,7 +247,8 @@ class Trainer:
     def __init__(self, recipe: Recipe | str | Sequence[str] | None, data: Any = None, *,
                  out: str | Path | None = None, steps: int | None = None,
                  batch_size: int | None = None, seed: int | None = None,
-                 device: str | None = None, latent_dim: int | None = None,
+                 device: str | None = None, precision: str | None = None,
+                 latent_dim: int | None = None,
                  width: int | None = None, lr: float | None = None,
                  image_size: int | None = None, mirror: bool | None = None,
                  skip_bad_images: bool | None = None, sample_every: int | None = None,
@@ -243,7 +258,7 @@ class Trainer:
                  _without: Sequence[str] = ()):
         self.recipe = _as_recipe(recipe)
         given = _check_settings(dict(steps=steps, batch_size=batch_size, seed=seed, device=device,
-                                     latent_dim=latent_dim, width=width, lr=lr,
+                                     precision=precision, latent_dim=latent_dim, width=width, lr=lr,
                                      image_size=image_size, mirror=mirror,
                                      skip_bad_images=skip_bad_images, sample_every=sample_every,
                                      checkpoint_every=checkpoint_every, log_every=log_every),
@@ -298,12 +313,12 @@ class Trainer:
                                           lr=self.settings.lr or DEFAULT_LR)
         z_rng = torch.Generator(self.device).manual_seed(self.settings.seed + 1)
         self.stepper = ComposedStep(self.composition, self.models, self.spec, optimizers, z_rng,
-                                   total_steps=self.settings.steps)
+                                   total_steps=self.settings.steps,
+                                   precision=Precision(self.settings.precision, self.device))
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             self.stepper.probe(self.settings.batch_size, self.device)
         self.history: list[dict] = []
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, int] = {}
+        self.tally = LossTally()
         self._interval = (0, 0.0)  # steps and seconds since the last metrics line
         self.elapsed = 0.0
         self._stop: int | None = None
@@ -396,10 +411,11 @@ class Trainer:
             "models": {"generator": self.models.generator.state_dict(),
                        "discriminator": self.models.discriminator.state_dict()},
             "optimizers": {k: o.state_dict() for k, o in self.stepper.optimizers.items()},
+            "scalers": self.stepper.precision.state_dict(),
             "tricks": self._trick_state(),
             "rng": rng,
             "data": self.data.state_dict(),
-            "log": {"sums": dict(self._sums), "counts": dict(self._counts),
+            "log": {**self.tally.state_dict(),
                     "interval_steps": self._interval[0], "interval_seconds": self._interval[1],
                     "elapsed": self.elapsed},
         }
@@ -417,6 +433,7 @@ class Trainer:
             if not self.without:
                 for role, opt in self.stepper.optimizers.items():
                     opt.load_state_dict(state["optimizers"][role])
+                self.stepper.precision.load_state_dict(state.get("scalers", {}))
             self.data.load_state_dict(state["data"])
             self.stepper.rng.set_state(state["rng"]["z"])
         except (KeyError, RuntimeError, ValueError) as exc:
@@ -433,7 +450,7 @@ class Trainer:
         self.stepper.g_steps = int(state["step"])
         self.stepper.d_steps = int(state["d_steps"])
         log = state["log"]
-        self._sums, self._counts = dict(log["sums"]), dict(log["counts"])
+        self.tally.load_state_dict(log)
         self._interval = (int(log["interval_steps"]), float(log["interval_seconds"]))
         self.elapsed = float(log["elapsed"])
 
@@ -530,6 +547,9 @@ class Trainer:
         write_atomic(path, (head + tomli_w.dumps(config)).encode())
 
     def save_checkpoint(self) -> None:
+        """Write the checkpoint, after checking that no loss since the last check diverged
+        (a diverged model never replaces the last good checkpoint)."""
+        self._check()
         if self.out is not None:
             save_checkpoint(self.out / CHECKPOINT, self.state_dict())
 
@@ -563,33 +583,42 @@ class Trainer:
         x, y = self.data.next_batch(self.settings.batch_size)
         return x.to(self.device), None if y is None else y.to(self.device)
 
-    def _account(self, out: dict[str, torch.Tensor], seconds: float) -> dict[str, float]:
-        keys = list(out)
-        values = torch.stack([out[k].float().reshape(()) for k in keys]).tolist()
-        for key, value in zip(keys, values):
-            if not math.isfinite(value):
-                where = (f"the last good checkpoint (step {self._last_checkpoint}) is kept in "
-                         f"{self.out / CHECKPOINT}" if self.out is not None and
-                         self._last_checkpoint is not None else "nothing was saved")
-                raise TrainingDiverged(f"training diverged: {key} is {value} at step "
-                                       f"{self.step}; stopped, {where}")
-            self._sums[key] = self._sums.get(key, 0.0) + value
-            self._counts[key] = self._counts.get(key, 0) + 1
+    def _account(self, out: dict[str, torch.Tensor], seconds: float) -> None:
+        """Tally a step's losses on their device (read back at log lines and checkpoints)."""
         n, secs = self._interval
         self._interval = (n + 1, secs + seconds)
         self.elapsed += seconds
-        return dict(zip(keys, values))
+        skipped = self.stepper.skipped_steps
+        if skipped >= MAX_SKIPPED_STEPS:
+            self._diverged(f"the fp16 loss scaler skipped an update in each of the last "
+                           f"{skipped} steps (their gradients were never finite)", self.step)
+        if not skipped:  # else it overflowed at this loss scale: the scaler lowered it
+            self.tally.add(out, self.step)
+
+    def _check(self) -> None:
+        """Read the tally back; stop with `TrainingDiverged` where a value stopped being finite."""
+        bad = self.tally.read()
+        if bad is not None:
+            self._diverged(f"{bad.name} is {bad.value}", bad.step)
+
+    def _diverged(self, what: str, step: int):
+        where = (f"the last good checkpoint (step {self._last_checkpoint}) is kept in "
+                 f"{self.out / CHECKPOINT}" if self.out is not None and
+                 self._last_checkpoint is not None else "nothing was saved")
+        raise TrainingDiverged(f"training diverged: {what} at step {step}; stopped, {where}")
 
     def _log_line(self) -> None:
+        self._check()
         n, secs = self._interval
         row: dict[str, Any] = {"step": self.step}
-        row.update({k: self._sums[k] / self._counts[k] for k in self._sums})
+        row.update(self.tally.means())
         row["grad_norm/discriminator"] = _grad_norm(self.models.discriminator)
         row["grad_norm/generator"] = _grad_norm(self.models.generator)
         row["step_time"] = secs / n if n else None
         row["elapsed"] = self.elapsed
         self._write_metrics(row)
-        self._sums, self._counts, self._interval = {}, {}, (0, 0.0)
+        self.tally.reset()
+        self._interval = (0, 0.0)
 
     def fit(self) -> "Trainer":
         """Train up to ``steps`` generator updates (continuing where the last call, or the
@@ -618,7 +647,7 @@ class Trainer:
                     start = time.perf_counter()
                     out = self.stepper.step(self._pull)
                     seconds = time.perf_counter() - start
-                    values = self._account(out, seconds)
+                    self._account(out, seconds)
                     step = self.step
                     if step % s.log_every == 0 or step == s.steps:
                         self._log_line()
@@ -627,7 +656,8 @@ class Trainer:
                     if s.checkpoint_every and step % s.checkpoint_every == 0 and step != s.steps:
                         self.save_checkpoint()
                         self._last_checkpoint = step
-                    progress.update(step, values, 1.0 / max(self.elapsed / max(step, 1), 1e-9))
+                    progress.update(step, functools.partial(_host_values, out),
+                                    1.0 / max(self.elapsed / max(step, 1), 1e-9))
                     if self._stop is not None:
                         self._interrupted(self._stop)
             finally:
@@ -727,6 +757,9 @@ class Trainer:
 
 
 SETTINGS_DEFAULTS = {name: p.default for name, p in SETTINGS.items()}
+#: steps in a row with an update the fp16 scaler skipped before the run counts as diverged
+#: (a loss scale halved this often is below 1e-10: the gradients are not finite at any scale).
+MAX_SKIPPED_STEPS = 50
 
 
 def _qualname(model: nn.Module) -> str:

@@ -86,7 +86,7 @@ def grad_norm_penalty(grad: torch.Tensor, *, center: float = 1.0, weight: float 
 def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor, *,
                      weight: float = 10.0, center: float = 1.0, eps: torch.Tensor | None = None,
                      one_sided: bool = False, critic_kwargs: Mapping[str, Any] | None = None,
-                     **legacy_kwargs) -> torch.Tensor:
+                     grad_scale: float | None = None, **legacy_kwargs) -> torch.Tensor:
     """The WGAN-GP penalty of ``critic`` at random points between ``real`` and ``fake`` samples.
 
     x̂_b = fake_b + eps_b·(real_b − fake_b), one ``eps_b ~ U[0, 1)`` per sample unless ``eps``
@@ -94,8 +94,13 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
     gradient out of place with ``torch.autograd.grad(out.sum(), x̂, create_graph=True)``, and
     ``grad_norm_penalty`` of it (``weight``, ``center`` and ``one_sided`` as there).
     ``real`` and ``fake`` are detached: the penalty trains the critic only, and one ordinary
-    ``.backward()`` of a loss holding it reaches every critic weight (DDP included). The
-    gradient is of the critic's own output, so it needs no unscaling under a GradScaler.
+    ``.backward()`` of a loss holding it reaches every critic weight (DDP included).
+
+    Under float16 autocast, pass the GradScaler's scale as ``grad_scale``: the input
+    gradient is then taken from ``grad_scale``·Σ out (a float16 gradient of the unscaled
+    output underflows to zero for a critic with small input gradients) and divided by it in
+    float32 before the norm, as PyTorch's AMP notes do for gradient penalties. Without it
+    (float32, bfloat16) the gradient of the output itself is used.
 
     Extra inputs of the critic (a cGAN's labels) go in the ``critic_kwargs`` dict, whatever
     their names: ``gradient_penalty(D, real, fake, critic_kwargs={"labels": y})`` — or close
@@ -126,7 +131,10 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
         x_hat = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
         out = critic(x_hat, **inputs)
         _check_critic_output(out, batch)
-        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True, allow_unused=True)
+        total = out.sum() if grad_scale is None else out.float().sum() * grad_scale
+        (grad,) = torch.autograd.grad(total, x_hat, create_graph=True, allow_unused=True)
+        if grad is not None and grad_scale is not None:
+            grad = grad.float() * (1.0 / grad_scale)
         if grad is None:
             raise ValueError("the critic's output does not depend on its input x: it ignores its "
                              "first argument, or uses it only through detached or "

@@ -126,7 +126,7 @@ class GradientPenalty(_InputGradientPenalty):
                           + kernels.grad_norm_penalty(batch.input_grad("fake"), **opts))
         return kernels.gradient_penalty(lambda x: batch.critic(x, "real"),
                                         batch.sample("real"), batch.sample("fake"),
-                                        eps=eps, **opts)
+                                        eps=eps, grad_scale=batch.grad_scale, **opts)
 
 
 class R1(_InputGradientPenalty):
@@ -200,7 +200,8 @@ class DRAGAN(_InputGradientPenalty):
             noise = torch.rand_like(real)
         perturbed = real + self.scale * real.std() * noise
         return kernels.gradient_penalty(lambda x: batch.critic(x, "real"), real, perturbed,
-                                        eps=eps, weight=self.weight, center=1.0)
+                                        eps=eps, weight=self.weight, center=1.0,
+                                        grad_scale=batch.grad_scale)
 
 
 @hookimpl

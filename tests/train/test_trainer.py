@@ -265,11 +265,13 @@ def test_progress_line_on_a_terminal_only():
 
     tty = _Stream(True)
     bar = Progress(100, stream=tty)
-    bar.update(25, {"d_loss": 0.5, "g_loss": 1.25, "d/gradient-penalty": 0.1}, rate=50.0, force=True)
+    bar.update(25, lambda: {"d_loss": 0.5, "g_loss": 1.25, "d/gradient-penalty": 0.1}, rate=50.0,
+               force=True)
     bar.close()
     assert tty.text == "\rstep 25/100 | d_loss 0.5 g_loss 1.25 | 50.0 steps/s | eta 0:01   \n"
     pipe = _Stream(False)
     bar = Progress(100, stream=pipe)
-    bar.update(25, {"d_loss": 0.5}, rate=50.0, force=True)
+    asked = []
+    bar.update(25, lambda: asked.append(1) or {"d_loss": 0.5}, rate=50.0, force=True)
     bar.close()
-    assert pipe.text == ""
+    assert pipe.text == "" and not asked  # nothing drawn, nothing read back
