@@ -11,7 +11,8 @@
 #    (bf16/fp16, GPU-sized shapes, CUDA-graph capture and replay);
 # 4. bench/kernels.py at the DESIGN.md §5 sizes: wall time, GPU time (graph replay) and
 #    bandwidth against a device copy, side by side with eager PyTorch and torch.compile.
-# The benchmark's table is printed last. Nothing here changes the card's settings.
+# 5. bench/precision.py: the DCGAN-64 wgan-gp step in fp32, bf16 and fp16 (target ≥ 1.5×).
+# The kernel benchmark's table is printed last. Nothing here changes the card's settings.
 set -uo pipefail
 OUT=${OUT:-/tmp/gantrix-gpu}
 mkdir -p "$OUT"
@@ -29,8 +30,11 @@ PY=${PYTHON:-python3}
 "$PY" -m pytest -q -p no:cacheprovider tests/kernels 2>&1 | tee "$OUT/pytest-kernels.txt" | tail -25
 tests_rc=${PIPESTATUS[0]}
 
+"$PY" bench/precision.py --steps 10 --rounds 3 2>&1 | tee "$OUT/bench-precision.txt" | tail -6
+precision_rc=${PIPESTATUS[0]}
+
 "$PY" bench/kernels.py --json "$OUT/kernels.json" 2>&1 | tee "$OUT/bench-kernels.txt" | grep -v '^{'
 bench_rc=${PIPESTATUS[0]}
 
-echo "pytest tests/kernels exit $tests_rc, bench/kernels.py exit $bench_rc"
-exit $(( tests_rc || bench_rc ))
+echo "pytest tests/kernels exit $tests_rc, bench/precision.py exit $precision_rc, bench/kernels.py exit $bench_rc"
+exit $(( tests_rc || bench_rc || precision_rc ))
