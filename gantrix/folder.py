@@ -130,7 +130,8 @@ def prepare_folder(folder: str | Path, size: int, *, skip_bad: bool = False,
         raise GantrixError(f"workers must be at least 1, got {workers}")
     try:
         root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}."))
+        _remove_abandoned(root)
+        scratch = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.{os.getpid()}."))
         cacheable = True
     except OSError as exc:
         report(f"gantrix: cannot cache the prepared images in {root} ({exc.strerror or exc}); "
@@ -142,6 +143,7 @@ def prepare_folder(folder: str | Path, size: int, *, skip_bad: bool = False,
         if cacheable:
             location = _move_into_place(scratch, root / key)
             prepared = _open(location, key)
+            _remove_stale(root, listing.folder, size, key)
         else:
             prepared = _open(scratch, key)
             prepared.location = None
@@ -357,6 +359,32 @@ def _move_into_place(scratch: Path, target: Path) -> Path:
             shutil.rmtree(target, ignore_errors=True)
     os.rename(scratch, target)
     return target
+
+
+def _remove_abandoned(root: Path) -> None:
+    """Remove the scratch folders of preparations whose process is gone (killed midway)."""
+    for scratch in root.glob(".*.*.*"):
+        try:
+            pid = int(scratch.name.split(".")[2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(scratch, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+def _remove_stale(root: Path, folder: Path, size: int, key: str) -> None:
+    """Remove the caches of earlier versions of ``folder`` at ``size``: a changed folder
+    leaves its old prepared images behind otherwise (gigabytes for a large one)."""
+    for meta in root.glob("*/" + META_FILE):
+        if meta.parent.name == key:
+            continue
+        try:
+            old = json.loads(meta.read_text())
+            if old.get("folder") == str(folder) and old["shape"][2] == size:
+                shutil.rmtree(meta.parent, ignore_errors=True)
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue
 
 
 def _open_or_none(location: Path, key: str) -> PreparedFolder | None:

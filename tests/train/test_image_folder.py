@@ -4,6 +4,8 @@ serial, unreadable files named or skipped and counted, ``--mirror``, memory-mapp
 files, and a resumed run on a folder equal to an uninterrupted one."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -99,8 +101,24 @@ def test_a_changed_folder_is_prepared_again(tmp_path):
     assert changed.seconds > 0 and changed.location != before.location
     assert not np.array_equal(changed.images[1], before.images[1])
     assert np.array_equal(changed.images[0], before.images[0])
+    assert not before.location.exists()  # the old version's cache is removed
     _image(tmp_path / "imgs" / "3.png", _pattern(3))
-    assert len(prepare_folder(tmp_path / "imgs", 8, report=_quiet).images) == 4
+    grown = prepare_folder(tmp_path / "imgs", 8, report=_quiet)
+    assert len(grown.images) == 4
+    other_size = prepare_folder(tmp_path / "imgs", 16, report=_quiet)
+    assert grown.location.exists() and other_size.location.exists()  # sizes kept apart
+
+
+def test_scratch_of_a_killed_preparation_is_removed(tmp_path, own_cache):
+    _image(tmp_path / "imgs" / "0.png", _pattern(0))
+    root = own_cache / "folders"
+    dead = root / ".0123abcd.999999999.xyz"  # no such process
+    alive = root / f".0123abcd.{os.getpid()}.xyz"
+    for scratch in (dead, alive):
+        scratch.mkdir(parents=True)
+        (scratch / folder_mod.IMAGES_FILE).write_bytes(b"half")
+    prepare_folder(tmp_path / "imgs", 8, report=_quiet)
+    assert not dead.exists() and alive.exists()
 
 
 @pytest.mark.parametrize("damage", ["flip a byte", "truncate", "garbage description",
