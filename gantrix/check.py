@@ -41,7 +41,7 @@ def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
     from .data import describe_source, load_data
     from .models import ModelSpec
     from .step import build_models
-    from .trainer import check_settings, defaults_for
+    from .settings import check_settings, defaults_for
 
     source = load_data(data, image_size=recipe.train.get("image_size"),
                        skip_bad_images=bool(recipe.train.get("skip_bad_images", False)))

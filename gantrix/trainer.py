@@ -9,11 +9,8 @@ The trainer knows no trick: every decision inside a step is the composition's (t
 `gantrix.step.ComposedStep`), and the models come from `gantrix.step.build_models` (the
 tricks' or the core's defaults, or the user's own modules).
 
-Settings come, in order of precedence, from the keyword arguments (the command line), the
-recipe's ``[train]`` table (a ``--config`` file's, then the named recipe's, each overridden
-by its ``[points]``/``[images]`` table for the data at hand: `Recipe.for_data`), and the
-defaults for the data (`defaults_for`: `POINT_DEFAULTS`, `IMAGE_DEFAULTS`, and a built-in
-data set's own `DATA_DEFAULTS`).
+Settings (`gantrix.settings`) come from the keyword arguments (the command line), the
+recipe's ``[train]`` table, and the defaults for the data, in that order of precedence.
 
 Reproducibility: the trainer owns its random state. Models are initialised from ``seed``;
 the latent vectors come from their own generator, the batches from the data's, and the
@@ -27,12 +24,11 @@ import functools
 import json
 import math
 import signal
-import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -41,11 +37,12 @@ from .batch import Batch
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from .compose import Composition
 from .data import BUILTIN, Data, Mirrored, TensorData, Toy2D, describe_source, load_data
-from .errors import CompositionError, GantrixError
+from .errors import GantrixError
 from .models import ModelSpec
-from .params import Param
-from .precision import MODES, Precision
+from .precision import Precision
+from .progress import Progress, host_values
 from .recipe import Recipe
+from .settings import SETTINGS_DEFAULTS, Settings, check_settings, check_values, defaults_for
 from .step import DEFAULT_LR, ComposedStep, build_models, configure_optimizers
 from .tally import LossTally
 
@@ -59,80 +56,6 @@ SAMPLES = "samples"
 PLOT_POINTS = 1000
 GRID_IMAGES = 64
 
-#: defaults for 2-D (vector) data and for images, measured to train the built-in data
-#: sets within about three minutes on a 2-core CPU (see docs/results.md). 2-D data gets a
-#: 2-D latent, as in the WGAN-GP toy code (gan_toy.py): with 64 latent dimensions the
-#: generator needs far longer to fold its input onto a few sharp modes.
-POINT_DEFAULTS = dict(steps=12000, batch_size=256, latent_dim=2, width=64,
-                      sample_every=1000, checkpoint_every=250, log_every=10)
-IMAGE_DEFAULTS = dict(steps=2000, batch_size=64, latent_dim=64, width=64,
-                      sample_every=500, checkpoint_every=250, log_every=10)
-#: over those, for the built-in 32×32 data: half the width (a quarter of the cost per
-#: step: 0.11 s instead of 0.42 s for dcgan at batch 128 on 2 cores) and twice the steps,
-#: which train readable MNIST digits within about 11 CPU minutes (docs/results.md).
-DATA_DEFAULTS = {
-    "mnist": dict(steps=4000, width=32),
-    "stacked-mnist": dict(steps=4000, width=32),
-}
-
-
-def defaults_for(data: Data, source: str) -> dict[str, Any]:
-    """The default settings for ``data`` read from ``source`` (as `describe_source` records
-    it): its kind's, then a built-in data set's own (a user's folder named ``mnist`` is not
-    the built-in one)."""
-    kind = IMAGE_DEFAULTS if data.is_image else POINT_DEFAULTS
-    return {**kind, **DATA_DEFAULTS.get(source, {})}
-
-#: the settings a ``[train]`` table (or the keyword arguments) may hold.
-SETTINGS = {p.name: p for p in (
-    Param("data", str, None, "built-in data name, image folder or tensor file"),
-    Param("steps", int, None, "generator updates in total", low=1),
-    Param("batch_size", int, None, "samples per batch", low=1),
-    Param("seed", int, 0, "seed of the models' initialisation, the latents and the batches", low=0),
-    Param("device", str, "auto", "where to train", choices=("auto", "cpu", "cuda")),
-    Param("precision", str, "fp32", "fp32, or autocast to bf16, or fp16 with a loss scaler",
-          choices=MODES),
-    Param("latent_dim", int, None, "size of the latent vector z", low=1),
-    Param("width", int, None, "base channel count of the core's convolutional models", low=1),
-    Param("lr", float, None, "learning rate of the core's default Adam (optimizer tricks "
-          "set their own)", low=0.0, low_open=True, optional=True),
-    Param("image_size", int, None, "images are resized to this (a power of two, 8 to 256)",
-          low=8, high=256, optional=True),
-    Param("mirror", bool, False, "flip each image left to right with probability 1/2 (for "
-          "data where a mirror image means the same)"),
-    Param("skip_bad_images", bool, False, "train an image folder without its unreadable "
-          "files (counted) instead of stopping at the first"),
-    Param("sample_every", int, None, "steps between sample pictures (0: only at the end)", low=0),
-    Param("checkpoint_every", int, None, "steps between checkpoints (0: only at the end)", low=0),
-    Param("log_every", int, None, "steps between lines of metrics.jsonl", low=1),
-)}
-
-
-@dataclass
-class Settings:
-    """A run's resolved settings: what ``[train]`` of its config.toml records."""
-
-    data: str
-    steps: int
-    batch_size: int
-    seed: int
-    device: str
-    precision: str
-    latent_dim: int
-    width: int
-    lr: float | None
-    image_size: int | None
-    mirror: bool
-    skip_bad_images: bool
-    sample_every: int
-    checkpoint_every: int
-    log_every: int
-
-    def table(self) -> dict[str, Any]:
-        """For TOML (which has no null): the settings that are set."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
 class TrainingInterrupted(GantrixError):
     """The run was stopped by a signal after saving a checkpoint; ``exit_code`` is 128+signal."""
 
@@ -143,24 +66,6 @@ class TrainingInterrupted(GantrixError):
 
 class TrainingDiverged(GantrixError):
     """A loss or term became NaN or infinite; the last good checkpoint is kept."""
-
-
-def _check_settings(values: dict[str, Any], where: str) -> dict[str, Any]:
-    unknown = set(values) - set(SETTINGS)
-    if unknown:
-        raise GantrixError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; "
-                           f"allowed: {', '.join(SETTINGS)}")
-    return {k: SETTINGS[k].validate(v, where) for k, v in values.items() if v is not None}
-
-
-def check_settings(composition: Composition, batch_size: int) -> None:
-    """Ask the tricks about the run's settings (`gantrix_check_settings`); their findings
-    join the composition's, and errors raise `CompositionError` before any work."""
-    findings = [f for answer in composition.hook.gantrix_check_settings(batch_size=batch_size)
-                for f in answer or ()]
-    composition.findings.extend(findings)
-    if any(f.severity == "error" for f in findings):
-        raise CompositionError(findings)
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -190,46 +95,9 @@ def recipe_or_trick(name: str) -> Recipe:
     return Recipe(recipe=name) if name in catalogue().recipes else Recipe(name)
 
 
-def _host_values(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    """A step's losses read back to the host (one read for all of them)."""
-    return dict(zip(out, torch.stack([v.detach().float().reshape(()) for v in out.values()]).tolist()))
-
-
 def _grad_norm(model: nn.Module) -> float | None:
     norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else None
-
-
-class Progress:
-    """One status line, rewritten in place on a terminal; silent otherwise."""
-
-    def __init__(self, total: int, enabled: bool | None = None, stream=None):
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.total = total
-        self.last = 0.0
-        self.shown = False
-
-    def update(self, step: int, losses: Callable[[], dict[str, float]], rate: float,
-               force: bool = False):
-        """Redraw (at most every 0.2 s); ``losses`` is called only then, so reading the
-        losses back from the device happens only then."""
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self.last < 0.2):
-            return
-        self.last = now
-        parts = " ".join(f"{k} {v:.4g}" for k, v in losses().items() if k.endswith("_loss"))
-        eta = (self.total - step) / rate if rate > 0 else 0.0
-        self.stream.write(f"\rstep {step}/{self.total} | {parts} | {rate:.1f} steps/s | "
-                          f"eta {int(eta) // 60}:{int(eta) % 60:02d}   ")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self):
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.shown = False
 
 
 class Trainer:
@@ -257,19 +125,19 @@ class Trainer:
                  progress: bool | None = None, _resume: bool | dict = False,
                  _without: Sequence[str] = ()):
         self.recipe = _as_recipe(recipe)
-        given = _check_settings(dict(steps=steps, batch_size=batch_size, seed=seed, device=device,
+        given = check_values(dict(steps=steps, batch_size=batch_size, seed=seed, device=device,
                                      precision=precision, latent_dim=latent_dim, width=width, lr=lr,
                                      image_size=image_size, mirror=mirror,
                                      skip_bad_images=skip_bad_images, sample_every=sample_every,
                                      checkpoint_every=checkpoint_every, log_every=log_every),
                                 "train")
-        from_recipe = _check_settings(dict(self.recipe.train), "the recipe's [train] table")
+        from_recipe = check_values(dict(self.recipe.train), "the recipe's [train] table")
         self.out = Path(out).expanduser() if out is not None else None
         if self.out is not None and not _resume:
             _check_new_run_folder(self.out)
         self.data, source = self._load_data(data, {**from_recipe, **given})
         self.recipe = self.recipe.for_data("images" if self.data.is_image else "points")
-        from_recipe = _check_settings(dict(self.recipe.train), "the recipe's [train] table")
+        from_recipe = check_values(dict(self.recipe.train), "the recipe's [train] table")
         self.composition = Composition(self.recipe)
         merged = {**SETTINGS_DEFAULTS, **defaults_for(self.data, source), **from_recipe, **given, "data": source}
         self.settings = Settings(**{f.name: merged.get(f.name) for f in fields(Settings)})
@@ -656,7 +524,7 @@ class Trainer:
                     if s.checkpoint_every and step % s.checkpoint_every == 0 and step != s.steps:
                         self.save_checkpoint()
                         self._last_checkpoint = step
-                    progress.update(step, functools.partial(_host_values, out),
+                    progress.update(step, functools.partial(host_values, out),
                                     1.0 / max(self.elapsed / max(step, 1), 1e-9))
                     if self._stop is not None:
                         self._interrupted(self._stop)
@@ -756,7 +624,6 @@ class Trainer:
         return result
 
 
-SETTINGS_DEFAULTS = {name: p.default for name, p in SETTINGS.items()}
 #: steps in a row with an update the fp16 scaler skipped before the run counts as diverged
 #: (a loss scale halved this often is below 1e-10: the gradients are not finite at any scale).
 MAX_SKIPPED_STEPS = 50

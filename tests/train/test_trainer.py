@@ -261,7 +261,7 @@ class _Stream:
 
 
 def test_progress_line_on_a_terminal_only():
-    from gantrix.trainer import Progress
+    from gantrix.progress import Progress
 
     tty = _Stream(True)
     bar = Progress(100, stream=tty)
