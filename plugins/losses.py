@@ -54,7 +54,7 @@ class Minimax(_LogitLoss):
     name = "minimax"
     summary = "original GAN loss: G minimises log(1 - D(G(z))) (saturates early in training)"
     paper = "Goodfellow et al. 2014, Generative Adversarial Nets, eq. 1"
-    provides = ("bce-real-term",)
+    provides = ("bce-real-term", "target-labels")
     generator_uses_real = False
 
     def d_loss(self, real_logits, fake_logits):
@@ -137,6 +137,7 @@ class LeastSquares(_LogitLoss):
     name = "lsgan"
     summary = "least-squares GAN loss (0-1-1 coding)"
     paper = "Mao et al. 2017, Least Squares Generative Adversarial Networks, eq. 9"
+    provides = ("target-labels",)
     generator_uses_real = False
 
     def d_loss(self, real_logits, fake_logits):
