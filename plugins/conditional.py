@@ -107,7 +107,7 @@ class ConditionalGAN(Architecture):
         Param("fake_labels", str, "real", "labels of the fakes: the real batch's or uniform",
               choices=("real", "uniform")),
     )
-    provides = ("conditional",)
+    provides = ("conditional", "critic-labels")
 
     def __init__(self, **values):
         super().__init__(**values)
