@@ -47,10 +47,10 @@ class Consistency(Regularizer):
     images alone lets the generator learn the augmentation's artifacts (Zhao et al. 2021).
 
     T is ``policy``: gantrix's augmentations (those of ``diffaugment``) joined by ``+``. The
-    CR paper's T is a random horizontal flip and a shift of a few pixels; gantrix has the
-    shift (``translation``: up to 1/8 of the size, zero-filled) but no flip, so T is the
-    translation alone. It also keeps the meaning of every kind of image, where a flip would
-    not (digits, text). ``cutout`` and ``color`` may be added.
+    CR paper's T is a random horizontal flip and a shift of a few pixels
+    (``policy=flip+translation``); the default is the shift alone (``translation``: up to
+    1/8 of the size, zero-filled), which keeps the meaning of every kind of image, where a
+    flip does not (digits, text). ``cutout`` and ``color`` may be added.
 
     Images only: T means nothing for vectors, so it is an error on vector data. Under
     ``diffaugment`` T applies to the images as the critic sees them (already augmented).

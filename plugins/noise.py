@@ -145,7 +145,14 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     return x * (~cut).unsqueeze(1).to(x.dtype)
 
 
-AUGMENTATIONS = {"color": color, "translation": translation, "cutout": cutout}
+def flip(x: torch.Tensor) -> torch.Tensor:
+    """Mirror each image left to right with probability ½ (the flip of consistency
+    regularization's T, Zhang et al. 2020): for data where a mirror image means the same."""
+    mirrored = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+    return torch.where(mirrored, x.flip(-1), x)
+
+
+AUGMENTATIONS = {"color": color, "translation": translation, "cutout": cutout, "flip": flip}
 
 
 class DiffAugment(Policy):

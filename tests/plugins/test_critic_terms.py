@@ -299,9 +299,9 @@ def test_label_flip_trains_on_points_and_only_in_critic_updates():
     ("consistency", dict(fake_weight=5.0),
      "consistency: parameter 'fake_weight' got 5.0, but it weighs the generated images' "
      "cost, which only balanced=true adds"),
-    ("consistency", dict(policy="flip"),
-     "consistency: parameter 'policy' got 'flip'; allowed: augmentations joined by '+' "
-     "from color, translation, cutout"),
+    ("consistency", dict(policy="rotate"),
+     "consistency: parameter 'policy' got 'rotate'; allowed: augmentations joined by '+' "
+     "from color, translation, cutout, flip"),
     ("lecam", dict(weight=-0.3), "lecam: parameter 'weight' got -0.3; allowed: float in [0, inf)"),
     ("lecam", dict(decay=1.0), "lecam: parameter 'decay' got 1.0; allowed: float in [0, 1)"),
     ("label-flip", dict(p=0.5), "label-flip: parameter 'p' got 0.5; allowed: float in [0, 0.5)"),

@@ -60,3 +60,16 @@ def test_cutout_cuts_opposite_borders_equally_often_as_the_reference(side):
     for seen in (zero.any(2).double().mean(0), zero.any(1).double().mean(0)):  # rows, columns
         torch.testing.assert_close(seen, odds, rtol=0, atol=tolerance)
         torch.testing.assert_close(seen, seen.flip(0), rtol=0, atol=2 * tolerance)
+
+
+def test_flip_mirrors_about_half_of_the_images_and_keeps_the_rest():
+    from gantrix.plugins.noise import flip
+
+    torch.manual_seed(0)
+    x = torch.randn(400, 2, 5, 7)
+    y = flip(x)
+    mirrored = torch.tensor([torch.equal(a, b.flip(-1)) for a, b in zip(y, x)])
+    kept = torch.tensor([torch.equal(a, b) for a, b in zip(y, x)])
+    assert bool((mirrored ^ kept).all())  # each image is exactly one of the two
+    assert 160 <= int(mirrored.sum()) <= 240  # Binomial(400, 1/2): mean 200, sd 10
+    assert gantrix.make("diffaugment", policy="flip+translation").policy == "flip+translation"

@@ -127,8 +127,8 @@ def test_diffaugment_policy_is_checked_and_normalised():
     assert gantrix.make("diffaugment", policy="cutout, color").policy == "cutout+color"
     assert gantrix.Recipe("nonsaturating", "diffaugment:policy=color+cutout").compose() \
         .get("diffaugment").ops[1].__name__ == "cutout"
-    with pytest.raises(gantrix.ParamError, match="'policy' got 'flip'"):
-        gantrix.make("diffaugment", policy="flip")
+    with pytest.raises(gantrix.ParamError, match="'policy' got 'rotate'"):
+        gantrix.make("diffaugment", policy="rotate")
 
 
 def test_diffaugment_on_vector_data_is_an_error():
