@@ -124,6 +124,9 @@ def prepare_folder(folder: str | Path, size: int, *, skip_bad: bool = False,
     cached = _open_checked(root / key, key, report)
     if cached is not None:
         _refuse_skipped(cached, folder, skip_bad)
+        if cached.skipped:
+            report(f"{len(cached.skipped)} unreadable image file(s) of {folder} left out "
+                   f"(--skip-bad-images), as when it was prepared")
         return cached
     workers = _default_workers() if workers is None else workers
     if workers < 1:

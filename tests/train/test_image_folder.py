@@ -177,8 +177,11 @@ def test_unreadable_files_are_named_or_skipped_and_counted(tmp_path):
         load_data(tmp_path / "imgs", image_size=8)
     data = load_data(tmp_path / "imgs", image_size=8, skip_bad_images=True)
     assert len(data) == 4
-    prepared = prepare_folder(tmp_path / "imgs", 8, skip_bad=True, report=_quiet)
+    lines = []
+    prepared = prepare_folder(tmp_path / "imgs", 8, skip_bad=True, report=lines.append)
     assert prepared.skipped == ["cut.jpg", "notes.png"] and prepared.seconds == 0.0
+    assert lines == [f"2 unreadable image file(s) of {tmp_path / 'imgs'} left out "
+                     "(--skip-bad-images), as when it was prepared"]
     # the cache remembers what it left out: without the flag it still refuses
     with pytest.raises(GantrixError, match="2 unreadable.*--skip-bad-images"):
         load_data(tmp_path / "imgs", image_size=8)
