@@ -66,3 +66,12 @@ def test_adam_with_the_dcgan_settings(name):
     tricks = _config(name)
     assert "nonsaturating" in tricks
     assert (tricks["adam"]["lr"], tricks["adam"]["beta1"]) == (2e-4, 0.5)
+
+
+def test_rasgan_settles_on_2d_data_with_r1_and_a_decaying_rate():
+    """rasgan's [points] table (measured over three seeds in docs/results.md); images keep
+    the paper's composition."""
+    points = [t.spec() for t in gantrix.Recipe(recipe="rasgan").for_data("points").compose().tricks]
+    images = [t.spec() for t in gantrix.Recipe(recipe="rasgan").for_data("images").compose().tricks]
+    assert "r1:gamma=0.1" in points and "lr-decay" in points
+    assert not any(s.startswith(("r1", "lr-decay")) for s in images)
