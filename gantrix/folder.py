@@ -116,7 +116,7 @@ def prepare_folder(folder: str | Path, size: int, *, skip_bad: bool = False,
     ends (default: standard error); ``progress`` draws a bar on a terminal (default: when
     standard error is one).
     """
-    folder = Path(folder).expanduser()
+    folder = Path(folder).expanduser().resolve()
     report = report or _stderr_line
     listing = list_images(folder)
     key = listing.key(size)
