@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .errors import GantrixError
+
 ROLES = ("generator", "discriminator")
 
 
@@ -274,3 +276,50 @@ def widen_input(layer: nn.Module, extra: int) -> nn.Module:
             new.bias.copy_(layer.bias)
     new.train(layer.training)
     return new
+
+
+#: convolution layers (a critic's last layer may be one of these or a Linear).
+CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def last_layer(model: nn.Module) -> nn.Module:
+    """The critic's last Linear or Conv layer (in its ``.net`` layer stack, looked for
+    through ``.wrapped``): ψ, the layer that makes the logit from the penultimate features.
+    Raises TypeError when the model has no such layer, or a grouped one."""
+    net = find_layers(model)
+    if net is None:
+        raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input)")
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, *CONV))]
+    if not layers:
+        raise TypeError("its layer stack has no Linear or Conv layer")
+    if getattr(layers[-1], "groups", 1) != 1:
+        raise TypeError(f"its last layer is a grouped {type(layers[-1]).__name__}")
+    return layers[-1]
+
+
+class FeatureCritic(nn.Module):
+    """A critic wrapper that also gets the critic's penultimate features φ(x): the input of
+    its last layer ``tap``, kept by a forward pre-hook during the critic's own forward pass,
+    so the critic's body runs once and is shared with the logit. For tricks that read
+    features (an auxiliary head, a projection, feature matching); ``owner`` names the trick
+    in errors."""
+
+    def __init__(self, wrapped: nn.Module, tap: nn.Module, owner: str):
+        super().__init__()
+        self.wrapped = wrapped
+        self.owner = owner
+        self._features: torch.Tensor | None = None
+        tap.register_forward_pre_hook(self._keep)
+
+    def _keep(self, module, args):
+        self._features = args[0]
+
+    def critic(self, x: torch.Tensor, inputs: dict) -> tuple[torch.Tensor | dict, torch.Tensor]:
+        """The wrapped critic's output on ``x`` (its logits, or its dict) and φ(x)."""
+        out = self.wrapped(x, **inputs)
+        features, self._features = self._features, None
+        if features is None:
+            raise GantrixError(f"{self.owner}: the critic's last layer, whose input "
+                               f"{self.owner} reads, did not run: a trick replaced it "
+                               f"after {self.owner} transformed the critic")
+        return out, features

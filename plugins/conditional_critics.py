@@ -18,14 +18,13 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gantrix import Architecture, Clash, GantrixError, ModelTransformError, Param, hookimpl
-from gantrix.models import find_layers
+from gantrix.models import CONV, FeatureCritic, last_layer
 from gantrix.plugins.conditional import ConditionalGAN
 
 ODENA = ("Odena, Olah & Shlens 2017, Conditional Image Synthesis with Auxiliary Classifier "
          "GANs")
 MIYATO = "Miyato & Koyama 2018, cGANs with Projection Discriminator"
 
-CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 #: the one relation both tricks declare, word for word, so that a pair of them is reported
 #: once; ``cgan`` carries the tag too.
@@ -38,21 +37,6 @@ ONE_LABEL_PATH = Clash(
     "also conditions the generator on y, which would take the labels twice, and the "
     "critic's objective would be none of the papers': keep one of them",
     f"{MIYATO}, Fig. 1 and §2, which compare the three")
-
-
-def last_layer(model: nn.Module) -> nn.Module:
-    """The critic's last Linear or Conv layer (in its ``.net`` layer stack, looked for
-    through ``.wrapped``): ψ, the layer that makes the logit from the penultimate features.
-    Raises TypeError when the model has no such layer, or a grouped one."""
-    net = find_layers(model)
-    if net is None:
-        raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input)")
-    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, *CONV))]
-    if not layers:
-        raise TypeError("its layer stack has no Linear or Conv layer")
-    if getattr(layers[-1], "groups", 1) != 1:
-        raise TypeError(f"its last layer is a grouped {type(layers[-1]).__name__}")
-    return layers[-1]
 
 
 def layer_like(layer: nn.Module, outputs: int, bias: bool) -> nn.Module:
@@ -80,32 +64,6 @@ def per_sample(layer: nn.Module, features: torch.Tensor) -> torch.Tensor:
     averaged (none are on a critic whose last conv covers its whole last feature map)."""
     out = layer(features)
     return out.flatten(2).mean(2) if out.dim() > 2 else out
-
-
-class FeatureCritic(nn.Module):
-    """A critic wrapper that also gets the critic's penultimate features φ(x): the input of
-    its last layer ``tap``, kept by a forward pre-hook during the critic's own forward pass,
-    so the critic's body runs once and is shared with the logit."""
-
-    def __init__(self, wrapped: nn.Module, tap: nn.Module, owner: str):
-        super().__init__()
-        self.wrapped = wrapped
-        self.owner = owner
-        self._features: torch.Tensor | None = None
-        tap.register_forward_pre_hook(self._keep)
-
-    def _keep(self, module, args):
-        self._features = args[0]
-
-    def critic(self, x: torch.Tensor, inputs: dict) -> tuple[torch.Tensor | dict, torch.Tensor]:
-        """The wrapped critic's output on ``x`` (its logits, or its dict) and φ(x)."""
-        out = self.wrapped(x, **inputs)
-        features, self._features = self._features, None
-        if features is None:
-            raise GantrixError(f"{self.owner}: the critic's last layer, whose input the "
-                               f"{self.owner} head reads, did not run: a trick replaced it "
-                               f"after {self.owner} transformed the critic")
-        return out, features
 
 
 class ClassifierCritic(FeatureCritic):

@@ -20,8 +20,7 @@ from torch import nn
 
 from gantrix import (Architecture, Clash, GantrixError, ModelTransformError, Param, ParamError,
                      Regularizer, hookimpl)
-from gantrix.models import WIDENABLE, find_layers, widen_input
-from gantrix.plugins.conditional_critics import FeatureCritic, last_layer
+from gantrix.models import WIDENABLE, FeatureCritic, find_layers, last_layer, widen_input
 from gantrix.plugins.minibatch_stddev import MinibatchStdDev
 
 SALIMANS = ("Salimans, Goodfellow, Zaremba, Cheung, Radford & Chen 2016, Improved Techniques "
