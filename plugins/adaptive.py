@@ -3,13 +3,12 @@ whose augmentation probability follows a measure of the critic's overfitting, an
 training, whose generator learns only from the fakes the critic scores best."""
 from __future__ import annotations
 
-import re
 
 import torch
 
 from gantrix import (Clash, Finding, GantrixError, ModelTransformError, Param, ParamError,
                      Policy, hookimpl)
-from gantrix.plugins.noise import AUGMENTATIONS
+from gantrix.plugins.noise import AUGMENTATIONS, parse_policy
 
 ADA_PAPER = ("Karras, Aittala, Hellsten, Laine, Lehtinen & Aila 2020, Training Generative "
              "Adversarial Networks with Limited Data, §2.2 (p < 0.8 does not leak), §3 "
@@ -111,10 +110,7 @@ class AdaptiveAugmentation(Policy):
                        "steer p against them; use one of them", ADA_PAPER),)
 
     def validate(self) -> None:
-        ops = {p.strip() for p in re.split(r"[+,]", self.policy) if p.strip()}
-        if not ops or not ops <= set(ADA_ORDER):
-            raise ParamError(f"{self.name}: parameter 'policy' got {self.policy!r}; allowed: "
-                             f"augmentations joined by '+' from {', '.join(ADA_ORDER)}")
+        ops = set(parse_policy(self, ADA_ORDER))
         if self.p > self.max_p:
             raise ParamError(f"{self.name}: parameter 'p' got {self.p!r}, above max_p="
                              f"{self.max_p!r}; p starts at most at max_p")

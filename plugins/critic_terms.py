@@ -8,13 +8,11 @@ All three only train the critic: a run trained with them samples without this pl
 """
 from __future__ import annotations
 
-import re
-
 import torch
 
-from gantrix import (Clash, GantrixError, ModelTransformError, Param, ParamError,
+from gantrix import (Clash, ModelTransformError, Param, ParamError,
                      Regularizer, Requires, hookimpl)
-from gantrix.plugins.noise import AUGMENTATIONS
+from gantrix.plugins.noise import AUGMENTATIONS, augment_images, parse_policy
 
 CR_PAPER = ("Zhang, Zhang, Odena & Lee 2020, Consistency Regularization for Generative "
             "Adversarial Networks, §3, Algorithm 1")
@@ -73,10 +71,7 @@ class Consistency(Regularizer):
     )
 
     def validate(self) -> None:
-        ops = [p.strip() for p in re.split(r"[+,]", self.policy) if p.strip()]
-        if not ops or any(p not in AUGMENTATIONS for p in ops):
-            raise ParamError(f"{self.name}: parameter 'policy' got {self.policy!r}; allowed: "
-                             f"augmentations joined by '+' from {', '.join(AUGMENTATIONS)}")
+        ops = parse_policy(self)
         self.policy = self.config["policy"] = "+".join(ops)
         self.ops = [AUGMENTATIONS[p] for p in ops]
         default = next(p.default for p in self.params if p.name == "fake_weight")
@@ -87,12 +82,7 @@ class Consistency(Regularizer):
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """T(``x``): images (N, C, H, W) through every op of the policy, drawn per image."""
-        if x.dim() != 4:
-            raise GantrixError(f"{self.name} augments images (N, C, H, W); got samples of shape "
-                               f"{tuple(x.shape)}: remove it for vector data")
-        for op in self.ops:
-            x = op(x)
-        return x
+        return augment_images(self.name, self.ops, x)
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):

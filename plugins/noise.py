@@ -155,6 +155,27 @@ def flip(x: torch.Tensor) -> torch.Tensor:
 AUGMENTATIONS = {"color": color, "translation": translation, "cutout": cutout, "flip": flip}
 
 
+def parse_policy(trick, allowed=tuple(AUGMENTATIONS)) -> list[str]:
+    """The augmentation names of ``trick.policy`` (joined by ``+`` or ``,``), each one of
+    ``allowed``; raises ParamError naming the parameter, the value and the choices."""
+    ops = [p.strip() for p in re.split(r"[+,]", trick.policy) if p.strip()]
+    if not ops or any(p not in allowed for p in ops):
+        raise ParamError(f"{trick.name}: parameter 'policy' got {trick.policy!r}; allowed: "
+                         f"augmentations joined by '+' from {', '.join(allowed)}")
+    return ops
+
+
+def augment_images(name: str, ops, x: torch.Tensor) -> torch.Tensor:
+    """Images ``x`` (N, C, H, W) through the augmentations ``ops`` in turn; a clear error
+    naming the trick ``name`` for anything that is not a batch of images."""
+    if x.dim() != 4:
+        raise GantrixError(f"{name} augments images (N, C, H, W); got samples of shape "
+                           f"{tuple(x.shape)}: remove it for vector data")
+    for op in ops:
+        x = op(x)
+    return x
+
+
 class DiffAugment(Policy):
     """Differentiable augmentation (Zhao et al. 2020): the same random, differentiable
     transformations T are applied to the real and the generated images every time the
@@ -177,22 +198,13 @@ class DiffAugment(Policy):
                     f"augmentations joined by '+': {', '.join(AUGMENTATIONS)}"),)
 
     def validate(self) -> None:
-        ops = [p.strip() for p in re.split(r"[+,]", self.policy) if p.strip()]
-        unknown = [p for p in ops if p not in AUGMENTATIONS]
-        if unknown or not ops:
-            raise ParamError(f"{self.name}: parameter 'policy' got {self.policy!r}; allowed: "
-                             f"augmentations joined by '+' from {', '.join(AUGMENTATIONS)}")
+        ops = parse_policy(self)
         self.policy = self.config["policy"] = "+".join(ops)
         self.ops = [AUGMENTATIONS[p] for p in ops]
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, C, H, W) through every op of the policy."""
-        if x.dim() != 4:
-            raise GantrixError(f"{self.name} augments images (N, C, H, W); got samples of shape "
-                               f"{tuple(x.shape)}: remove it for vector data")
-        for op in self.ops:
-            x = op(x)
-        return x
+        return augment_images(self.name, self.ops, x)
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
