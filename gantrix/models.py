@@ -278,6 +278,18 @@ def widen_input(layer: nn.Module, extra: int) -> nn.Module:
     return new
 
 
+def last_widenable(model: nn.Module) -> tuple[nn.Sequential, int]:
+    """``model``'s layer stack and the index in it of its last `WIDENABLE` layer (where a
+    trick inserts a feature before the output); TypeError when there is none."""
+    net = find_layers(model)
+    last = None if net is None else next(
+        (i for i in reversed(range(len(net))) if isinstance(net[i], WIDENABLE)), None)
+    if last is None:
+        raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input) "
+                        "with a Linear or Conv layer")
+    return net, last
+
+
 #: convolution layers (a critic's last layer may be one of these or a Linear).
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

@@ -3,7 +3,6 @@ whose augmentation probability follows a measure of the critic's overfitting, an
 training, whose generator learns only from the fakes the critic scores best."""
 from __future__ import annotations
 
-
 import torch
 
 from gantrix import (Clash, Finding, GantrixError, ModelTransformError, Param, ParamError,

@@ -20,7 +20,7 @@ from torch import nn
 
 from gantrix import (Architecture, Clash, GantrixError, ModelTransformError, Param, ParamError,
                      Regularizer, hookimpl)
-from gantrix.models import WIDENABLE, FeatureCritic, find_layers, last_layer, widen_input
+from gantrix.models import FeatureCritic, find_layers, last_layer, last_widenable, widen_input
 from gantrix.plugins.minibatch_stddev import MinibatchStdDev
 
 SALIMANS = ("Salimans, Goodfellow, Zaremba, Cheung, Radford & Chen 2016, Improved Techniques "
@@ -305,13 +305,8 @@ class MinibatchDiscriminationTrick(Architecture):
     def gantrix_transform_model(self, model, role, spec):
         if role != "discriminator":
             return None
-        net = find_layers(model)
-        last = None if net is None else next(
-            (i for i in reversed(range(len(net))) if isinstance(net[i], WIDENABLE)), None)
         try:
-            if last is None:
-                raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input) "
-                                "with a Linear or Conv layer")
+            net, last = last_widenable(model)
             layer = net[last]
             widened = widen_input(layer, self.kernels)
         except TypeError as exc:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gantrix import Architecture, ModelTransformError, Param, ParamError, hookimpl
-from gantrix.models import WIDENABLE, find_layers, widen_input
+from gantrix.models import last_widenable, widen_input
 
 PAPER = ("Karras, Aila, Laine & Lehtinen 2018, Progressive Growing of GANs for Improved "
          "Quality, Stability, and Variation, §3")
@@ -84,13 +84,8 @@ class MinibatchStdDevTrick(Architecture):
     def gantrix_transform_model(self, model, role, spec):
         if role != "discriminator":
             return None
-        net = find_layers(model)
-        last = None if net is None else next(
-            (i for i in reversed(range(len(net))) if isinstance(net[i], WIDENABLE)), None)
         try:
-            if last is None:
-                raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input) "
-                                "with a Linear or Conv layer")
+            net, last = last_widenable(model)
             layer = widen_input(net[last], 1)
         except TypeError as exc:
             raise ModelTransformError(f"cannot insert minibatch-stddev into the critic "
