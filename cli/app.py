@@ -9,6 +9,7 @@ however the app is invoked (the console script, ``python -m gantrix.cli``, or
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from importlib import import_module
 from typing import Callable, NoReturn
@@ -144,4 +145,17 @@ def main() -> None:
     except GantrixError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise SystemExit(USER_ERROR) from None
-    app(prog_name="gantrix")
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        app(prog_name="gantrix")
+        return
+    # a process of a torchrun launch: leave the process group and exit without the
+    # interpreter's teardown, where gloo's worker threads can abort the process (SIGABRT)
+    # after the run has ended well
+    from gantrix import distributed
+
+    try:
+        app(prog_name="gantrix")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    distributed.exit_now(code)

@@ -59,6 +59,7 @@ def _show_findings(trainer) -> None:
 
 
 def train(
+    ctx: typer.Context,
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="A named recipe (gantrix recipes)."),
     trick: List[str] = typer.Option([], "--trick", "-t", metavar="NAME[:k=v,...]",
                                     help="A trick to add (or override the recipe's); repeatable."),
@@ -86,13 +87,23 @@ def train(
     sample_every: Optional[int] = typer.Option(None, help="Steps between sample pictures."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train with N processes on "
+                                        "this machine (torchrun: gloo on CPU, nccl on CUDA); "
+                                        "--batch-size stays the global batch."),
 ) -> None:
     """Train a GAN: a recipe and/or tricks, on built-in data or your images."""
+    from gantrix import distributed
     from gantrix.metrics import format_metrics
     from gantrix.recipe import Recipe
     from gantrix.trainer import Trainer
 
-    progress = False if quiet else None
+    if nproc is not None:
+        _launch(ctx, nproc, out if resume is not None or out is not None
+                else _default_out(recipe, trick, data or Recipe(recipe=recipe, config=config)
+                                  .extend(trick).train.get("data")))
+        return
+    distributed.init_from_environment(device)
+    progress = False if quiet or not distributed.is_writer() else None
     if resume is not None:
         given = [n for n, v in (("--recipe", recipe), ("--config", config), ("--data", data),
                                 ("--out", out)) if v is not None] + (["--trick"] if trick else [])
@@ -109,7 +120,8 @@ def train(
         trainer = Trainer.resume(resume, steps=steps, device=device, progress=progress)
         where = (f"step {trainer.resumed_from}" if trainer.resumed_from is not None
                  else "the start (no checkpoint yet)")
-        typer.echo(f"resuming {resume} from {where} of {trainer.settings.steps}", err=True)
+        _say(f"resuming {resume} from {where} of {trainer.settings.steps}"
+             f"{_processes(trainer)}")
     else:
         if recipe is None and config is None and not trick:
             raise GantrixError("nothing to train: give --recipe NAME, --config FILE or "
@@ -120,19 +132,78 @@ def train(
 
             raise GantrixError(f"no data: give --data ({', '.join(BUILTIN)}, an image folder "
                                "or a .npy/.pt file)")
-        out = out or _default_out(recipe, trick, data or spec.train.get("data"))
+        # one folder for every process of a distributed run: rank 0's choice
+        out = distributed.broadcast(out or _default_out(recipe, trick,
+                                                        data or spec.train.get("data")))
         trainer = Trainer(spec, data, out=out, steps=steps, batch_size=batch_size, seed=seed,
                           device=device, precision=precision, lr=lr, image_size=image_size, mirror=mirror or None,
                           skip_bad_images=skip_bad_images or None, latent_dim=latent_dim,
                           width=width, sample_every=sample_every,
                           checkpoint_every=checkpoint_every, progress=progress)
         s = trainer.settings
-        typer.echo(f"training [{' '.join(trainer.composition.specs())}] on {s.data} for "
-                   f"{s.steps} steps (batch {s.batch_size}, {trainer.device}) -> {out}", err=True)
-    _show_findings(trainer)
-    trainer.fit()
-    result = trainer.evaluate()
-    typer.echo(f"done: {trainer.step} steps in {trainer.elapsed:.1f} s; {format_metrics(result)}")
+        _say(f"training [{' '.join(trainer.composition.specs())}] on {s.data} for "
+             f"{s.steps} steps (batch {s.batch_size}, {trainer.device}{_processes(trainer)}) "
+             f"-> {out}")
+    if trainer.writer:
+        _show_findings(trainer)
+    try:
+        trainer.fit()
+        if trainer.writer:
+            result = trainer.evaluate()
+            typer.echo(f"done: {trainer.step} steps in {trainer.elapsed:.1f} s; "
+                       f"{format_metrics(result)}")
+    finally:
+        distributed.close()
+
+
+def _say(message: str) -> None:
+    """A status line on stderr, from one process of a distributed run only."""
+    from gantrix import distributed
+
+    if distributed.is_writer():
+        typer.echo(message, err=True)
+
+
+def _processes(trainer) -> str:
+    return f", {trainer.processes} processes" if trainer.processes > 1 else ""
+
+
+def _launch(ctx: typer.Context, nproc: int, out: Path) -> None:
+    """Run this same ``gantrix train`` command in ``nproc`` processes through torch's own
+    launcher (``python -m torch.distributed.run --standalone``), with the run folder fixed
+    to ``out`` so that every process writes to one place."""
+    import subprocess
+    import sys
+
+    from gantrix import distributed
+
+    if nproc < 1:
+        raise GantrixError(f"--nproc must be at least 1, got {nproc}")
+    if distributed.launched():
+        raise GantrixError("--nproc starts the processes itself; under torchrun, drop it")
+    words: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None or value is False or value == []:
+            continue
+        flag = max(param.opts, key=len)
+        if param.name == "out" and ctx.params.get("resume") is None:
+            value = out
+        if getattr(param, "is_flag", False):
+            words.append(flag)
+        else:
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                words += [flag, str(v)]
+    if ctx.params.get("resume") is None and ctx.params.get("out") is None:
+        words += ["--out", str(out)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "gantrix", "train", *words]
+    code = subprocess.call(command)
+    if code:
+        typer.secho(f"error: the {nproc}-process run stopped (exit status {code}); its "
+                    f"last checkpoint is in {ctx.params.get('resume') or out}", fg=typer.colors.RED,
+                    err=True)
+        raise typer.Exit(code)
 
 
 def _load_run(run: Path, device: str | None):

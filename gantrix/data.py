@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .errors import GantrixError
 
 TENSOR_SUFFIXES = (".npy", ".pt")
@@ -52,6 +53,13 @@ class Data:
 
     def next_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
+
+    def next_shard(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This process's rows of the next global batch of ``n`` (`gantrix.distributed`):
+        every process advances the data's stream by the whole batch. In one process, the
+        same as `next_batch`. Override to read only the slice (`TensorData` does)."""
+        x, labels = self.next_batch(n)
+        return distributed.shard(x), None if labels is None else distributed.shard(labels)
 
     def reference(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` real samples drawn without touching the training stream (for plots)."""
@@ -215,6 +223,10 @@ class TensorData(Data):
         idx = self.next_indices(n)
         return self.get(idx), None if self.labels is None else self.labels[idx]
 
+    def next_shard(self, n):
+        idx = distributed.shard(self.next_indices(n))
+        return self.get(idx), None if self.labels is None else self.labels[idx]
+
     def reference(self, n, seed=0):
         idx = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(seed))[:n]
         return self.get(idx)
@@ -256,8 +268,13 @@ class Mirrored(Data):
         return len(self.inner)
 
     def next_batch(self, n):
-        x, labels = self.inner.next_batch(n)
-        flip = torch.rand(len(x), generator=self.rng) < 0.5
+        return self._flipped(*self.inner.next_batch(n))
+
+    def next_shard(self, n):
+        return self._flipped(*self.inner.next_shard(n))
+
+    def _flipped(self, x, labels):
+        flip = distributed.rand(len(x), generator=self.rng) < 0.5
         x = x.clone()
         x[flip] = x[flip].flip(-1)
         return x, labels

@@ -102,14 +102,16 @@ def gantrix_check_model(model, role):
 
 
 @hookspec
-def gantrix_check_settings(batch_size):
+def gantrix_check_settings(batch_size, processes):
     """Inspect the run's settings before any file is written or update made; return
     `Finding`s (or None).
 
-    ``batch_size`` is the number of real samples per update (``--batch-size``). Errors stop
-    the run as model-check errors do. A trick whose needs depend on the batch (packs of m
-    samples, groups of a minibatch statistic) says so here rather than failing at the first
-    update.
+    ``batch_size`` is the number of real samples per update (``--batch-size``: the global
+    batch); ``processes`` how many processes share it (`gantrix.distributed`: each update
+    sees ``batch_size / processes`` of them, a contiguous slice). Errors stop the run as
+    model-check errors do. A trick whose needs depend on the batch (packs of m samples,
+    groups of a minibatch statistic) says so here rather than failing at the first update;
+    take only the arguments you need.
     """
 
 

@@ -47,16 +47,21 @@ class Precision:
         return None if scaler is None else float(scaler.get_scale())
 
     def backward_and_step(self, role: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                          before_step: Callable[[], None] = lambda: None) -> bool:
-        """Backward ``loss`` and step ``optimizer`` (``before_step`` runs in between, on
-        unscaled gradients). False when the scaler skipped the step (inf/NaN gradients)."""
+                          before_step: Callable[[], None] = lambda: None,
+                          after_backward: Callable[[], None] = lambda: None) -> bool:
+        """Backward ``loss`` and step ``optimizer``: ``after_backward`` runs on the gradients
+        as the backward left them (still scaled under fp16: averaging them over processes
+        there makes every process's scaler see the same inf/NaN), ``before_step`` on the
+        unscaled gradients. False when the scaler skipped the step (inf/NaN gradients)."""
         scaler = self.scalers.get(role)
         if scaler is None:
             loss.backward()
+            after_backward()
             before_step()
             optimizer.step()
             return True
         scaler.scale(loss).backward()
+        after_backward()
         scaler.unscale_(optimizer)
         before_step()
         scale = scaler.get_scale()

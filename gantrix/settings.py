@@ -102,11 +102,15 @@ def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:
     return {k: SETTINGS[k].validate(v, where) for k, v in values.items() if v is not None}
 
 
-def check_settings(composition: Composition, batch_size: int) -> None:
+def check_settings(composition: Composition, batch_size: int, processes: int = 1) -> None:
     """Ask the tricks about the run's settings (`gantrix_check_settings`); their findings
-    join the composition's, and errors raise `CompositionError` before any work."""
-    findings = [f for answer in composition.hook.gantrix_check_settings(batch_size=batch_size)
-                for f in answer or ()]
+    join the composition's, and errors raise `CompositionError` before any work. A batch
+    that ``processes`` cannot share evenly is a `GantrixError`."""
+    if batch_size % processes:
+        raise GantrixError(f"--batch-size {batch_size} is the global batch, shared by "
+                           f"{processes} processes: it must be a multiple of {processes}")
+    findings = [f for answer in composition.hook.gantrix_check_settings(
+        batch_size=batch_size, processes=processes) for f in answer or ()]
     composition.findings.extend(findings)
     if any(f.severity == "error" for f in findings):
         raise CompositionError(findings)

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from . import distributed
 from .batch import Batch
 from .compose import Composition
 from .errors import CompositionError, GantrixError, ModelTransformError
@@ -128,7 +129,8 @@ class ComposedStep:
         """A conditioned, prepared batch for ``phase``, scored by ``critic`` (default: the
         discriminator) and counted as update ``step`` (default: this phase's next). The fakes
         carry the generator's graph when ``graph`` (default: in generator updates only)."""
-        z = torch.randn(real.shape[0], self.spec.latent_dim, device=real.device, generator=self.rng)
+        z = distributed.randn(real.shape[0], self.spec.latent_dim, device=real.device,
+                              generator=self.rng)
         if step is None:
             step = self.d_steps if phase == "discriminator" else self.g_steps
         batch = Batch(real=real, labels=labels, z=z, phase=phase, step=step,
@@ -228,8 +230,10 @@ class ComposedStep:
         total = _total(loss, terms)
         opt = self.optimizers[role]
         opt.zero_grad(set_to_none=True)
-        stepped = self.precision.backward_and_step(role, total, opt,
-                                                   lambda: self._schedule(role, opt))
+        stepped = self.precision.backward_and_step(
+            role, total, opt, lambda: self._schedule(role, opt),
+            after_backward=lambda: distributed.average_gradients(
+                p for group in opt.param_groups for p in group["params"]))
         self._skipped = self._skipped or not stepped
         prefix = "d" if role == "discriminator" else "g"
         out = {f"{prefix}_loss": loss.detach()}

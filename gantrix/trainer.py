@@ -33,6 +33,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from . import distributed
 from .batch import Batch
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from .compose import Composition
@@ -69,6 +70,8 @@ class TrainingDiverged(GantrixError):
 
 
 def _resolve_device(name: str) -> torch.device:
+    if distributed.active():  # each process has its device: cuda:LOCAL_RANK or the CPU
+        return distributed.device()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -124,6 +127,8 @@ class Trainer:
                  generator: nn.Module | None = None, discriminator: nn.Module | None = None,
                  progress: bool | None = None, _resume: bool | dict = False,
                  _without: Sequence[str] = ()):
+        if distributed.launched():  # started by torchrun: join the other processes first
+            distributed.init_from_environment(device)
         self.recipe = _as_recipe(recipe)
         given = check_values(dict(steps=steps, batch_size=batch_size, seed=seed, device=device,
                                      precision=precision, latent_dim=latent_dim, width=width, lr=lr,
@@ -133,7 +138,9 @@ class Trainer:
                                 "train")
         from_recipe = check_values(dict(self.recipe.train), "the recipe's [train] table")
         self.out = Path(out).expanduser() if out is not None else None
-        if self.out is not None and not _resume:
+        #: this process writes the run folder (in a distributed run, rank 0 alone does)
+        self.writer = distributed.is_writer()
+        if self.out is not None and not _resume and self.writer:
             _check_new_run_folder(self.out)
         self.data, source = self._load_data(data, {**from_recipe, **given})
         self.recipe = self.recipe.for_data("images" if self.data.is_image else "points")
@@ -147,7 +154,9 @@ class Trainer:
                                                 for t in self.composition.tricks):
             raise GantrixError("lr sets the core's default Adam, but this composition has an "
                                "optimizer trick: set its lr instead (e.g. --trick adam:lr=1e-4)")
-        check_settings(self.composition, self.settings.batch_size)
+        #: processes sharing each batch (`gantrix.distributed`; 1 without torchrun)
+        self.processes = distributed.world_size()
+        check_settings(self.composition, self.settings.batch_size, self.processes)
         self.device = _resolve_device(self.settings.device)
         if _resume is True and (self.out / CHECKPOINT).exists():
             _resume = load_checkpoint(self.out / CHECKPOINT)
@@ -170,6 +179,8 @@ class Trainer:
                 raise GantrixError(f"cannot build models for {self.data.name} "
                                    f"{tuple(self.data.shape)}: {exc}") from None
             self._rng = torch.get_rng_state()
+        self.composition.findings.extend(
+            distributed.findings(self.composition.tricks, self.models, self.processes))
         self.models.generator.to(self.device)
         self.models.discriminator.to(self.device)
         self._cuda_rng = None
@@ -196,6 +207,7 @@ class Trainer:
         if isinstance(_resume, dict):  # else a run stopped before its first checkpoint
             self._restore(_resume)
             self.resumed_from = self.step
+        distributed.same_on_every_rank([self.models.generator, self.models.discriminator])
 
     # ------------------------------------------------------------------ construction
 
@@ -362,6 +374,8 @@ class Trainer:
     # ------------------------------------------------------------------ files
 
     def _prepare_folder(self) -> None:
+        if not self.writer:
+            return
         out = self.out
         out.mkdir(parents=True, exist_ok=True)
         (out / SAMPLES).mkdir(exist_ok=True)
@@ -418,18 +432,18 @@ class Trainer:
         """Write the checkpoint, after checking that no loss since the last check diverged
         (a diverged model never replaces the last good checkpoint)."""
         self._check()
-        if self.out is not None:
+        if self.out is not None and self.writer:
             save_checkpoint(self.out / CHECKPOINT, self.state_dict())
 
     def _write_metrics(self, row: dict) -> None:
         self.history.append(row)
-        if self.out is not None:
+        if self.out is not None and self.writer:
             with open(self.out / METRICS, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
     def save_pictures(self) -> None:
         """A sample picture for this step and the loss curves so far."""
-        if self.out is None:
+        if self.out is None or not self.writer:
             return
         from . import plots
 
@@ -448,7 +462,7 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def _pull(self):
-        x, y = self.data.next_batch(self.settings.batch_size)
+        x, y = self.data.next_shard(self.settings.batch_size)
         return x.to(self.device), None if y is None else y.to(self.device)
 
     def _account(self, out: dict[str, torch.Tensor], seconds: float) -> None:
@@ -464,10 +478,14 @@ class Trainer:
             self.tally.add(out, self.step)
 
     def _check(self) -> None:
-        """Read the tally back; stop with `TrainingDiverged` where a value stopped being finite."""
+        """Read the tally back; stop with `TrainingDiverged` where a value stopped being
+        finite (in any process: they all stop together)."""
         bad = self.tally.read()
+        elsewhere = distributed.any_rank(bad is not None)
         if bad is not None:
             self._diverged(f"{bad.name} is {bad.value}", bad.step)
+        if elsewhere:
+            self._diverged("a loss of another process stopped being finite", self.step)
 
     def _diverged(self, what: str, step: int):
         where = (f"the last good checkpoint (step {self._last_checkpoint}) is kept in "
@@ -479,7 +497,7 @@ class Trainer:
         self._check()
         n, secs = self._interval
         row: dict[str, Any] = {"step": self.step}
-        row.update(self.tally.means())
+        row.update(distributed.mean_over_ranks(self.tally.means()))
         row["grad_norm/discriminator"] = _grad_norm(self.models.discriminator)
         row["grad_norm/generator"] = _grad_norm(self.models.generator)
         row["step_time"] = secs / n if n else None
@@ -504,9 +522,9 @@ class Trainer:
         if self.out is not None:
             self._prepare_folder()
         self._last_checkpoint = self.resumed_from
-        progress = Progress(s.steps, self._progress)
+        progress = Progress(s.steps, self._progress if self.writer else False)
         self._stop = None
-        with self._own_rng(), self._signals():
+        with self._own_rng(), self._signals(), self._peers_watched():
             if self.out is not None and self._last_checkpoint is None:
                 self.save_checkpoint()
                 self._last_checkpoint = self.step
@@ -526,8 +544,8 @@ class Trainer:
                         self._last_checkpoint = step
                     progress.update(step, functools.partial(host_values, out),
                                     1.0 / max(self.elapsed / max(step, 1), 1e-9))
-                    if self._stop is not None:
-                        self._interrupted(self._stop)
+                    if self._stopping(step):
+                        self._interrupted(self._stop or signal.SIGTERM)
             finally:
                 progress.close()
             if self.out is not None:
@@ -535,6 +553,31 @@ class Trainer:
                 self._last_checkpoint = self.step
                 self.save_pictures()
         return self
+
+    def _stopping(self, step: int) -> bool:
+        """Whether a signal asks the loop to stop after this step. Processes of a
+        distributed run agree on it at log lines (they must stop at the same step)."""
+        if not distributed.active():
+            return self._stop is not None
+        if step % self.settings.log_every and step != self.settings.steps:
+            return False
+        return distributed.any_rank(self._stop is not None)
+
+    @contextlib.contextmanager
+    def _peers_watched(self) -> Iterator[None]:
+        """In a distributed run, a collective that fails because another process died
+        becomes a `GantrixError` naming the last checkpoint, not a traceback."""
+        try:
+            yield
+        except distributed.PEER_ERRORS as exc:
+            if not distributed.active():
+                raise
+            kept = (f"the last checkpoint (step {self._last_checkpoint}) is kept in "
+                    f"{self.out}; continue with gantrix train --resume {self.out}"
+                    if self.out is not None and self._last_checkpoint is not None
+                    else "nothing was saved")
+            raise GantrixError(f"another process of this distributed run stopped "
+                               f"({str(exc).strip().splitlines()[0]}); {kept}") from None
 
     def _interrupted(self, signum: int):
         name = signal.Signals(signum).name
@@ -619,7 +662,7 @@ class Trainer:
         elif scorer is not None:
             score, default_n = scorer
             result.update(score(self.sample(n or default_n, seed=seed)))
-        if self.out is not None and self.out.is_dir():
+        if self.out is not None and self.writer and self.out.is_dir():
             write_atomic(self.out / EVAL, (json.dumps(result, indent=2) + "\n").encode())
         return result
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from . import dispatch, reference
 
 KINDS = ("sgan", "lsgan", "hinge")
@@ -123,7 +124,7 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
     weight, center = _nonnegative(weight, "weight"), _nonnegative(center, "center")
     batch = real.shape[0]
     if eps is None:
-        eps = torch.rand(batch, device=real.device, dtype=real.dtype)
+        eps = distributed.rand(batch, device=real.device, dtype=real.dtype)
     else:
         _check_eps(eps, batch, real.device)
     eps = eps.to(real.dtype).view((batch,) + (1,) * (real.dim() - 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from gantrix import distributed
 from gantrix import (Clash, Finding, GantrixError, ModelTransformError, Param, ParamError,
                      Policy, hookimpl)
 from gantrix.plugins.noise import AUGMENTATIONS, parse_policy
@@ -139,7 +140,7 @@ class AdaptiveAugmentation(Policy):
         if self.p == 0:
             return x
         for op in self.ops:
-            chosen = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
+            chosen = distributed.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
             x = torch.where(chosen, op(x), x)
         return x
 
@@ -172,8 +173,9 @@ class AdaptiveAugmentation(Policy):
         self._prepared = None
         if seen is not batch:  # a batch this trick did not prepare: nothing was packed
             images = batch.batch_size
-        signs = batch.real_logits.detach().sign()
-        self._staged = (signs.sum(dtype=torch.float64), signs.numel(), images)
+        signs = distributed.gather_rows(batch.real_logits.detach()).sign()  # r_t of all processes
+        self._staged = (signs.sum(dtype=torch.float64), signs.numel(),
+                        images * distributed.world_size())
         return None  # r_t only reads the critic's outputs: no term
 
     @hookimpl
@@ -260,6 +262,8 @@ class TopK(Policy):
     """
 
     name = "top-k"
+    #: each process keeps the best of its own slice (k/N of its B/N fakes)
+    provides = (distributed.PER_RANK_BATCH,)
     needed_to_sample = False  # it changes only the generator's training signal
     summary = "top-k training: the generator's loss uses only the k fakes the critic rates best"
     paper = TOPK_PAPER

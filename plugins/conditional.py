@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gantrix import distributed
 from gantrix import Architecture, GantrixError, ModelTransformError, Param, hookimpl
 from gantrix.models import find_layers, widen_input
 
@@ -54,7 +55,7 @@ class ConditionalGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, **inputs):
         if labels is None:
-            labels = torch.randint(self.code.num_classes, (z.shape[0],), device=z.device)
+            labels = distributed.randint(0, self.code.num_classes, z.shape[0], device=z.device)
         y = self.code(labels, z.dtype)
         return self.wrapped(torch.cat([z.flatten(1), y], 1), **inputs)
 
@@ -156,7 +157,7 @@ class ConditionalGAN(Architecture):
         if self.num_classes is None:
             raise GantrixError("cgan draws class labels but does not know how many classes "
                                "there are: build the models with gantrix.build_models")
-        return torch.randint(self.num_classes, (n,), device=device)
+        return distributed.randint(0, self.num_classes, n, device=device)
 
 
 @hookimpl

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from gantrix import distributed
 from gantrix import Architecture, Clash, GantrixError, ModelTransformError, Param, hookimpl
 from gantrix.models import CONV, FeatureCritic, last_layer
 from gantrix.plugins.conditional import ConditionalGAN
@@ -154,7 +155,7 @@ class _ClassConditional(Architecture):
                                    "classes there are: build the models with "
                                    "gantrix.build_models")
             else:
-                fake = torch.randint(self.num_classes, (batch.batch_size,), device=batch.device)
+                fake = distributed.randint(0, self.num_classes, batch.batch_size, device=batch.device)
         batch.fake_labels = fake
         batch.generator_inputs["labels"] = fake
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from gantrix import distributed
 from gantrix import (Clash, ModelTransformError, Param, ParamError,
                      Regularizer, Requires, hookimpl)
 from gantrix.plugins.noise import AUGMENTATIONS, augment_images, parse_policy
@@ -169,7 +170,8 @@ class LeCam(Regularizer):
         """(α_R, α_F) moved by ``batch``'s mean outputs, kept until the update's step commits
         them. Depends only on the committed anchors and the batch, so asking again for the
         same batch gives the same anchors."""
-        real, fake = batch.real_logits.detach(), batch.fake_logits.detach()
+        real = distributed.gather_rows(batch.real_logits.detach())
+        fake = distributed.gather_rows(batch.fake_logits.detach())
         dtype = torch.promote_types(real.dtype, torch.float32)  # no half-precision averages
         means = torch.stack([real.to(dtype).mean(), fake.to(dtype).mean()])
         old = torch.zeros_like(means) if self._ema is None else self._ema.to(means)
@@ -257,7 +259,7 @@ class LabelFlip(Regularizer):
         over the batch) swap targets; without it each position flips with probability p."""
         real, fake = batch.real_logits, batch.fake_logits
         if flip is None:
-            flip = torch.rand(real.shape[0], device=real.device) < self.p
+            flip = distributed.rand(real.shape[0], device=real.device) < self.p
         mask = flip.view(-1, *([1] * (real.dim() - 1))).to(real.dtype)
         return (mask * (real - fake)).mean()
 

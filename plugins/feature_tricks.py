@@ -18,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from gantrix import distributed
 from gantrix import (Architecture, Clash, GantrixError, ModelTransformError, Param, ParamError,
                      Regularizer, hookimpl)
 from gantrix.models import FeatureCritic, find_layers, last_layer, last_widenable, widen_input
@@ -162,9 +163,10 @@ class FeatureMatching(Regularizer):
         return MatchedFeatureCritic(model, tap)
 
     def distance(self, batch) -> torch.Tensor:
-        """‖mean f(real) − mean f(fake)‖²₂ on ``batch``, the real features detached."""
-        real = side_features(batch, "real").detach()
-        fake = side_features(batch, "fake")
+        """‖mean f(real) − mean f(fake)‖²₂ on ``batch``, the real features detached (the
+        means over the global batch when several processes share it)."""
+        real = distributed.gather_rows(side_features(batch, "real").detach())
+        fake = distributed.gather_rows(side_features(batch, "fake"))
         return (real.mean(0) - fake.mean(0)).square().sum()
 
     @hookimpl(tryfirst=True)
@@ -280,6 +282,8 @@ class MinibatchDiscriminationTrick(Architecture):
     """
 
     name = "minibatch-discrimination"
+    #: each sample is compared with its own process's slice of the batch
+    provides = (distributed.PER_RANK_BATCH,)
     summary = "critic sees each sample's closeness to the rest of its batch (Salimans 2016)"
     paper = SALIMANS + ", §3.2"
     params = (

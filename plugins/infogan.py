@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gantrix import distributed
 from gantrix import Architecture, ModelTransformError, Param, ParamError, hookimpl
 from gantrix.models import find_layers, widen_input
 
@@ -30,8 +31,8 @@ LAYER = (nn.Linear, *CONV)
 def sample_codes(n: int, categorical: int, continuous: int, device=None):
     """Codes for ``n`` samples: the category index (n,) ~ U{0..K−1} (None when K = 0), the
     continuous codes (n, continuous) ~ U[−1, 1], and G's input vector [one-hot, continuous]."""
-    index = torch.randint(categorical, (n,), device=device) if categorical else None
-    cont = torch.rand(n, continuous, device=device) * 2 - 1
+    index = distributed.randint(0, categorical, n, device=device) if categorical else None
+    cont = distributed.rand(n, continuous, device=device) * 2 - 1
     parts = [F.one_hot(index, categorical).float()] if categorical else []
     return index, cont, torch.cat(parts + [cont], 1)
 

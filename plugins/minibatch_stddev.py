@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gantrix import distributed
 from gantrix import Architecture, ModelTransformError, Param, ParamError, hookimpl
 from gantrix.models import last_widenable, widen_input
 
@@ -74,6 +75,8 @@ class MinibatchStdDevTrick(Architecture):
     """
 
     name = "minibatch-stddev"
+    #: its groups are within each process's slice of the batch (`gantrix.distributed`)
+    provides = (distributed.PER_RANK_BATCH,)
     needed_to_sample = False  # it changes only the critic's training
     summary = "critic sees the batch's feature std as an extra channel (ProGAN; vs mode collapse)"
     paper = PAPER

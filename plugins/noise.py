@@ -6,6 +6,7 @@ import re
 
 import torch
 
+from gantrix import distributed
 from gantrix import (GantrixError, ModelTransformError, Param, ParamError, Policy,
                      Regularizer, Requires, hookimpl)
 
@@ -74,8 +75,8 @@ class InstanceNoise(Policy):
     def gantrix_prepare_batch(self, batch):
         sigma = self.sigma_at(self.progress)
         if sigma > 0:
-            batch.real = batch.real + sigma * torch.randn_like(batch.real)
-            batch.fake = batch.fake + sigma * torch.randn_like(batch.fake)
+            batch.real = batch.real + sigma * _randn_like(batch.real)
+            batch.fake = batch.fake + sigma * _randn_like(batch.fake)
 
     @hookimpl
     def gantrix_after_generator_step(self, models, step):
@@ -95,9 +96,14 @@ class InstanceNoise(Policy):
 # its own random draw per sample.
 
 
+def _randn_like(x: torch.Tensor) -> torch.Tensor:
+    """N(0, 1) like ``x``, this process's rows of the global batch's draw."""
+    return distributed.randn(x.shape[0], *x.shape[1:], device=x.device, dtype=x.dtype)
+
+
 def _per_sample(x: torch.Tensor) -> torch.Tensor:
     """U[0, 1) of shape (N, 1, 1, 1), one draw per sample."""
-    return torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype)
+    return distributed.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype)
 
 
 def color(x: torch.Tensor) -> torch.Tensor:
@@ -118,7 +124,7 @@ def _part(length: int, ratio: float) -> int:
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     """Shift each image by up to ``ratio`` of its size in each direction, zero-filled."""
     n, c, h, w = x.shape
-    dy, dx = (torch.randint(-m, m + 1, (n, 1, 1), device=x.device)
+    dy, dx = (distributed.randint(-m, m + 1, n, 1, 1, device=x.device)
               for m in (_part(h, ratio), _part(w, ratio)))
     rows = torch.arange(h, device=x.device).view(1, h, 1) - dy  # source row of each output row
     cols = torch.arange(w, device=x.device).view(1, 1, w) - dx
@@ -137,8 +143,8 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     equally often, as in DiffAugment's reference code."""
     n, _, h, w = x.shape
     sh, sw = max(1, _part(h, ratio)), max(1, _part(w, ratio))
-    top = torch.randint(-(sh // 2), h - (sh + 1) // 2 + 1, (n, 1, 1), device=x.device)
-    left = torch.randint(-(sw // 2), w - (sw + 1) // 2 + 1, (n, 1, 1), device=x.device)
+    top = distributed.randint(-(sh // 2), h - (sh + 1) // 2 + 1, n, 1, 1, device=x.device)
+    left = distributed.randint(-(sw // 2), w - (sw + 1) // 2 + 1, n, 1, 1, device=x.device)
     rows = torch.arange(h, device=x.device).view(1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, w)
     cut = (rows >= top) & (rows < top + sh) & (cols >= left) & (cols < left + sw)
@@ -148,7 +154,7 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
 def flip(x: torch.Tensor) -> torch.Tensor:
     """Mirror each image left to right with probability ½ (the flip of consistency
     regularization's T, Zhang et al. 2020): for data where a mirror image means the same."""
-    mirrored = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+    mirrored = distributed.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
     return torch.where(mirrored, x.flip(-1), x)
 
 

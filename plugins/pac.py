@@ -105,8 +105,13 @@ the critic sees batch/m packs per side: PacGAN keeps the number of packs fixed a
                 f"{b - b % self.m or self.m}, or change m")
 
     @hookimpl
-    def gantrix_check_settings(self, batch_size):
+    def gantrix_check_settings(self, batch_size, processes):
         message = self._batch_error(batch_size)
+        if message is None and processes > 1 and batch_size // processes % self.m:
+            local = batch_size // processes
+            message = (f"pac: each of the {processes} processes gets {local} of the batch of "
+                       f"{batch_size}, which is not a multiple of m={self.m} (packs never span "
+                       f"two processes); use a batch size divisible by {processes * self.m}")
         return [Finding("error", message, (self.name,), self.paper)] if message else None
 
     @hookimpl(trylast=True)

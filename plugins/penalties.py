@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gantrix import distributed
 from gantrix import Clash, Finding, Param, Regularizer, Replaces, hookimpl, kernels
 
 GP_PAPER = "Gulrajani et al. 2017, Improved Training of Wasserstein GANs"
@@ -197,7 +198,7 @@ class DRAGAN(_InputGradientPenalty):
         [0, 1)) fix the random draws, which are otherwise sampled."""
         real = batch.sample("real").detach()
         if noise is None:
-            noise = torch.rand_like(real)
+            noise = distributed.rand(real.shape[0], *real.shape[1:], device=real.device, dtype=real.dtype)
         perturbed = real + self.scale * real.std() * noise
         return kernels.gradient_penalty(lambda x: batch.critic(x, "real"), real, perturbed,
                                         eps=eps, weight=self.weight, center=1.0,

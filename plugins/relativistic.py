@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from gantrix import distributed
 from gantrix import Clash, Finding, Loss, hookimpl, kernels
 from gantrix.models import output_module
 
@@ -41,10 +42,13 @@ class _Relativistic(Loss):
     generator_uses_real = True
 
     def d_loss(self, real_logits, fake_logits):
+        # the batch means are the global batch's when processes share it (gather_rows)
+        real_logits, fake_logits = map(distributed.gather_rows, (real_logits, fake_logits))
         return kernels.relativistic_loss(real_logits, fake_logits, kind=self.relativistic_kind,
                                          average=self.average, for_generator=False)
 
     def g_loss(self, real_logits, fake_logits):
+        real_logits, fake_logits = map(distributed.gather_rows, (real_logits, fake_logits))
         return kernels.relativistic_loss(real_logits, fake_logits, kind=self.relativistic_kind,
                                          average=self.average, for_generator=True)
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from gantrix import distributed
 from gantrix import Clash, GantrixError, Param, Policy, hookimpl
 
 PAPER = "Metz, Poole, Pfau & Sohl-Dickstein 2017, Unrolled Generative Adversarial Networks"
@@ -126,6 +127,7 @@ class Unrolled(Policy):
             loss = critic_loss(shadow, through_generator=False, ahead=i)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(shadow.parameters())
             opt.step()
         return shadow.requires_grad_(False)
 
@@ -148,6 +150,7 @@ class Unrolled(Policy):
         for i in range(self.k):
             loss = critic_loss(at(params), through_generator=True, ahead=i)
             grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+            grads = [None if g is None else distributed.mean_across_ranks(g) for g in grads]
             params = [p if g is None else p - r * g for p, g, r in zip(params, grads, rates)]
         return at(params)
 
