@@ -29,10 +29,11 @@ of the one-process run: the same numbers, no communication.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sys
-from typing import Iterable, NoReturn
+from typing import Callable, Iterable, Iterator, NoReturn
 
 import torch
 from torch import distributed as dist
@@ -271,6 +272,36 @@ def any_rank(flag: bool) -> bool:
         t = t.cuda()
     dist.all_reduce(t)
     return bool(t.item() > 0)
+
+
+def agreed(flag: bool, check_now: bool) -> bool:
+    """A decision every process takes at the same step (to stop after it, say): ``flag``
+    in one process; in several, whether any process's ``flag`` is set, asked only where
+    ``check_now`` (at log lines: one small collective, not one per step), else False."""
+    if not active():
+        return flag
+    return any_rank(flag) if check_now else False
+
+
+@contextlib.contextmanager
+def peers_watched(kept: Callable[[], str]) -> Iterator[None]:
+    """In a distributed run, a collective that fails because another process died
+    becomes a `GantrixError` that says so and ends with ``kept()`` (where the last
+    checkpoint is), instead of a traceback."""
+    try:
+        yield
+    except PEER_ERRORS as exc:
+        if not active() or not _lost_peer(exc):
+            raise
+        raise GantrixError(f"another process of this distributed run stopped "
+                           f"({str(exc).strip().splitlines()[0]}); {kept()}") from None
+
+
+def _lost_peer(exc: BaseException) -> bool:
+    if hasattr(dist, "DistError") and isinstance(exc, dist.DistError):
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in ("gloo", "nccl", "connection", "peer", "timed out"))
 
 
 def broadcast(obj):

@@ -524,7 +524,7 @@ class Trainer:
         self._last_checkpoint = self.resumed_from
         progress = Progress(s.steps, self._progress if self.writer else False)
         self._stop = None
-        with self._own_rng(), self._signals(), self._peers_watched():
+        with self._own_rng(), self._signals(), distributed.peers_watched(self._kept):
             if self.out is not None and self._last_checkpoint is None:
                 self.save_checkpoint()
                 self._last_checkpoint = self.step
@@ -544,7 +544,8 @@ class Trainer:
                         self._last_checkpoint = step
                     progress.update(step, functools.partial(host_values, out),
                                     1.0 / max(self.elapsed / max(step, 1), 1e-9))
-                    if self._stopping(step):
+                    if distributed.agreed(self._stop is not None, step % s.log_every == 0
+                                          or step == s.steps):
                         self._interrupted(self._stop or signal.SIGTERM)
             finally:
                 progress.close()
@@ -554,30 +555,12 @@ class Trainer:
                 self.save_pictures()
         return self
 
-    def _stopping(self, step: int) -> bool:
-        """Whether a signal asks the loop to stop after this step. Processes of a
-        distributed run agree on it at log lines (they must stop at the same step)."""
-        if not distributed.active():
-            return self._stop is not None
-        if step % self.settings.log_every and step != self.settings.steps:
-            return False
-        return distributed.any_rank(self._stop is not None)
-
-    @contextlib.contextmanager
-    def _peers_watched(self) -> Iterator[None]:
-        """In a distributed run, a collective that fails because another process died
-        becomes a `GantrixError` naming the last checkpoint, not a traceback."""
-        try:
-            yield
-        except distributed.PEER_ERRORS as exc:
-            if not distributed.active():
-                raise
-            kept = (f"the last checkpoint (step {self._last_checkpoint}) is kept in "
-                    f"{self.out}; continue with gantrix train --resume {self.out}"
-                    if self.out is not None and self._last_checkpoint is not None
-                    else "nothing was saved")
-            raise GantrixError(f"another process of this distributed run stopped "
-                               f"({str(exc).strip().splitlines()[0]}); {kept}") from None
+    def _kept(self) -> str:
+        """Where the last good checkpoint is, for a message about a stopped run."""
+        if self.out is None or self._last_checkpoint is None:
+            return "nothing was saved"
+        return (f"the last checkpoint (step {self._last_checkpoint}) is kept in {self.out}; "
+                f"continue with gantrix train --resume {self.out}")
 
     def _interrupted(self, signum: int):
         name = signal.Signals(signum).name

@@ -107,20 +107,30 @@ def test_two_processes_train_the_one_process_gan(runs, name):
     floating-point reassociation: each model of the two runs differs by less than 2 % of
     the distance its weights moved in training (Adam turns the rounding of a gradient that
     is zero in exact arithmetic, as a relativistic critic's last bias has, into a full
-    step, so single tensors can differ more); the ranks identical to the bit."""
+    step, so single tensors can differ more; under bf16 and fp16, as far as half precision
+    is from float32); the ranks identical to the bit."""
     single, rank0, rank1 = (r[name] for r in runs)
     assert single["processes"] == 1 and rank0["processes"] == 2
+    half = name.endswith(("bf16", "fp16"))
     for role, weights in single["state"].items():
         flat = lambda state: torch.cat([state[k].double().flatten() for k in weights])  # noqa: E731
         start = single["start"].get(role, single["start"]["generator"])  # ema starts as G
         moved = (flat(single["state"][role]) - flat(start)).norm()
         apart = (flat(rank0["state"][role]) - flat(single["state"][role])).norm()
-        assert moved > 0 and apart <= 0.02 * moved, (name, role, float(apart), float(moved))
+        allowed = 0.02 * moved
+        if half:  # half precision rounds more than the reordering:
+            # the two-process run may be as far from the one-process one as half precision
+            # itself is from float32 (the same composition's fp32 run)
+            fp32 = runs[0][name.rsplit("-", 1)[0]]["state"][role]
+            allowed = 2 * (flat(single["state"][role]) - flat(fp32)).norm()
+        assert moved > 0 and apart <= allowed, (name, role, float(apart), float(moved))
         for key in weights:
             assert torch.equal(rank0["state"][role][key], rank1["state"][role][key]), (role, key)
     for key, value in single["log"].items():  # the logged losses are the global batch's
-        if key not in ("step_time", "elapsed") and value is not None:
-            assert rank0["log"][key] == pytest.approx(value, rel=1e-2, abs=1e-5), key
+        if key in ("step_time", "elapsed") or value is None or half and "grad_norm" in key:
+            continue
+        rel = 0.05 if half else 0.01
+        assert rank0["log"][key] == pytest.approx(value, rel=rel, abs=1e-5), key
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import torch
 from gantrix import distributed
 from gantrix.trainer import Trainer
 
-#: (name, tricks, data, steps, batch): the issue's list, each the one-process run's twin.
+#: (name, tricks, data, steps, batch[, Trainer keywords]).
 COMPOSITIONS = [
     ("wgan-gp", "wgan-gp", "ring8", 4, 32),
     ("r1", ["nonsaturating", "r1"], "ring8", 6, 32),
@@ -25,6 +25,8 @@ COMPOSITIONS = [
     ("feature-matching", ["nonsaturating", "feature-matching"], "ring8", 6, 32),
     ("unrolled", ["nonsaturating", "unrolled:k=2"], "ring8", 3, 32),
     ("instance-noise", ["nonsaturating", "instance-noise"], "ring8", 6, 32),
+    ("wgan-gp-bf16", "wgan-gp", "ring8", 4, 32, {"precision": "bf16"}),
+    ("wgan-gp-fp16", "wgan-gp", "ring8", 4, 32, {"precision": "fp16"}),
 ]
 
 
@@ -38,11 +40,12 @@ def state(trainer: Trainer) -> dict:
 def main(out: str, names: list[str]) -> None:
     distributed.init_from_environment("cpu")
     results = {}
-    for name, tricks, data, steps, batch in COMPOSITIONS:
+    for name, tricks, data, steps, batch, *keywords in COMPOSITIONS:
         if names and name not in names:
             continue
         trainer = Trainer(tricks, data, steps=steps, batch_size=batch, seed=3, device="cpu",
-                          progress=False, log_every=1, sample_every=0, checkpoint_every=0)
+                          progress=False, log_every=1, sample_every=0, checkpoint_every=0,
+                          **(keywords[0] if keywords else {}))
         start = state(trainer)
         trainer.fit()
         results[name] = {"start": start, "state": state(trainer), "log": trainer.history[-1],
