@@ -33,7 +33,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from . import distributed
+from . import distributed, run_folder
 from .batch import Batch
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from .compose import Composition
@@ -43,16 +43,11 @@ from .models import ModelSpec
 from .precision import Precision
 from .progress import Progress, host_values
 from .recipe import Recipe
+from .run_folder import CHECKPOINT, CONFIG, EVAL, LOSSES, SAMPLES
 from .settings import SETTINGS_DEFAULTS, Settings, check_settings, check_values, defaults_for
 from .step import DEFAULT_LR, ComposedStep, build_models, configure_optimizers
 from .tally import LossTally
 
-CONFIG = "config.toml"
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
-LOSSES = "losses.png"
-EVAL = "eval.json"
-SAMPLES = "samples"
 #: points drawn for a 2-D sample plot, images in an image grid.
 PLOT_POINTS = 1000
 GRID_IMAGES = 64
@@ -141,7 +136,7 @@ class Trainer:
         #: this process writes the run folder (in a distributed run, rank 0 alone does)
         self.writer = distributed.is_writer()
         if self.out is not None and not _resume and self.writer:
-            _check_new_run_folder(self.out)
+            run_folder.check_new(self.out)
         self.data, source = self._load_data(data, {**from_recipe, **given})
         self.recipe = self.recipe.for_data("images" if self.data.is_image else "points")
         from_recipe = check_values(dict(self.recipe.train), "the recipe's [train] table")
@@ -233,7 +228,7 @@ class Trainer:
                discriminator: nn.Module | None = None) -> "Trainer":
         """The run in ``run_dir``, restored from its last checkpoint (or from the start when
         it was stopped before its first one); ``steps`` may raise its total."""
-        run = _run_folder(run_dir)
+        run = run_folder.existing(run_dir)
         return cls(Recipe(config=run / CONFIG), out=run, steps=steps, device=device,
                    progress=progress, generator=generator, discriminator=discriminator,
                    _resume=True)
@@ -251,7 +246,7 @@ class Trainer:
         is loaded without it (and without the critic's and optimizers' state), listed in
         ``trainer.without``, and can sample and evaluate but not train.
         """
-        run = _run_folder(run_dir)
+        run = run_folder.existing(run_dir)
         path = run / CHECKPOINT
         if not path.exists():
             raise GantrixError(f"{run} has no checkpoint yet")
@@ -374,29 +369,9 @@ class Trainer:
     # ------------------------------------------------------------------ files
 
     def _prepare_folder(self) -> None:
-        if not self.writer:
-            return
-        out = self.out
-        out.mkdir(parents=True, exist_ok=True)
-        (out / SAMPLES).mkdir(exist_ok=True)
-        for stale in out.glob(".*.tmp"):  # a write cut short by a kill
-            stale.unlink()
-        if not (out / CONFIG).exists():
-            write_atomic(out / CONFIG, self.config_toml().encode())
-        else:  # resumed: record a new total of steps, keep the rest as it was
-            self._update_config_steps(out / CONFIG)
-        path = out / METRICS
-        if path.exists():  # keep the lines up to the checkpoint we resume from
-            kept = []
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a kill
-                    continue
-                if row.get("step", math.inf) <= self.step:
-                    kept.append(row)
-            self.history = kept
-            write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        if self.writer:
+            self.history = run_folder.prepare(self.out, self.config_toml(), self.settings.steps,
+                                              self.step)
 
     def config_toml(self) -> str:
         """The run as a TOML config: ``gantrix train --config`` re-runs it."""
@@ -415,19 +390,6 @@ class Trainer:
         body["train"] = self.settings.table()
         return head + tomli_w.dumps(body)
 
-    def _update_config_steps(self, path: Path) -> None:
-        import tomllib
-
-        import tomli_w
-
-        text = path.read_text()
-        config = tomllib.loads(text)
-        if config.get("train", {}).get("steps") == self.settings.steps:
-            return
-        config.setdefault("train", {})["steps"] = self.settings.steps
-        head = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
-        write_atomic(path, (head + tomli_w.dumps(config)).encode())
-
     def save_checkpoint(self) -> None:
         """Write the checkpoint, after checking that no loss since the last check diverged
         (a diverged model never replaces the last good checkpoint)."""
@@ -438,8 +400,7 @@ class Trainer:
     def _write_metrics(self, row: dict) -> None:
         self.history.append(row)
         if self.out is not None and self.writer:
-            with open(self.out / METRICS, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            run_folder.append_metrics(self.out, row)
 
     def save_pictures(self) -> None:
         """A sample picture for this step and the loss curves so far."""
@@ -660,13 +621,6 @@ def _qualname(model: nn.Module) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _run_folder(run_dir: str | Path) -> Path:
-    run = Path(run_dir).expanduser()
-    if not (run / CONFIG).is_file():
-        raise GantrixError(f"{run} is not a gantrix run folder (it has no {CONFIG})")
-    return run
-
-
 def _custom_models_message(run: Path | None, recorded: dict, absent: dict) -> str:
     trained = ", ".join(f"{role} {name}" for role, name in recorded.items())
     missing = " and ".join(absent)
@@ -691,11 +645,3 @@ def _installed_part(recipe: Recipe, state: dict) -> tuple[Recipe, list[str]]:
     dropped = list(dict.fromkeys(s.name for s in recipe.specs
                                  if s.name not in known and s.name not in needed))
     return recipe.without(dropped), dropped
-
-
-def _check_new_run_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise GantrixError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        raise GantrixError(f"--out {out} is not empty; choose a new folder, or continue "
-                           f"the run in it with --resume {out}")
