@@ -258,7 +258,9 @@ class TopK(Policy):
     Under ``pac`` a fake is a pack: the critic scores packs of m samples, so top-k keeps
     the k best packs (k₀ = B/m packs, and ``k`` counts packs), never a sample without its
     pack. ``k`` above the batch size is an error before training; under ``pac`` a ``k``
-    above B/m stops the first generator update.
+    above B/m stops the first generator update. With N processes (``--nproc``, torchrun)
+    each process keeps the best of its own B/N fakes (k counts per process), so the run is
+    not the one-process run (the checker warns).
     """
 
     name = "top-k"
@@ -288,12 +290,14 @@ class TopK(Policy):
         return max(int(max(self.gamma ** (step // self.every), self.nu) * start), 1)
 
     @hookimpl
-    def gantrix_check_settings(self, batch_size):
-        if self.k is None or self.k <= batch_size:
+    def gantrix_check_settings(self, batch_size, processes):
+        local = batch_size // processes  # what each process's update scores
+        if self.k is None or self.k <= local:
             return None
-        return [Finding("error", f"top-k: k={self.k} is more than the batch size {batch_size}: "
-                        f"a generator update has only {batch_size} fakes to keep the best of; "
-                        f"use k <= {batch_size}, or none to start at the batch size",
+        each = f" (each of {processes} processes)" if processes > 1 else ""
+        return [Finding("error", f"top-k: k={self.k} is more than the batch size {local}{each}: "
+                        f"a generator update has only {local} fakes to keep the best of; "
+                        f"use k <= {local}, or none to start at the batch size",
                         (self.name,), self.paper)]
 
     @hookimpl(wrapper=True)

@@ -279,6 +279,8 @@ class MinibatchDiscriminationTrick(Architecture):
     ``gradient-penalty`` (for WGAN-GP, minibatch-stddev is the statistic ProGAN trained
     with), a warning with ``r1``, ``r2`` and ``dragan``: the severities of the penalties'
     own BatchNorm rule. Needed to sample: no (it changes only the critic).
+    With N processes (``--nproc``, torchrun) each sample is compared with its own process's
+    B/N samples only, so the run is not the one-process run (the checker warns).
     """
 
     name = "minibatch-discrimination"

@@ -71,7 +71,9 @@ class MinibatchStdDevTrick(Architecture):
     error. It runs before the other architecture tricks' transforms, so a Q head or a
     spectral norm added later sees the widened layer. The critic's output then depends on the
     whole batch, as with BatchNorm: keep per-sample penalties in mind (ProGAN itself trained
-    with WGAN-GP and this layer).
+    with WGAN-GP and this layer). With N processes (``--nproc``, torchrun) the groups are
+    taken within each process's B/N samples, so the run is not the one-process run (the
+    checker warns).
     """
 
     name = "minibatch-stddev"

@@ -199,10 +199,21 @@ class DRAGAN(_InputGradientPenalty):
         real = batch.sample("real").detach()
         if noise is None:
             noise = distributed.rand(real.shape[0], *real.shape[1:], device=real.device, dtype=real.dtype)
-        perturbed = real + self.scale * real.std() * noise
+        perturbed = real + self.scale * _std(real) * noise
         return kernels.gradient_penalty(lambda x: batch.critic(x, "real"), real, perturbed,
                                         eps=eps, weight=self.weight, center=1.0,
                                         grad_scale=batch.grad_scale)
+
+
+def _std(x: torch.Tensor) -> torch.Tensor:
+    """``x.std()`` (over every element, with Bessel's correction) of the global batch when
+    processes share it (`gantrix.distributed`): from the mean of the processes' first and
+    second moments."""
+    if not distributed.active():
+        return x.std()
+    moments = distributed.mean_across_ranks(torch.stack([x.mean(), x.square().mean()]))
+    n = x.numel() * distributed.world_size()
+    return ((moments[1] - moments[0].square()).clamp_min(0) * (n / (n - 1))).sqrt()
 
 
 @hookimpl

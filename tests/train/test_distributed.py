@@ -68,6 +68,12 @@ def test_pac_knows_that_packs_never_span_two_processes():
     check_settings(Composition(Recipe("nonsaturating", "pac:4")), 16, processes=2)
 
 
+def test_top_k_counts_the_fakes_each_process_scores():
+    with pytest.raises(CompositionError, match=r"batch size 8 \(each of 2 processes\)"):
+        check_settings(Composition(Recipe("nonsaturating", "top-k:k=12")), 16, processes=2)
+    check_settings(Composition(Recipe("nonsaturating", "top-k:k=8")), 16, processes=2)
+
+
 def test_the_checker_names_what_cannot_match_one_process():
     from gantrix.models import ModelSpec
     from gantrix.step import build_models

@@ -25,6 +25,7 @@ COMPOSITIONS = [
     ("feature-matching", ["nonsaturating", "feature-matching"], "ring8", 6, 32),
     ("unrolled", ["nonsaturating", "unrolled:k=2"], "ring8", 3, 32),
     ("instance-noise", ["nonsaturating", "instance-noise"], "ring8", 6, 32),
+    ("dragan", ["nonsaturating", "dragan"], "ring8", 6, 32),
     ("wgan-gp-bf16", "wgan-gp", "ring8", 4, 32, {"precision": "bf16"}),
     ("wgan-gp-fp16", "wgan-gp", "ring8", 4, 32, {"precision": "fp16"}),
 ]
