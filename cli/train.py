@@ -31,13 +31,20 @@ def _errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except TrainingInterrupted as exc:
-            typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
+            typer.secho(f"{_who()}{exc}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(exc.exit_code) from None
         except GantrixError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            typer.secho(f"{_who()}error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
 
     return run
+
+
+def _who() -> str:
+    """In a distributed run every process reports; the lines of all but rank 0 say which."""
+    from gantrix import distributed
+
+    return "" if distributed.is_writer() else f"[process {distributed.rank()}] "
 
 
 def _default_out(recipe: str | None, tricks: list[str], data: str | None) -> Path:
@@ -181,6 +188,10 @@ def _launch(ctx: typer.Context, nproc: int, out: Path) -> None:
         raise GantrixError(f"--nproc must be at least 1, got {nproc}")
     if distributed.launched():
         raise GantrixError("--nproc starts the processes itself; under torchrun, drop it")
+    batch = ctx.params.get("batch_size")
+    if batch is not None and batch % nproc:
+        raise GantrixError(f"--batch-size {batch} is the global batch, shared by {nproc} "
+                           f"processes: it must be a multiple of {nproc}")
     words: list[str] = []
     for param in ctx.command.params:
         value = ctx.params.get(param.name)

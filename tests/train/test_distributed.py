@@ -212,3 +212,13 @@ def test_a_killed_process_ends_the_run_within_seconds_and_it_resumes(tmp_path):
     resumed = _cli("train", "--resume", str(out), "--steps", str(step + 10), "-q")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming {out} from step {step}" in resumed.stderr
+
+
+def test_nproc_mistakes_are_found_before_any_process_starts(app):
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    for args, message in ((["--nproc", "0"], "--nproc must be at least 1, got 0"),
+                          (["--nproc", "2", "--batch-size", "63"], "must be a multiple of 2")):
+        result = runner.invoke(app, ["train", "-r", "wgan-gp", "-d", "ring8", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
