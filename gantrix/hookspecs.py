@@ -253,6 +253,18 @@ def gantrix_after_generator_step(models, step):
 
 
 @hookspec
+def gantrix_log_values():
+    """Return ``{name: number}`` to add to each line of metrics.jsonl, or None: a trick's
+    own state worth watching that is not a loss term (ada's augmentation probability,
+    top-k's current k).
+
+    Asked at every log line, on the host; names must be unique across tricks (prefix them
+    with the trick's name, ``"ada/p"``). In a distributed run rank 0's values are logged, so
+    log only what every process agrees on.
+    """
+
+
+@hookspec
 def gantrix_state_dict():
     """Return ``{key: state}`` to checkpoint for this trick (EMA weights, ...), or None.
 

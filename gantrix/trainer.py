@@ -459,6 +459,8 @@ class Trainer:
         n, secs = self._interval
         row: dict[str, Any] = {"step": self.step}
         row.update(distributed.mean_over_ranks(self.tally.means()))
+        for values in self.composition.hook.gantrix_log_values():
+            row.update({k: float(v) for k, v in (values or {}).items()})
         row["grad_norm/discriminator"] = _grad_norm(self.models.discriminator)
         row["grad_norm/generator"] = _grad_norm(self.models.generator)
         row["step_time"] = secs / n if n else None

@@ -192,6 +192,10 @@ class AdaptiveAugmentation(Policy):
             self.adjust()
 
     @hookimpl
+    def gantrix_log_values(self):
+        return {"ada/p": self.p}
+
+    @hookimpl
     def gantrix_state_dict(self):
         state = {"ada/p": self.p, "ada/outputs": self._outputs, "ada/images": self._images,
                  "ada/updates": self._updates}
@@ -280,6 +284,13 @@ class TopK(Policy):
               optional=True),
     )
 
+    #: k of the last generator update (logged; None before the first)
+    last_k: int | None = None
+
+    @hookimpl
+    def gantrix_log_values(self):
+        return None if self.last_k is None else {"top-k/k": self.last_k}
+
     def k_at(self, step: int, n: int) -> int:
         """k at generator update ``step`` of a batch whose critic scores ``n`` fakes."""
         start = n if self.k is None else self.k
@@ -307,7 +318,7 @@ class TopK(Policy):
         outputs = batch.outputs("fake")  # the shared forward pass the loss makes anyway
         logits = outputs["logits"]
         n = logits.shape[0]
-        k = self.k_at(batch.step, n)
+        k = self.last_k = self.k_at(batch.step, n)
         if k == n:
             return (yield)
         keep = torch.topk(logits.detach().reshape(n, -1).float().mean(1), k).indices

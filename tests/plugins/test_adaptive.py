@@ -321,3 +321,16 @@ def test_both_only_train_and_document_themselves():
         cls()  # the defaults are valid
     trick = gantrix.Recipe("nonsaturating", "top-k:0.9,every=10").compose().get("top-k")
     assert (trick.gamma, trick.every, trick.k) == (0.9, 10, None)
+
+
+def test_ada_p_and_top_k_k_are_logged_with_the_losses():
+    from gantrix.trainer import Trainer
+
+    t = Trainer(["nonsaturating", "top-k:every=1,gamma=0.5"], "ring8", steps=3, batch_size=16,
+                log_every=1, progress=False)
+    t.fit()
+    assert [row["top-k/k"] for row in t.history] == [16, 8, 8]  # floor: nu * 16
+    t = Trainer(["nonsaturating", "ada:p=0.25"], "digits", steps=2, batch_size=8, log_every=1,
+                progress=False)
+    t.fit()
+    assert all(0.0 <= row["ada/p"] <= 1.0 for row in t.history) and "ada/p" in t.history[0]
