@@ -158,7 +158,7 @@ def gantrix_regularization_interval(trick):
 
 
 @hookspec(firstresult=True)
-def gantrix_generator_critic(critic, optimizer, critic_loss):
+def gantrix_generator_critic(critic, optimizer, critic_loss, grad_scale):
     """Return the critic that scores the next generator update, or None for ``critic`` itself.
 
     Called once per generator update, before its batch is built, while the critic's
@@ -176,6 +176,11 @@ def gantrix_generator_critic(critic, optimizer, critic_loss):
     `gantrix_prepare_batch` like a critic update. ``through_generator`` keeps the graph
     through the generator (for a gradient through the critic's updates); ``ahead`` = i
     scores the batch as the i-th critic update from now (what lazy regularizers count).
+
+    ``grad_scale`` is the critic's fp16 loss scale (None outside fp16): a trick that takes
+    gradients of ``critic_loss`` itself multiplies the loss by it before the backward and
+    divides the gradients after (float16 gradients underflow unscaled), and treats
+    non-finite gradients as an overflow (`gantrix.precision`).
 
     The answer is a module or a callable of that signature. The core freezes a returned
     module's parameters during the generator update, like the critic's own. First answer

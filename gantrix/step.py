@@ -270,7 +270,8 @@ class ComposedStep:
         with self.precision.autocast():
             critic = self.hook.gantrix_generator_critic(
                 critic=self.models.discriminator, optimizer=self.optimizers["discriminator"],
-                critic_loss=self._critic_loss(pull, real, labels))
+                critic_loss=self._critic_loss(pull, real, labels),
+                grad_scale=self.precision.grad_scale("discriminator"))
         critic = self.models.discriminator if critic is None else critic
         modules = [self.models.discriminator]
         if isinstance(critic, nn.Module) and critic is not self.models.discriminator:

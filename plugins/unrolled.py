@@ -113,26 +113,35 @@ class Unrolled(Policy):
             self.conflicts = type(self).conflicts + SECOND_ORDER_CLASHES
 
     @hookimpl
-    def gantrix_generator_critic(self, critic, optimizer, critic_loss):
+    def gantrix_generator_critic(self, critic, optimizer, critic_loss, grad_scale):
         if self.differentiate:
-            return self.differentiable_lookahead(critic, optimizer, critic_loss)
-        return self.lookahead(critic, optimizer, critic_loss)
+            return self.differentiable_lookahead(critic, optimizer, critic_loss, grad_scale)
+        return self.lookahead(critic, optimizer, critic_loss, grad_scale)
 
     def lookahead(self, critic: nn.Module, optimizer: torch.optim.Optimizer,
-                  critic_loss: Callable) -> nn.Module:
-        """A frozen copy of ``critic`` after k updates by a copy of ``optimizer``."""
+                  critic_loss: Callable, grad_scale: float | None = None) -> nn.Module:
+        """A frozen copy of ``critic`` after k updates by a copy of ``optimizer``. Under
+        fp16 (``grad_scale``) each loss is scaled before its backward and the gradients
+        unscaled after; an update whose gradients overflow ends the look-ahead there."""
         shadow = copy.deepcopy(critic)
         opt = copy_optimizer(optimizer, critic, shadow)
         for i in range(self.k):
             loss = critic_loss(shadow, through_generator=False, ahead=i)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if grad_scale is None else loss.float() * grad_scale).backward()
             distributed.average_gradients(shadow.parameters())
+            grads = [p.grad for p in shadow.parameters() if p.grad is not None]
+            if grad_scale is not None:
+                for g in grads:
+                    g.div_(grad_scale)
+                if not all(torch.isfinite(g).all() for g in grads):
+                    break
             opt.step()
         return shadow.requires_grad_(False)
 
     def differentiable_lookahead(self, critic: nn.Module, optimizer: torch.optim.Optimizer,
-                                 critic_loss: Callable) -> Callable:
+                                 critic_loss: Callable,
+                                 grad_scale: float | None = None) -> Callable:
         """``critic`` with parameters θ_D^k, a function of the generator, as a callable."""
         lr = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
         names, params, rates = [], [], []
@@ -149,8 +158,14 @@ class Unrolled(Policy):
 
         for i in range(self.k):
             loss = critic_loss(at(params), through_generator=True, ahead=i)
+            if grad_scale is not None:  # fp16: scaled, then unscaled (see `lookahead`)
+                loss = loss.float() * grad_scale
             grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
             grads = [None if g is None else distributed.mean_across_ranks(g) for g in grads]
+            if grad_scale is not None:
+                grads = [None if g is None else g / grad_scale for g in grads]
+                if not all(torch.isfinite(g).all() for g in grads if g is not None):
+                    break
             params = [p if g is None else p - r * g for p, g, r in zip(params, grads, rates)]
         return at(params)
 

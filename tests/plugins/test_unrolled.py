@@ -193,8 +193,32 @@ def test_an_optimizer_over_other_parameters_is_a_clear_error():
     optimizer = torch.optim.SGD([*critic.parameters(), stranger], lr=0.1)
     trick = gantrix.make("unrolled", k=1)
     with pytest.raises(gantrix.GantrixError, match="not the critic's"):
-        trick.gantrix_generator_critic(critic=critic, optimizer=optimizer,
+        trick.gantrix_generator_critic(critic=critic, optimizer=optimizer, grad_scale=None,
                                        critic_loss=lambda c, **_: c(torch.randn(4, 2)).mean())
+
+
+@pytest.mark.parametrize("differentiate", [False, True])
+def test_under_fp16_the_look_ahead_scales_its_losses_and_stops_at_an_overflow(differentiate):
+    """A power-of-two loss scale, divided out again, changes no bit of a float32 look-ahead;
+    an overflowing scale stops it before its first update."""
+    torch.manual_seed(0)
+    critic = LinearCritic()
+    optimizer = torch.optim.SGD(critic.parameters(), lr=0.1)
+    x = torch.randn(8, 2)
+    loss = lambda c, **_: (c(x) ** 2).mean()  # noqa: E731
+    trick = gantrix.make("unrolled", k=3, differentiate=differentiate)
+    weights = lambda c: [c(torch.eye(2)), c(torch.zeros(1, 2))]  # noqa: E731
+    plain = weights(trick.gantrix_generator_critic(critic=critic, optimizer=optimizer,
+                                                   critic_loss=loss, grad_scale=None))
+    scaled = weights(trick.gantrix_generator_critic(critic=critic, optimizer=optimizer,
+                                                    critic_loss=loss, grad_scale=2.0 ** 12))
+    for a, b in zip(plain, scaled):
+        assert torch.equal(a, b)
+    stopped = trick.gantrix_generator_critic(critic=critic, optimizer=optimizer,
+                                             critic_loss=loss, grad_scale=float("inf"))
+    for a, b in zip(weights(stopped), weights(critic)):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(plain[0], weights(critic)[0])  # the look-ahead did move
 
 
 @pytest.mark.parametrize("tricks, shape", [
