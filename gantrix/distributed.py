@@ -42,9 +42,10 @@ from torch import nn
 from .errors import GantrixError
 from .findings import Finding
 
-#: seconds a collective waits for the other ranks before the run stops with an error (a
-#: rank that died is normally noticed by torchrun within seconds; this is the backstop).
-TIMEOUT_S = 120
+#: seconds a collective waits for the other ranks before the run stops with an error: the
+#: backstop for a process that hangs (one that dies closes its connections, which the
+#: others notice at once), long enough for rank 0's checkpoints and sample pictures.
+TIMEOUT_S = 600
 #: gradients are averaged in buckets of at most this many elements (one all_reduce each).
 BUCKET_NUMEL = 1 << 22
 #: what a collective raises when another process of the group is gone (gloo: the
@@ -109,14 +110,9 @@ def device() -> torch.device:
 
 
 def close() -> None:
-    """Leave the process group at the end of a run, all processes together (one that
-    leaves while another still works makes gloo abort)."""
+    """Leave the process group (at the end of a run: rank 0 may still be evaluating, which
+    the others need not wait for)."""
     if dist.is_available() and dist.is_initialized():
-        if dist.get_world_size() > 1:
-            try:
-                dist.barrier()
-            except PEER_ERRORS:  # another process is gone: nothing to wait for
-                pass
         dist.destroy_process_group()
 
 
