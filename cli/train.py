@@ -198,8 +198,6 @@ def _launch(ctx: typer.Context, nproc: int, out: Path) -> None:
         if param.name == "nproc" or value is None or value is False or value == []:
             continue
         flag = max(param.opts, key=len)
-        if param.name == "out" and ctx.params.get("resume") is None:
-            value = out
         if getattr(param, "is_flag", False):
             words.append(flag)
         else:
@@ -210,10 +208,12 @@ def _launch(ctx: typer.Context, nproc: int, out: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc}", "-m", "gantrix", "train", *words]
     code = subprocess.call(command)
+    if code == 2:  # a user mistake, which the processes printed
+        raise typer.Exit(code)
     if code:
-        typer.secho(f"error: the {nproc}-process run stopped (exit status {code}); its "
-                    f"last checkpoint is in {ctx.params.get('resume') or out}", fg=typer.colors.RED,
-                    err=True)
+        typer.secho(f"error: the {nproc}-process run stopped (exit status {code}; the "
+                    f"processes' messages are above); resume it with gantrix train --resume "
+                    f"{ctx.params.get('resume') or out}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code)
 
 
