@@ -270,16 +270,20 @@ def _classify(clf: nn.Module, x: torch.Tensor, chunk: int = 2000):
     return torch.cat(probs), torch.cat(feats)
 
 
-def class_metrics(samples: torch.Tensor, clf: nn.Module, split) -> dict:
+def class_metrics(samples: torch.Tensor, clf: nn.Module, split,
+                  labels: torch.Tensor | None = None) -> dict:
     """Class coverage, KL to uniform, confident share and Fréchet distance of ``samples``
     (already in the classifier's input shape), against the real ``split`` the classifier
-    was trained and measured on."""
+    was trained and measured on. With ``labels`` (the class each sample was generated
+    for, by a conditional model) also ``asked_class``: the % classified as that class."""
     x_train, _, x_held, y_held = split
     probs, feats = _classify(clf, samples)
     conf, pred = probs.max(1)
     held_probs, held_feats = _classify(clf, x_held)
     counts = torch.bincount(pred[conf >= CONFIDENT], minlength=10)
-    return {
+    asked = {} if labels is None else {
+        "asked_class": 100.0 * float((pred == labels.cpu()).double().mean())}
+    return {**asked,
         "classes": int((counts > 0).sum()),
         "total_classes": 10,
         "kl": kl_to_uniform(counts),
@@ -292,16 +296,18 @@ def class_metrics(samples: torch.Tensor, clf: nn.Module, split) -> dict:
     }
 
 
-def digit_metrics(samples: torch.Tensor, classifier: DigitClassifier | None = None) -> dict:
+def digit_metrics(samples: torch.Tensor, classifier: DigitClassifier | None = None,
+                  labels: torch.Tensor | None = None) -> dict:
     """`class_metrics` of 8×8 digit samples."""
     samples = samples.detach().cpu().float().reshape(-1, 1, 8, 8)
-    return class_metrics(samples, classifier or digit_classifier(), digits_split())
+    return class_metrics(samples, classifier or digit_classifier(), digits_split(), labels)
 
 
-def mnist_metrics(samples: torch.Tensor, classifier: MnistClassifier | None = None) -> dict:
+def mnist_metrics(samples: torch.Tensor, classifier: MnistClassifier | None = None,
+                  labels: torch.Tensor | None = None) -> dict:
     """`class_metrics` of MNIST samples (32×32 padded or 28×28)."""
     samples = crop_mnist(samples.detach().cpu().float())
-    return class_metrics(samples, classifier or mnist_classifier(), mnist_split())
+    return class_metrics(samples, classifier or mnist_classifier(), mnist_split(), labels)
 
 
 def stacked_modes(samples: torch.Tensor, clf: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -396,7 +402,8 @@ def format_metrics(m: dict) -> str:
         return (f"classes {m['classes']}/{m['total_classes']}, KL to uniform {kl}, "
                 f"confident {m['confident']:.1f}% (real {m['confident_real']:.1f}%), "
                 f"Fréchet distance {m['fd']:.2f} (real vs real {m['fd_real']:.2f}; "
-                f"classifier accuracy {m['classifier_accuracy']:.1f}%)")
+                f"classifier accuracy {m['classifier_accuracy']:.1f}%)"
+                + (f"; the asked class in {m['asked_class']:.1f}%" if "asked_class" in m else ""))
     return ("no quality metric for this data (built-in data only: ring8, grid25, spiral, "
             "digits, mnist, stacked-mnist)")
 

@@ -571,13 +571,26 @@ class Trainer:
                     if labels is not None:
                         batch.fake_labels = labels[lo:lo + m].to(self.device)
                     self.composition.hook.gantrix_condition(batch=batch)
-                    if labels is not None and strict and not batch.generator_inputs:
+                    if labels is not None and strict and "labels" not in batch.generator_inputs:
                         raise GantrixError("this model is not conditional (no trick feeds "
                                            "labels to the generator); sample without labels")
                     chunks.append(gen(z, **batch.generator_inputs).float().cpu() * self.data.scale)
         finally:
             gen.train(was_training)
         return torch.cat(chunks)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the generator takes class labels: a trick routes the batch's
+        ``fake_labels`` to it as ``generator_inputs["labels"]`` (cgan, acgan, projection)."""
+        batch = Batch(real=torch.zeros(1, *self.spec.shape, device=self.device),
+                      critic=self.models.discriminator, phase="generator", step=self.step,
+                      z=torch.zeros(1, self.spec.latent_dim, device=self.device),
+                      hook=self.composition.hook)
+        batch.fake_labels = torch.zeros(1, dtype=torch.long, device=self.device)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            self.composition.hook.gantrix_condition(batch=batch)  # codes may be drawn
+        return "labels" in batch.generator_inputs
 
     def _check_labels(self, labels, n: int) -> torch.Tensor:
         k = self.data.num_classes
@@ -607,7 +620,12 @@ class Trainer:
                                                self.data.target))
         elif scorer is not None:
             score, default_n = scorer
-            result.update(score(self.sample(n or default_n, seed=seed)))
+            n = n or default_n
+            if self.data.num_classes == 10 and self.conditional:  # digits, mnist: ask each class
+                labels = torch.arange(n) % 10
+                result.update(score(self.sample(n, labels=labels, seed=seed), labels=labels))
+            else:
+                result.update(score(self.sample(n, seed=seed)))
         if self.out is not None and self.writer and self.out.is_dir():
             write_atomic(self.out / EVAL, (json.dumps(result, indent=2) + "\n").encode())
         return result

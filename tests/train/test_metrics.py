@@ -103,3 +103,31 @@ def test_classifier_is_cached_and_retrained_when_corrupt(tmp_path, monkeypatch):
     with torch.no_grad():
         assert torch.equal(again(x), first(x))  # retrained, deterministically
     assert files[0].stat().st_size > 1000
+
+
+def test_a_conditional_run_is_scored_on_the_classes_it_was_asked_for():
+    """evaluate() asks a conditional model for every class in turn and reports how often
+    the classifier reads the asked class; an unconditional run has no such figure."""
+    from gantrix import metrics
+    from gantrix.trainer import Trainer
+
+    cond = Trainer(["nonsaturating", "cgan"], "digits", steps=1, batch_size=8, progress=False)
+    assert cond.conditional
+    result = cond.evaluate(n=50)
+    assert 0.0 <= result["asked_class"] <= 100.0 and result["samples"] == 50
+    assert "the asked class in" in metrics.format_metrics(result)
+    plain = Trainer(["nonsaturating"], "digits", steps=1, batch_size=8, progress=False)
+    assert not plain.conditional and "asked_class" not in plain.evaluate(n=50)
+    info = Trainer(["nonsaturating", "infogan"], "digits", steps=1, batch_size=8, progress=False)
+    assert not info.conditional  # codes, not labels
+
+
+def test_asked_class_counts_the_samples_classified_as_their_label():
+    from gantrix import metrics
+    clf = metrics.digit_classifier()
+    x_train, y_train, _, _ = metrics.digits_split()
+    x, y = x_train[:40], y_train[:40]
+    wrong = (y + 1) % 10
+    right = metrics.digit_metrics(x, clf, labels=y)["asked_class"]
+    assert right >= 95.0  # the classifier's own training digits
+    assert metrics.digit_metrics(x, clf, labels=wrong)["asked_class"] <= 100.0 - right + 1e-9
