@@ -268,16 +268,18 @@ class Mirrored(Data):
         return len(self.inner)
 
     def next_batch(self, n):
-        return self._flipped(*self.inner.next_batch(n))
+        x, labels = self.inner.next_batch(n)
+        return self._flipped(x, torch.rand(len(x), generator=self.rng) < 0.5), labels
 
-    def next_shard(self, n):
-        return self._flipped(*self.inner.next_shard(n))
+    def next_shard(self, n):  # the global batch's coin flips, this process's rows of them
+        x, labels = self.inner.next_shard(n)
+        return self._flipped(x, distributed.rand(len(x), generator=self.rng) < 0.5), labels
 
-    def _flipped(self, x, labels):
-        flip = distributed.rand(len(x), generator=self.rng) < 0.5
+    @staticmethod
+    def _flipped(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         x = x.clone()
         x[flip] = x[flip].flip(-1)
-        return x, labels
+        return x
 
     def reference(self, n, seed=0):
         return self.inner.reference(n, seed)

@@ -56,6 +56,20 @@ def test_helpers_are_torch_itself_in_one_process():
     assert distributed.any_rank(True) and not distributed.any_rank(False)
 
 
+def test_a_shard_is_the_batch_in_one_process():
+    from gantrix.data import Mirrored, TensorData, Toy2D
+
+    images = torch.randint(0, 256, (10, 1, 4, 4), dtype=torch.uint8)
+    labels = torch.arange(10) % 3
+    for make in (lambda: Toy2D("grid25", seed=1),
+                 lambda: TensorData("t", images, labels, seed=1),
+                 lambda: Mirrored(TensorData("t", images, labels, seed=1), seed=1)):
+        a, b = make(), make()
+        for n in (4, 7, 7):  # across an epoch's end
+            (xa, ya), (xb, yb) = a.next_batch(n), b.next_shard(n)
+            assert torch.equal(xa, xb) and (ya is None and yb is None or torch.equal(ya, yb))
+
+
 def test_a_batch_the_processes_cannot_share_is_a_clear_error():
     with pytest.raises(GantrixError, match="multiple of 3"):
         check_settings(Composition(Recipe(recipe="wgan-gp")), 64, processes=3)
