@@ -19,7 +19,7 @@ from torch import nn
 
 from gantrix import distributed
 from gantrix import Architecture, ModelTransformError, Param, ParamError, hookimpl
-from gantrix.models import find_layers, widen_input
+from gantrix.models import FeatureCritic, find_layers, widen_input
 
 PAPER = ("Chen, Duan, Houthooft, Schulman, Sutskever & Abbeel 2016, InfoGAN: Interpretable "
          "Representation Learning by Information Maximizing Generative Adversarial Nets")
@@ -68,27 +68,20 @@ def q_head(layer: nn.Module, outputs: int, hidden: int) -> nn.Module:
     return nn.Sequential(first, nn.LeakyReLU(0.2), last)
 
 
-class InfoCritic(nn.Module):
+class InfoCritic(FeatureCritic):
     """The critic with a Q head sharing its body: returns ``{"logits", "q_logits",
-    "q_mean"}``. Q reads the input of the critic's last layer (``tap``), taken by a forward
-    pre-hook during the critic's own forward pass, so the body runs once."""
+    "q_mean"}``. Q reads the input of the critic's last layer (``tap``), kept during the
+    critic's own forward pass (`gantrix.models.FeatureCritic`), so the body runs once."""
 
     def __init__(self, wrapped: nn.Module, tap: nn.Module, categorical: int, continuous: int,
                  hidden: int = 128):
-        super().__init__()
-        self.wrapped = wrapped
+        super().__init__(wrapped, tap, "infogan")
         self.categorical = categorical
         self.q = q_head(tap, categorical + continuous, hidden)
-        self._features: torch.Tensor | None = None
-        tap.register_forward_pre_hook(self._keep)
-
-    def _keep(self, module, args):
-        self._features = args[0]
 
     def forward(self, x: torch.Tensor, **inputs) -> dict:
-        out = self.wrapped(x, **inputs)
+        out, features = self.critic(x, inputs)
         out = dict(out) if isinstance(out, dict) else {"logits": out}
-        features, self._features = self._features, None
         q = self.q(features)
         if q.dim() > 2:  # conv head: average any spatial positions left
             q = q.flatten(2).mean(2)
