@@ -82,6 +82,11 @@ def side_features(batch, side: str) -> torch.Tensor:
     return features.to(torch.promote_types(features.dtype, torch.float32))
 
 
+TAKES_OVER = ("feature-matching (mode=loss) is the generator's whole loss: the loss trick "
+              "trains only the critic (mode=term adds the distance to its generator loss "
+              "instead)")
+
+
 class FeatureMatching(Regularizer):
     """Feature matching (Salimans et al. 2016, §3.1): rather than maximise the critic's
     output, the generator matches the statistics of the real data in the critic's features,
@@ -147,6 +152,8 @@ class FeatureMatching(Regularizer):
             raise ParamError(f"feature-matching: parameter 'weight' got {self.weight!r} with "
                              "mode=loss, where the distance is the generator's whole loss; "
                              "weight applies with mode=term")
+        if self.mode == "loss":  # it takes the generator's loss over: say so in the check
+            self.conflicts = (Clash("loss", TAKES_OVER, self.paper, severity="note"),)
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):

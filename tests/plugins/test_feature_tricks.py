@@ -368,3 +368,16 @@ def test_minibatch_discrimination_trains_on_digits():
                for row in trainer.history)
     assert not torch.equal(layer.T, start)  # the layer trains (from the second update on)
     assert trainer.sample(4).shape == (4, 1, 8, 8)
+
+
+def test_the_check_says_feature_matching_takes_the_generator_loss_over():
+    """mode=loss replaces the loss trick's generator loss (a tryfirst hook): the composition
+    check makes that visible as a note; mode=term adds to it, and says nothing."""
+    import gantrix
+
+    notes = [f for f in gantrix.Recipe("nonsaturating", "feature-matching").check()
+             if "feature-matching" in f.tricks]
+    assert [f.severity for f in notes] == ["note"]
+    assert "trains only the critic" in notes[0].message and "nonsaturating" in notes[0].tricks
+    term = gantrix.Recipe("nonsaturating", "feature-matching:mode=term").check()
+    assert not [f for f in term if "feature-matching" in f.tricks]
