@@ -107,6 +107,8 @@ def check(
     data: Optional[str] = typer.Option(
         None, "--data", "-d", help="Also build the models for this data (as gantrix train "
         "would: ring8, grid25, spiral, digits, an image folder, a .npy/.pt file) and check them."),
+    nproc: int = typer.Option(1, "--nproc", help="Check it for training in N processes (what "
+                              "cannot match one process, batches they cannot share); with --data."),
 ) -> None:
     """Check a composition before training: print its findings and the composed tricks.
 
@@ -121,7 +123,12 @@ def check(
     if not names and recipe is None and config is None:
         raise GantrixError("nothing to check: name tricks (gantrix check wgan weight-clip), "
                            "--recipe NAME or --config FILE.toml")
-    report = check_recipe(Recipe(*names, recipe=recipe, config=config), data)
+    if nproc < 1:
+        raise GantrixError(f"--nproc must be at least 1, got {nproc}")
+    if nproc > 1 and data is None:
+        raise GantrixError("--nproc checks the models and the batch for N processes: give "
+                           "--data too")
+    report = check_recipe(Recipe(*names, recipe=recipe, config=config), data, processes=nproc)
     models = report.models or ("not checked: the model checks need --data (what gantrix train "
                                "will get: ring8, digits, an image folder, ...)")
     _print_composition(report.tricks, report.findings, models=models)

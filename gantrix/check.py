@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import distributed
 from .compose import Composition, resolve
 from .errors import CompositionError, GantrixError
 from .findings import SEVERITIES, Finding
@@ -29,10 +30,12 @@ class CheckReport:
         return not any(f.severity == "error" for f in self.findings)
 
 
-def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
+def check(recipe: Recipe, data: str | Path | None = None, processes: int = 1) -> CheckReport:
     """Check ``recipe``; with ``data`` (what `gantrix.data.load_data` reads), apply the
     recipe's table for that kind of data and check the models built for it too. Without
-    ``data``, the recipe's own ``[train] data`` is used when it names one."""
+    ``data``, the recipe's own ``[train] data`` is used when it names one. ``processes``
+    checks it for training in that many processes (`gantrix.distributed.findings`, the
+    batch each one gets)."""
     data = recipe.train.get("data") if data is None else data
     if data is None:
         return CheckReport(*resolve(recipe))
@@ -59,14 +62,18 @@ def check(recipe: Recipe, data: str | Path | None = None) -> CheckReport:
             models = build_models(composition, spec)
             built = (f"generator {type(models.generator).__name__}, "
                      f"critic {type(models.discriminator).__name__}")
+            composition.findings.extend(
+                distributed.findings(composition.tricks, models, processes))
         except CompositionError:  # its findings are in composition.findings
             built = "errors found (above)"
         except (ValueError, TypeError) as exc:
             raise GantrixError(f"cannot build models for {where}: {exc}") from None
     try:
-        check_settings(composition, settings["batch_size"])
+        check_settings(composition, settings["batch_size"], processes)
     except CompositionError:  # its findings are in composition.findings
         pass
+    except GantrixError as exc:  # a batch the processes cannot share
+        composition.findings.append(Finding("error", str(exc)))
     found = list(dict.fromkeys(composition.findings))  # a rule may find the same in G and D
     found.sort(key=lambda f: SEVERITIES.index(f.severity))
     return CheckReport(composition.tricks, found, f"built for {where} and checked: {built}")

@@ -228,3 +228,18 @@ def test_bad_parameter_in_a_config_file(gantrix, user_error, tmp_path):
     path.write_text('tricks = ["wgan", { name = "weight-clip", c = 0 }]\n')
     user_error(gantrix("check", "-c", str(path)),
                       "weight-clip: parameter 'c' got 0.0; allowed: float in (0, inf)")
+
+
+def test_check_for_several_processes(gantrix, user_error):
+    """--nproc N: what N processes cannot do as one (BatchNorm, minibatch statistics), and a
+    global batch they cannot share, before any process starts."""
+    result = gantrix("check", "-r", "dcgan", "-t", "minibatch-stddev", "-d", "digits",
+                     "--nproc", "4")
+    assert result.exit_code == 0, result.output
+    assert "each of the 4 processes sees its own 1/4 of the batch" in result.output
+    assert "the generator has BatchNorm layers" in result.output
+    assert "processes" not in gantrix("check", "-r", "dcgan", "-d", "digits").output
+    result = gantrix("check", "-r", "wgan-gp", "-d", "ring8", "--nproc", "3")
+    assert result.exit_code == 1 and "it must be a multiple of 3" in result.output
+    user_error(gantrix("check", "-r", "wgan-gp", "--nproc", "2"), "give --data too")
+    user_error(gantrix("check", "-r", "wgan-gp", "--nproc", "0"), "--nproc must be at least 1")
