@@ -16,6 +16,11 @@ Reproducibility: the trainer owns its random state. Models are initialised from 
 the latent vectors come from their own generator, the batches from the data's, and the
 global torch generator (used by tricks: interpolation weights, noise) is swapped in only
 while `fit` runs. All of it is checkpointed, so a resumed run is the uninterrupted run.
+
+Several processes (``torchrun``, ``gantrix train --nproc``): each trains on its slice of the
+global batch and rank 0 alone writes the run folder (`gantrix.distributed`); the files
+(`gantrix.run_folder`) are the same as one process writes, so any number of processes
+resumes them.
 """
 from __future__ import annotations
 
