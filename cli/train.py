@@ -105,9 +105,9 @@ def train(
     from gantrix.trainer import Trainer
 
     if nproc is not None:
-        _launch(ctx, nproc, out if resume is not None or out is not None
-                else _default_out(recipe, trick, data or Recipe(recipe=recipe, config=config)
-                                  .extend(trick).train.get("data")))
+        _launch(ctx, nproc, resume or out or _default_out(
+            recipe, trick, data or Recipe(recipe=recipe, config=config).extend(trick)
+            .train.get("data")))
         return
     distributed.init_from_environment(device)
     progress = False if quiet or not distributed.is_writer() else None
@@ -153,14 +153,11 @@ def train(
              f"-> {out}")
     if trainer.writer:
         _show_findings(trainer)
-    try:
-        trainer.fit()
-        if trainer.writer:
-            result = trainer.evaluate()
-            typer.echo(f"done: {trainer.step} steps in {trainer.elapsed:.1f} s; "
-                       f"{format_metrics(result)}")
-    finally:
-        distributed.close()
+    trainer.fit()  # a torchrun process leaves its group on exit (`gantrix.cli.app.main`)
+    if trainer.writer:
+        result = trainer.evaluate()
+        typer.echo(f"done: {trainer.step} steps in {trainer.elapsed:.1f} s; "
+                   f"{format_metrics(result)}")
 
 
 def _say(message: str) -> None:
@@ -175,23 +172,22 @@ def _processes(trainer) -> str:
     return f", {trainer.processes} processes" if trainer.processes > 1 else ""
 
 
-def _launch(ctx: typer.Context, nproc: int, out: Path) -> None:
+def _launch(ctx: typer.Context, nproc: int, run: Path) -> None:
     """Run this same ``gantrix train`` command in ``nproc`` processes through torch's own
     launcher (``python -m torch.distributed.run --standalone``), with the run folder fixed
-    to ``out`` so that every process writes to one place."""
+    to ``run`` so that every process writes to one place."""
     import subprocess
     import sys
 
     from gantrix import distributed
+    from gantrix.settings import check_shared_batch
 
     if nproc < 1:
         raise GantrixError(f"--nproc must be at least 1, got {nproc}")
     if distributed.launched():
         raise GantrixError("--nproc starts the processes itself; under torchrun, drop it")
-    batch = ctx.params.get("batch_size")
-    if batch is not None and batch % nproc:
-        raise GantrixError(f"--batch-size {batch} is the global batch, shared by {nproc} "
-                           f"processes: it must be a multiple of {nproc}")
+    if ctx.params.get("batch_size") is not None:
+        check_shared_batch(ctx.params["batch_size"], nproc)
     words: list[str] = []
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
@@ -204,7 +200,7 @@ def _launch(ctx: typer.Context, nproc: int, out: Path) -> None:
             for v in value if isinstance(value, (list, tuple)) else [value]:
                 words += [flag, str(v)]
     if ctx.params.get("resume") is None and ctx.params.get("out") is None:
-        words += ["--out", str(out)]
+        words += ["--out", str(run)]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc}", "-m", "gantrix", "train", *words]
     code = subprocess.call(command)
@@ -213,7 +209,7 @@ def _launch(ctx: typer.Context, nproc: int, out: Path) -> None:
     if code:
         typer.secho(f"error: the {nproc}-process run stopped (exit status {code}; the "
                     f"processes' messages are above); resume it with gantrix train --resume "
-                    f"{ctx.params.get('resume') or out}", fg=typer.colors.RED, err=True)
+                    f"{run}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code)
 
 

@@ -41,6 +41,7 @@ from torch import nn
 
 from .errors import GantrixError
 from .findings import Finding
+from .models import ROLES
 
 #: seconds a collective waits for the other ranks before the run stops with an error: the
 #: backstop for a process that hangs (one that dies closes its connections, which the
@@ -51,8 +52,9 @@ BUCKET_NUMEL = 1 << 22
 #: what a collective raises when another process of the group is gone (gloo: the
 #: connection closed or timed out; nccl: a backend error).
 PEER_ERRORS = (dist.DistError, RuntimeError) if hasattr(dist, "DistError") else (RuntimeError,)
-#: the tag of a trick that computes statistics over the batch inside the critic's forward
-#: pass: with N processes it sees B/N samples, so N processes do not train as one.
+#: the tag of a trick that computes statistics over each process's batch (inside the
+#: critic, or over its scores): with N processes it sees B/N samples, so N processes do
+#: not train as one.
 PER_RANK_BATCH = "per-rank-batch"
 
 
@@ -247,27 +249,30 @@ def _buckets(params: list[nn.Parameter]) -> list[list[nn.Parameter]]:
     return buckets
 
 
+def _summed(values: list[float]) -> list[float]:
+    """Each of ``values`` summed over the ranks (on the GPU under nccl, which takes no
+    host tensors)."""
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     """The mean of each value over the ranks (every rank passes the same names)."""
     if not active() or not values:
         return values
     names = list(values)  # every process makes them in the same order
-    t = torch.tensor([float(values[k]) for k in names], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t)
-    return dict(zip(names, (t / dist.get_world_size()).tolist()))
+    sums = _summed([float(values[k]) for k in names])
+    return {k: v / dist.get_world_size() for k, v in zip(names, sums)}
 
 
 def any_rank(flag: bool) -> bool:
     """Whether ``flag`` is true in any process (every process must ask together)."""
     if not active():
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t)
-    return bool(t.item() > 0)
+    return _summed([1.0 if flag else 0.0])[0] > 0
 
 
 def agreed(flag: bool, check_now: bool) -> bool:
@@ -309,11 +314,6 @@ def broadcast(obj):
     return box[0]
 
 
-def barrier() -> None:
-    if active():
-        dist.barrier()
-
-
 def same_on_every_rank(modules: Iterable[nn.Module]) -> None:
     """Copy rank 0's parameters and buffers to every rank (they are built from one seed,
     so this only guards against a model whose construction is not deterministic)."""
@@ -339,11 +339,11 @@ def findings(tricks, models, processes: int) -> list[Finding]:
     for trick in tricks:
         if PER_RANK_BATCH in trick.features():
             found.append(Finding(
-                "warning", f"{trick.name} computes statistics over the batch inside the "
-                f"critic, and each of the {processes} processes sees its own 1/{processes} "
-                f"of the batch: this run is not the one-process run", (trick.name,),
+                "warning", f"{trick.name} computes statistics over the batch, and each of "
+                f"the {processes} processes sees its own 1/{processes} of the batch: this "
+                f"run is not the one-process run", (trick.name,),
                 trick.paper))
-    for role in ("generator", "discriminator"):
+    for role in ROLES:
         model = models.by_role(role)
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and
                not isinstance(m, nn.SyncBatchNorm) for m in model.modules()):

@@ -102,13 +102,19 @@ def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:
     return {k: SETTINGS[k].validate(v, where) for k, v in values.items() if v is not None}
 
 
+def check_shared_batch(batch_size: int, processes: int) -> None:
+    """``batch_size`` (the global batch) splits evenly over ``processes``, else
+    `GantrixError`."""
+    if batch_size % processes:
+        raise GantrixError(f"--batch-size {batch_size} is the global batch, shared by "
+                           f"{processes} processes: it must be a multiple of {processes}")
+
+
 def check_settings(composition: Composition, batch_size: int, processes: int = 1) -> None:
     """Ask the tricks about the run's settings (`gantrix_check_settings`); their findings
     join the composition's, and errors raise `CompositionError` before any work. A batch
     that ``processes`` cannot share evenly is a `GantrixError`."""
-    if batch_size % processes:
-        raise GantrixError(f"--batch-size {batch_size} is the global batch, shared by "
-                           f"{processes} processes: it must be a multiple of {processes}")
+    check_shared_batch(batch_size, processes)
     findings = [f for answer in composition.hook.gantrix_check_settings(
         batch_size=batch_size, processes=processes) for f in answer or ()]
     composition.findings.extend(findings)

@@ -558,6 +558,9 @@ class Trainer:
             raise GantrixError(f"the number of samples must be at least 1, got {n}")
         if labels is not None:
             labels = self._check_labels(labels, n)
+            if strict and not self.conditional:
+                raise GantrixError("this model is not conditional (no trick feeds labels to "
+                                   "the generator); sample without labels")
         gen = self.sampler
         was_training = gen.training
         gen.eval()
@@ -576,9 +579,6 @@ class Trainer:
                     if labels is not None:
                         batch.fake_labels = labels[lo:lo + m].to(self.device)
                     self.composition.hook.gantrix_condition(batch=batch)
-                    if labels is not None and strict and "labels" not in batch.generator_inputs:
-                        raise GantrixError("this model is not conditional (no trick feeds "
-                                           "labels to the generator); sample without labels")
                     chunks.append(gen(z, **batch.generator_inputs).float().cpu() * self.data.scale)
         finally:
             gen.train(was_training)

@@ -128,14 +128,13 @@ class Unrolled(Policy):
         for i in range(self.k):
             loss = critic_loss(shadow, through_generator=False, ahead=i)
             opt.zero_grad(set_to_none=True)
-            (loss if grad_scale is None else loss.float() * grad_scale).backward()
+            _scaled(loss, grad_scale).backward()
             distributed.average_gradients(shadow.parameters())
-            grads = [p.grad for p in shadow.parameters() if p.grad is not None]
-            if grad_scale is not None:
-                for g in grads:
-                    g.div_(grad_scale)
-                if not all(torch.isfinite(g).all() for g in grads):
-                    break
+            grads = _unscaled([p.grad for p in shadow.parameters()], grad_scale)
+            if grads is None:
+                break
+            for p, g in zip(shadow.parameters(), grads):
+                p.grad = g
             opt.step()
         return shadow.requires_grad_(False)
 
@@ -157,17 +156,30 @@ class Unrolled(Policy):
             return lambda x, **inputs: functional_call(critic, tensors, (x,), inputs)
 
         for i in range(self.k):
-            loss = critic_loss(at(params), through_generator=True, ahead=i)
-            if grad_scale is not None:  # fp16: scaled, then unscaled (see `lookahead`)
-                loss = loss.float() * grad_scale
+            loss = _scaled(critic_loss(at(params), through_generator=True, ahead=i), grad_scale)
             grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
             grads = [None if g is None else distributed.mean_across_ranks(g) for g in grads]
-            if grad_scale is not None:
-                grads = [None if g is None else g / grad_scale for g in grads]
-                if not all(torch.isfinite(g).all() for g in grads if g is not None):
-                    break
+            grads = _unscaled(grads, grad_scale)
+            if grads is None:
+                break
             params = [p if g is None else p - r * g for p, g, r in zip(params, grads, rates)]
         return at(params)
+
+
+def _scaled(loss: torch.Tensor, grad_scale: float | None) -> torch.Tensor:
+    """The loss to differentiate: under fp16 times the loss scale, in float32."""
+    return loss if grad_scale is None else loss.float() * grad_scale
+
+
+def _unscaled(grads: list, grad_scale: float | None) -> list | None:
+    """``grads`` (None entries kept) divided by the fp16 loss scale; None when one of them
+    overflowed (the look-ahead stops there). Without a scale, ``grads`` as they are."""
+    if grad_scale is None:
+        return grads
+    grads = [None if g is None else g / grad_scale for g in grads]
+    present = [g for g in grads if g is not None]
+    finite = torch.stack([torch.isfinite(g).all() for g in present]).all() if present else True
+    return grads if bool(finite) else None
 
 
 @hookimpl
