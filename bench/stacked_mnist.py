@@ -10,6 +10,11 @@ interrupted one resumes, so the script can be stopped and restarted at any time.
     python bench/stacked_mnist.py --steps 5000 --seeds 0 1 2 --jobs 2 \\
         dcgan-dquarter pacdcgan4-dquarter
 
+A cell may add tricks to a config with ``+``: ``dcgan-dquarter+top-k`` or
+``dcgan-dquarter+lecam:weight=0.1`` trains the config with ``--trick top-k`` (or the
+trick with those parameters), so a trick's row and the row without it share everything
+else.
+
 ``--jobs`` runs cells side by side, one CPU thread each. The table (Markdown) is printed last.
 """
 from __future__ import annotations
@@ -28,13 +33,24 @@ CONFIGS = Path(__file__).parent / "stacked-mnist"
 
 
 def config_of(cell: str) -> list[str]:
-    """The ``gantrix train`` arguments that name a cell's composition."""
-    path = CONFIGS / f"{cell}.toml"
-    return ["--config", str(path)] if path.is_file() else ["--recipe", cell, "--data", "stacked-mnist"]
+    """The ``gantrix train`` arguments that name a cell's composition: a config or recipe,
+    then each ``+``-joined trick as a ``--trick``."""
+    base, *tricks = cell.split("+")
+    path = CONFIGS / f"{base}.toml"
+    args = ["--config", str(path)] if path.is_file() else ["--recipe", base, "--data", "stacked-mnist"]
+    for trick in tricks:
+        args += ["--trick", trick]
+    return args
+
+
+def folder_of(cell: str, seed: int) -> str:
+    """A run folder's name for a cell and seed (``:``, ``=`` and ``,`` of trick parameters
+    made file-name safe)."""
+    return f"{cell.translate(str.maketrans(':=,', '_-_'))}-s{seed}"
 
 
 def run_cell(cell: str, seed: int, steps: int, runs: Path, threads: int, extra: list[str]) -> dict:
-    out = runs / f"{cell}-s{seed}"
+    out = runs / folder_of(cell, seed)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if (out / "eval.json").is_file():
         result = json.loads((out / "eval.json").read_text())
@@ -46,7 +62,7 @@ def run_cell(cell: str, seed: int, steps: int, runs: Path, threads: int, extra: 
         cmd = ["gantrix", "train", *config_of(cell), "--seed", str(seed), "--steps", str(steps),
                "--sample-every", str(max(steps // 5, 1)), "--out", str(out), "--quiet", *extra]
     start = time.perf_counter()
-    with open(runs / f"{cell}-s{seed}.log", "a") as log:
+    with open(runs / f"{out.name}.log", "a") as log:
         subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
     print(f"{cell} seed {seed}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return json.loads((out / "eval.json").read_text())
@@ -82,14 +98,14 @@ def main() -> None:
                                                      args.train_arg), jobs))
     by_cell: dict[str, list[tuple[dict, float]]] = {}
     for (cell, seed), result in zip(jobs, results):
-        by_cell.setdefault(cell, []).append((result, seconds_of(args.runs / f"{cell}-s{seed}")))
-    print(f"| composition | steps | seeds | modes (of 1000) | KL | real data: modes / KL | "
-          f"train time (min, 1 thread) |\n|---|---|---|---|---|---|---|")
+        by_cell.setdefault(cell, []).append((result, seconds_of(args.runs / folder_of(cell, seed))))
+    print("| composition | steps | seeds | modes (of 1000) | KL | all three digits confident % | "
+          "real data: modes / KL | train time (min, 1 thread) |\n|---|---|---|---|---|---|---|---|")
     for cell, rows in by_cell.items():
         r = [x for x, _ in rows]
         print(f"| {cell} | {args.steps} | {len(r)} | {stat([x['modes'] for x in r], 1)} | "
-              f"{stat([x['kl'] for x in r], 2)} | {r[0]['modes_real']} / {r[0]['kl_real']:.3f} | "
-              f"{stat([t / 60 for _, t in rows], 0)} |")
+              f"{stat([x['kl'] for x in r], 2)} | {stat([x['confident'] for x in r], 1)} | "
+              f"{r[0]['modes_real']} / {r[0]['kl_real']:.3f} | {stat([t / 60 for _, t in rows], 0)} |")
 
 
 if __name__ == "__main__":
