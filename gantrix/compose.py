@@ -4,8 +4,10 @@ run plugin manager.
 The checker knows no trick. It applies, in order:
 
 1. one entry per trick name (a later spec overrides an earlier one's parameters);
-2. exactly one loss (a loss the user names replaces a recipe's loss);
-3. ``replaces`` (a user's trick drops the recipe trick it supersedes; naming both is an error);
+2. exactly one loss (a loss the user names replaces a config file's or a recipe's loss, and
+   a config file's replaces a recipe's);
+3. ``replaces`` (a trick drops the one it supersedes when that one comes from further away:
+   the command line over a config file over a recipe; naming both at one level is an error);
 4. ``requires`` and ``conflicts`` between the remaining tricks' tags;
 5. the core's defaults (the Adam optimizer when no trick provides ``"optimizer"``).
 """
@@ -18,7 +20,7 @@ import pluggy
 from . import hookspecs
 from .errors import CompositionError
 from .findings import Clash, Finding, Replaces, Requires, as_relation
-from .recipe import USER, Recipe, TrickSpec
+from .recipe import Recipe, TrickSpec, precedence, whose
 from .registry import catalogue
 from .trick import Trick
 
@@ -37,8 +39,9 @@ class _Chosen:
         return self.trick.name
 
     @property
-    def from_user(self) -> bool:
-        return self.origin == USER
+    def rank(self) -> int:
+        """`precedence` of its origin: the command line over a config file over a recipe."""
+        return precedence(self.origin)
 
 
 def _instantiate(specs: list[TrickSpec]) -> list[_Chosen]:
@@ -49,7 +52,7 @@ def _instantiate(specs: list[TrickSpec]) -> list[_Chosen]:
         values = spec.resolve(cls)
         if spec.name in merged:
             old, origin = merged[spec.name]
-            merged[spec.name] = ({**old, **values}, USER if USER in (origin, spec.origin) else origin)
+            merged[spec.name] = ({**old, **values}, max(origin, spec.origin, key=precedence))
         else:
             merged[spec.name] = (values, spec.origin)
     return [_Chosen(cat.trick(n)(**v), o) for n, (v, o) in merged.items()]
@@ -57,14 +60,14 @@ def _instantiate(specs: list[TrickSpec]) -> list[_Chosen]:
 
 def _one_loss(chosen: list[_Chosen], findings: list[Finding]) -> list[_Chosen]:
     losses = [c for c in chosen if c.trick.kind == "loss"]
-    user = [c for c in losses if c.from_user]
-    if len(user) == 1 and len(losses) > 1:
-        dropped = [c for c in losses if not c.from_user]
+    top = [c for c in losses if c.rank == max(x.rank for x in losses)]
+    if len(top) == 1 and len(losses) > 1:
+        dropped = [c for c in losses if c is not top[0]]
         for c in dropped:
-            findings.append(Finding("note", f"{user[0].name} replaces the recipe's loss {c.name}",
-                                    (user[0].name, c.name)))
+            findings.append(Finding("note", f"{top[0].name} replaces {whose(c.origin)} loss {c.name}",
+                                    (top[0].name, c.name)))
         chosen = [c for c in chosen if c not in dropped]
-        losses = user
+        losses = top
     if not losses:
         names = ", ".join(sorted(n for n, c in catalogue().tricks.items() if c.kind == "loss"))
         findings.append(Finding("error", f"no loss: add exactly one of {names}"))
@@ -84,10 +87,10 @@ def _apply_replaces(chosen: list[_Chosen], findings: list[Finding]) -> list[_Cho
             for other in chosen:
                 if other is c or rel.target not in other.trick.features() or other.name in dropped:
                     continue
-                if other.from_user and not c.from_user:  # the user's choice stands
+                if other.rank > c.rank:  # the nearer choice stands (user, config, recipe)
                     continue
                 why = f": {rel.reason}" if rel.reason else ""
-                if other.from_user and c.from_user:
+                if other.rank == c.rank > 0:  # both asked for by the user (or one config file)
                     if any(as_relation(x, Clash).target == rel.target for x in c.trick.conflicts):
                         continue  # the clash itself is reported, once
                     findings.append(Finding(
@@ -96,7 +99,7 @@ def _apply_replaces(chosen: list[_Chosen], findings: list[Finding]) -> list[_Cho
                 else:
                     dropped.add(other.name)
                     findings.append(Finding(
-                        "note", f"{c.name} replaces the recipe's {other.name}{why}",
+                        "note", f"{c.name} replaces {whose(other.origin)} {other.name}{why}",
                         (c.name, other.name), rel.paper))
     return [c for c in chosen if c.name not in dropped]
 

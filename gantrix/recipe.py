@@ -37,6 +37,20 @@ from typing import Any, Iterable, Mapping
 from .errors import GantrixError
 
 USER = "user"
+#: the origin of a config file's tricks (then ``:PATH``).
+CONFIG = "config"
+
+
+def precedence(origin: str) -> int:
+    """How a trick's origin ranks when two tricks compete for one place (a loss, a trick
+    another replaces): the user's own arguments (2) over a config file (1) over a named
+    recipe (0)."""
+    return 2 if origin == USER else 1 if origin.startswith(CONFIG) else 0
+
+
+def whose(origin: str) -> str:
+    """``"the recipe's"`` or ``"the config file's"``: the owner of a trick that gives way."""
+    return "the config file's" if origin.startswith(CONFIG) else "the recipe's"
 #: the kinds of data a recipe may have a table for (see `Recipe.for_data`).
 DATA_KINDS = ("points", "images")
 #: the keys of a recipe TOML file, and of one of its data-kind tables.
@@ -46,8 +60,9 @@ DATA_KIND_KEYS = ("tricks", "train")
 
 @dataclass
 class TrickSpec:
-    """One trick as asked for: its name, its raw parameters, where it came from (``"user"``
-    or ``"recipe:NAME"``) and, when written in a recipe or file, which (for errors)."""
+    """One trick as asked for: its name, its raw parameters, where it came from (``"user"``,
+    ``"config:PATH"`` or ``"recipe:NAME"``) and, when written in a recipe or file, which (for
+    errors)."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -206,7 +221,7 @@ class Recipe:
                                f"allowed: {', '.join(RECIPE_KEYS)}")
         if data.get("recipe"):
             self._add_named(data["recipe"], where=str(path))
-        self._add_layer(data, USER, str(path))
+        self._add_layer(data, f"{CONFIG}:{path}", str(path))
 
     def _add_layer(self, data: Mapping[str, Any], origin: str, where: str) -> None:
         self.specs.extend(specs_from_table(data, origin, where))

@@ -164,6 +164,16 @@ def test_a_user_loss_replaces_the_recipe_loss(gantrix):
     assert "note: [hinge + wgan] hinge replaces the recipe's loss wgan" in lines(result)
 
 
+def test_a_command_line_trick_overrides_a_config_file(gantrix, tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('recipe = "dcgan"\ntricks = [{ name = "adam", lr_d = 1e-4 }]\n')
+    result = gantrix("check", "--config", str(path), "--trick", "hinge", "--trick", "ttur")
+    assert result.exit_code == 0, result.output
+    assert "note: [hinge + nonsaturating] hinge replaces the recipe's loss nonsaturating" in lines(result)
+    assert any(line.startswith("note: [ttur + adam] ttur replaces the config file's adam")
+               for line in lines(result))
+
+
 def test_a_batchnorm_critic_under_a_gradient_penalty_exit_1(gantrix):
     result = gantrix("check", "--recipe", "wgan-gp", "dcgan")
     assert result.exit_code == 1

@@ -135,6 +135,49 @@ def test_replaces_drops_the_recipe_trick_with_a_note(add_recipe):
         "the penalty supersedes clipping (Paper P)"]
 
 
+def config_file(tmp_path, tricks):
+    path = tmp_path / "mine.toml"
+    path.write_text("tricks = [" + ", ".join(f'"{t}"' for t in tricks) + "]\n")
+    return path
+
+
+def test_a_command_line_loss_replaces_a_config_files_loss(tmp_path):
+    path = config_file(tmp_path, ["t-loss-a", "t-opt-a"])
+    composed, findings = resolve(Recipe("t-loss-b", config=path))
+    assert [t.name for t in composed] == ["t-opt-a", "t-loss-b"]
+    assert [str(f) for f in findings] == [
+        "note: [t-loss-b + t-loss-a] t-loss-b replaces the config file's loss t-loss-a"]
+
+
+def test_a_config_files_loss_replaces_its_recipes(tmp_path, add_recipe):
+    add_recipe("t-r", {"tricks": ["t-loss-a", "t-opt-a"]})
+    path = tmp_path / "mine.toml"
+    path.write_text('recipe = "t-r"\ntricks = ["t-loss-b"]\n')
+    composed, findings = resolve(Recipe(config=path))
+    assert [t.name for t in composed] == ["t-opt-a", "t-loss-b"]
+    assert "t-loss-b replaces the recipe's loss t-loss-a" in [f.message for f in findings]
+
+
+def test_two_losses_in_one_config_file_are_an_error(tmp_path):
+    path = config_file(tmp_path, ["t-loss-a", "t-loss-b", "t-opt-a"])
+    assert only(resolve(Recipe(config=path))[1], "error")[0].tricks == ("t-loss-a", "t-loss-b")
+
+
+def test_a_command_line_trick_replaces_a_config_files_trick(tmp_path):
+    path = config_file(tmp_path, ["t-loss-a", "t-clip", "t-opt-a:beta1=0"])
+    composed, findings = resolve(Recipe("t-penalty", config=path))
+    assert [t.name for t in composed] == ["t-loss-a", "t-opt-a", "t-penalty"]
+    assert [str(f) for f in findings] == [
+        "note: [t-penalty + t-clip] t-penalty replaces the config file's t-clip: "
+        "the penalty supersedes clipping (Paper P)"]
+
+
+def test_replaces_inside_one_config_file_is_an_error(tmp_path):
+    path = config_file(tmp_path, ["t-loss-a", "t-clip", "t-penalty", "t-opt-a:beta1=0"])
+    [error] = only(resolve(Recipe(config=path))[1], "error")
+    assert error.tricks == ("t-penalty", "t-clip")
+
+
 def test_replaces_between_two_user_tricks_is_an_error():
     names, findings = check("t-loss-a", "t-clip", "t-penalty", "t-opt-a:beta1=0")
     assert "t-clip" in names

@@ -85,7 +85,7 @@ def test_a_lone_string_may_name_a_recipe_or_a_file(tmp_path):
     assert names(Recipe("t-margin")) == [("t-margin", "user")]  # a trick stays a trick
     path = tmp_path / "mine.toml"
     path.write_text('tricks = ["t-clip"]\n')
-    assert names(Recipe(str(path))) == [("t-clip", "user")]
+    assert names(Recipe(str(path))) == [("t-clip", f"config:{path}")]
 
 
 def test_a_lone_name_of_both_a_trick_and_a_recipe_is_the_trick_with_a_note(add_recipe):
@@ -119,7 +119,7 @@ def test_toml_file_with_base_tricks_tables_and_train(tmp_path):
     )
     recipe = Recipe.from_toml(path)
     assert names(recipe) == [("t-margin", "recipe:t-base"), ("t-clip", "recipe:t-base"),
-                             ("t-margin", "user"), ("t-clip", "user")]
+                             ("t-margin", f"config:{path}"), ("t-clip", f"config:{path}")]
     assert recipe.specs[-1].params == {"c": 0.05}
     assert recipe.train == {"steps": 7, "batch_size": 32, "data": "ring8"}
     assert recipe.names == ["t-base"]
@@ -129,7 +129,7 @@ def test_config_then_recipe_then_tricks(tmp_path):
     path = tmp_path / "exp.toml"
     path.write_text('tricks = ["t-clip"]\n')
     recipe = Recipe("t-margin", recipe="t-base", config=path)
-    assert [s.origin for s in recipe.specs] == ["user", "recipe:t-base", "recipe:t-base", "user"]
+    assert [s.origin for s in recipe.specs] == [f"config:{path}", "recipe:t-base", "recipe:t-base", "user"]
 
 
 def test_bad_toml_names_the_file(tmp_path):
