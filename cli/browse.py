@@ -173,7 +173,7 @@ def _trick_info(cls, also_recipe: bool) -> None:
 
 def _recipe_info(entry) -> None:
     from gantrix.compose import resolve
-    from gantrix.recipe import DATA_KINDS, USER, Recipe, specs_from_table
+    from gantrix.recipe import DATA_KIND_KEYS, DATA_KINDS, Recipe
 
     typer.echo(f"{entry.name}  (recipe, from {entry.plugin})")
     if entry.summary:
@@ -192,13 +192,24 @@ def _recipe_info(entry) -> None:
             typer.echo(f"  {key} = {value!r}")
     for kind in DATA_KINDS:
         for where, table in recipe.data_kind_tables(kind):
-            typer.echo(f"\non {kind} data ([{kind}] of {where}):")
-            for spec in specs_from_table(table, USER, where):
-                typer.echo(f"  + {spec}")
-            for key, value in table.get("train", {}).items():
-                typer.echo(f"  {key} = {value!r}")
+            _data_table_info(f"on {kind} data ([{kind}] of {where})", table, where)
+            for name, sub in table.items():
+                if name not in DATA_KIND_KEYS:
+                    _data_table_info(f"on {name} ([{kind}.{name}] of {where})", sub, where)
     typer.echo("\ncomposed:")
     _print_composition(*resolve(recipe), indent="  ")
+
+
+def _data_table_info(title: str, table, where: str) -> None:
+    from gantrix.recipe import USER, specs_from_table
+
+    if not (table.get("tricks") or table.get("train")):  # only tables for data sets inside
+        return
+    typer.echo(f"\n{title}:")
+    for spec in specs_from_table(table, USER, where):
+        typer.echo(f"  + {spec}")
+    for key, value in table.get("train", {}).items():
+        typer.echo(f"  {key} = {value!r}")
 
 
 def _print_composition(composed, findings, indent: str = "", models: str = "") -> None:

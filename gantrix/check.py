@@ -48,12 +48,13 @@ def check(recipe: Recipe, data: str | Path | None = None, processes: int = 1) ->
 
     source = load_data(data, image_size=recipe.train.get("image_size"),
                        skip_bad_images=bool(recipe.train.get("skip_bad_images", False)))
-    recipe = recipe.for_data("images" if source.is_image else "points")
+    name = describe_source(str(data))
+    recipe = recipe.for_data("images" if source.is_image else "points", name)
     tricks, findings = resolve(recipe)
     if any(f.severity == "error" for f in findings):
         return CheckReport(tricks, findings, "not built: the composition has errors")
     composition = Composition(recipe)
-    settings = {**defaults_for(source, describe_source(str(data))), **recipe.train}
+    settings = {**defaults_for(source, name), **recipe.train}
     spec = ModelSpec(source.shape, source.num_classes, settings["latent_dim"], settings["width"])
     where = f"{source.name} {tuple(source.shape)}"
     with torch.random.fork_rng(devices=[]):

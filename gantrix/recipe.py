@@ -21,8 +21,11 @@ replace) the recipe's. TOML files look like this::
     train = { latent_dim = 2 }              # over this file's [train]
     # [images] likewise, only on images
 
+    [images.mnist]                          # optional: only on a built-in data set
+    train = { batch_size = 64 }             # over [images] (tricks likewise)
+
 A recipe that needs different settings for different data says so in those tables;
-`Recipe.for_data(kind)` applies them once the data is known (`gantrix train` does).
+`Recipe.for_data(kind, name)` applies them once the data is known (`gantrix train` does).
 `Recipe.check()` returns the findings; `Recipe.compose()` returns a ready `Composition` or
 raises `CompositionError`.
 """
@@ -122,22 +125,46 @@ def specs_from_table(data: Mapping[str, Any], origin: str, where: str) -> list[T
 
 
 def _data_kind_tables(data: Mapping[str, Any], where: str) -> dict[str, Mapping[str, Any]]:
-    """The ``[points]`` / ``[images]`` tables of a recipe, checked."""
+    """The ``[points]`` / ``[images]`` tables of a recipe, checked, with their tables for
+    built-in data sets of that kind (``[images.mnist]``) inside them under the set's name."""
+    from .data import IMAGE_SETS, TOYS
+
+    sets = {"points": TOYS, "images": IMAGE_SETS}
     tables = {}
     for kind in DATA_KINDS:
         table = data.get(kind)
         if table is None:
             continue
-        if not isinstance(table, Mapping):
-            raise GantrixError(f"{where}: [{kind}] must be a table with 'tricks' and/or 'train'")
-        unknown = set(table) - set(DATA_KIND_KEYS)
-        if unknown:
-            raise GantrixError(f"{where}: unknown key(s) in [{kind}]: {', '.join(sorted(unknown))}; "
-                               f"allowed: {', '.join(DATA_KIND_KEYS)}")
-        if not isinstance(table.get("train", {}), Mapping):
-            raise GantrixError(f"{where}: [{kind}] train must be a table of settings")
+        _check_table(table, f"[{kind}]", where, sets[kind])
+        for name in sets[kind]:
+            if name in table:
+                _check_table(table[name], f"[{kind}.{name}]", where, ())
         tables[kind] = table
     return tables
+
+
+def _check_table(table: Any, label: str, where: str, sets: Iterable[str]) -> None:
+    if not isinstance(table, Mapping):
+        raise GantrixError(f"{where}: {label} must be a table with 'tricks' and/or 'train'")
+    unknown = set(table) - set(DATA_KIND_KEYS) - set(sets)
+    if unknown:
+        subtables = f", or a table for a built-in data set ({', '.join(sets)})" if sets else ""
+        raise GantrixError(f"{where}: unknown key(s) in {label}: {', '.join(sorted(unknown))}; "
+                           f"allowed: {', '.join(DATA_KIND_KEYS)}{subtables}")
+    if not isinstance(table.get("train", {}), Mapping):
+        raise GantrixError(f"{where}: {label} train must be a table of settings")
+
+
+def _tables_for(layer: "_Layer", kind: str, name: str | None) -> list[tuple[str, Mapping[str, Any]]]:
+    """``(label, table)``: a layer's table for ``kind`` of data, then its table for the data
+    set ``name`` within it, those it has."""
+    table = layer.kinds.get(kind)
+    if table is None:
+        return []
+    found = [(f"[{kind}]", table)]
+    if name is not None and isinstance(table.get(name), Mapping):
+        found.append((f"[{kind}.{name}]", table[name]))
+    return found
 
 
 @dataclass
@@ -234,25 +261,28 @@ class Recipe:
         """``(where, table)`` for each part of this recipe with a table for ``kind``."""
         return [(layer.where, layer.kinds[kind]) for layer in self._layers if kind in layer.kinds]
 
-    def for_data(self, kind: str) -> "Recipe":
-        """This recipe as it applies to ``kind`` of data (``"points"`` or ``"images"``).
+    def for_data(self, kind: str, name: str | None = None) -> "Recipe":
+        """This recipe as it applies to ``kind`` of data (``"points"`` or ``"images"``), and
+        to the built-in data set ``name`` (``"mnist"``; None for a user's data).
 
         Each named recipe's or config file's ``[points]``/``[images]`` table adds its tricks
         right after that part's own tricks (so tricks given later, the user's, still win),
         and its ``train`` settings over that part's ``[train]`` (a later config file's
-        ``[train]`` still wins). A new recipe; this one is unchanged.
+        ``[train]`` still wins); its table for the data set (``[images.mnist]``) adds its
+        tricks and settings after those. A new recipe; this one is unchanged.
         """
         if kind not in DATA_KINDS:
             raise GantrixError(f"unknown kind of data {kind!r}; allowed: {', '.join(DATA_KINDS)}")
         out = Recipe()
         out.specs, out.names = list(self.specs), list(self.names)
         for layer in reversed(self._layers):  # from the end, so earlier positions hold
-            table = layer.kinds.get(kind, {})
-            out.specs[layer.end:layer.end] = specs_from_table(table, layer.origin,
-                                                               f"{layer.where} [{kind}]")
+            out.specs[layer.end:layer.end] = [
+                spec for label, table in _tables_for(layer, kind, name)
+                for spec in specs_from_table(table, layer.origin, f"{layer.where} {label}")]
         for layer in self._layers:
             out.train.update(layer.train)
-            out.train.update(layer.kinds.get(kind, {}).get("train", {}))
+            for _, table in _tables_for(layer, kind, name):
+                out.train.update(table.get("train", {}))
         return out
 
     def without(self, names: Iterable[str]) -> "Recipe":

@@ -26,8 +26,9 @@ POINT_DEFAULTS = dict(steps=12000, batch_size=256, latent_dim=2, width=64,
 IMAGE_DEFAULTS = dict(steps=2000, batch_size=64, latent_dim=64, width=64,
                       sample_every=500, checkpoint_every=250, log_every=10)
 #: over those, for the built-in 32×32 data: half the width (a quarter of the cost per
-#: step: 0.11 s instead of 0.42 s for dcgan at batch 128 on 2 cores) and twice the steps,
-#: which train readable MNIST digits within about 11 CPU minutes (docs/results.md).
+#: step: 0.11 s instead of 0.42 s for dcgan at batch 128 on 2 cores) and twice the steps.
+#: A recipe may adapt them further for one data set (dcgan's ``[images.mnist]`` table:
+#: 8,000 updates of 64, readable MNIST digits in about 10 CPU minutes; docs/results.md).
 DATA_DEFAULTS = {
     "mnist": dict(steps=4000, width=32),
     "stacked-mnist": dict(steps=4000, width=32),

@@ -143,7 +143,7 @@ class Trainer:
         if self.out is not None and not _resume and self.writer:
             run_folder.check_new(self.out)
         self.data, source = self._load_data(data, {**from_recipe, **given})
-        self.recipe = self.recipe.for_data("images" if self.data.is_image else "points")
+        self.recipe = self.recipe.for_data("images" if self.data.is_image else "points", source)
         from_recipe = check_values(dict(self.recipe.train), "the recipe's [train] table")
         self.composition = Composition(self.recipe)
         merged = {**SETTINGS_DEFAULTS, **defaults_for(self.data, source), **from_recipe, **given, "data": source}

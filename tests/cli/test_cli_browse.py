@@ -255,3 +255,10 @@ def test_a_trick_name_not_in_kebab_case_is_a_load_error_not_a_listed_trick(gantr
     assert "Bad_Name" not in gantrix("list").stdout
     assert ("snake (gx-snake 1.0, gx_snake_cli): ValueError: trick name 'Bad_Name' (Snake) is "
             "not kebab-case") in gantrix("plugins").stdout
+
+
+def test_info_recipe_shows_a_data_sets_table(gantrix):
+    out = gantrix("info", "--recipe", "dcgan").stdout
+    mnist = out.split("on mnist ([images.mnist] of recipe 'dcgan'):\n")[1].split("\n\n")[0]
+    assert mnist.splitlines() == ["  batch_size = 64", "  steps = 8000"]
+    assert "on images data" not in out  # dcgan's [images] holds only the data set's table

@@ -215,6 +215,33 @@ def test_a_kind_table_with_an_unknown_key_is_named(tmp_path):
         Recipe(config=path)
 
 
+def test_a_data_sets_table_applies_to_that_set_only(add_recipe):
+    add_recipe("t-sets", {"tricks": ["t-margin"], "train": {"steps": 100, "batch_size": 32},
+                          "points": {"train": {"batch_size": 8},
+                                     "grid25": {"tricks": ["t-clip:c=0.2"], "train": {"steps": 9}}}})
+    recipe = Recipe(recipe="t-sets").extend(["t-margin:margin=2"])
+    grid = recipe.for_data("points", "grid25")
+    assert names(grid) == [("t-margin", "recipe:t-sets"), ("t-clip", "recipe:t-sets"),
+                           ("t-margin", "user")]
+    assert grid.train == {"steps": 9, "batch_size": 8}
+    for other in (recipe.for_data("points", "ring8"), recipe.for_data("points")):
+        assert [s.name for s in other.specs] == ["t-margin", "t-margin"]
+        assert other.train == {"steps": 100, "batch_size": 8}
+    assert recipe.for_data("images", "grid25").train == {"steps": 100, "batch_size": 32}
+
+
+def test_a_table_for_an_unknown_data_set_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('tricks = ["t-margin"]\n[points.mnist]\ntrain = { steps = 3 }\n')
+    with pytest.raises(GantrixError, match=r"unknown key\(s\) in \[points\]: mnist; allowed: tricks, "
+                                           r"train, or a table for a built-in data set \(ring8, grid25, spiral\)"):
+        Recipe(config=path)
+    path.write_text('tricks = ["t-margin"]\n[images.mnist]\nstep = 3\n')
+    with pytest.raises(GantrixError, match=r"unknown key\(s\) in \[images.mnist\]: step; "
+                                           r"allowed: tricks, train$"):
+        Recipe(config=path)
+
+
 def test_for_data_rejects_an_unknown_kind(by_kind):
     with pytest.raises(GantrixError, match="unknown kind of data 'audio'; allowed: points, images"):
         Recipe(recipe="t-kinds").for_data("audio")

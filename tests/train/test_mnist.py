@@ -230,8 +230,11 @@ def test_mnist_defaults_sit_between_the_kind_and_the_recipe():
 
     t = Trainer("dcgan", "mnist", progress=False)
     s = t.settings
-    assert (s.width, s.steps, s.batch_size, s.latent_dim) == (32, 4000, 128, 64)  # batch: dcgan's
-    assert Trainer("dcgan", "mnist", width=16, steps=7, progress=False).settings.width == 16
+    assert (s.width, s.steps, s.batch_size, s.latent_dim) == (32, 8000, 64, 64)  # dcgan's [images.mnist]
+    s = Trainer("dcgan", "stacked-mnist", progress=False).settings
+    assert (s.width, s.steps, s.batch_size) == (32, 4000, 128)  # the data's, then dcgan's [train]
+    s = Trainer("dcgan", "mnist", width=16, steps=7, batch_size=8, progress=False).settings
+    assert (s.width, s.steps, s.batch_size) == (16, 7, 8)
     assert Trainer("dcgan", "digits", progress=False).settings.width == 64
 
 
