@@ -54,6 +54,8 @@ def precedence(origin: str) -> int:
 def whose(origin: str) -> str:
     """``"the recipe's"`` or ``"the config file's"``: the owner of a trick that gives way."""
     return "the config file's" if origin.startswith(CONFIG) else "the recipe's"
+
+
 #: the kinds of data a recipe may have a table for (see `Recipe.for_data`).
 DATA_KINDS = ("points", "images")
 #: the keys of a recipe TOML file, and of one of its data-kind tables.
