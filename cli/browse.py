@@ -173,7 +173,7 @@ def _trick_info(cls, also_recipe: bool) -> None:
 
 def _recipe_info(entry) -> None:
     from gantrix.compose import resolve
-    from gantrix.recipe import DATA_KIND_KEYS, DATA_KINDS, Recipe
+    from gantrix.recipe import DATA_KINDS, Recipe, data_set_tables
 
     typer.echo(f"{entry.name}  (recipe, from {entry.plugin})")
     if entry.summary:
@@ -193,9 +193,8 @@ def _recipe_info(entry) -> None:
     for kind in DATA_KINDS:
         for where, table in recipe.data_kind_tables(kind):
             _data_table_info(f"on {kind} data ([{kind}] of {where})", table, where)
-            for name, sub in table.items():
-                if name not in DATA_KIND_KEYS:
-                    _data_table_info(f"on {name} ([{kind}.{name}] of {where})", sub, where)
+            for name, sub in data_set_tables(table).items():
+                _data_table_info(f"on {name} ([{kind}.{name}] of {where})", sub, where)
     typer.echo("\ncomposed:")
     _print_composition(*resolve(recipe), indent="  ")
 

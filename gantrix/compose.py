@@ -60,7 +60,8 @@ def _instantiate(specs: list[TrickSpec]) -> list[_Chosen]:
 
 def _one_loss(chosen: list[_Chosen], findings: list[Finding]) -> list[_Chosen]:
     losses = [c for c in chosen if c.trick.kind == "loss"]
-    top = [c for c in losses if c.rank == max(x.rank for x in losses)]
+    nearest = max((c.rank for c in losses), default=0)
+    top = [c for c in losses if c.rank == nearest]
     if len(top) == 1 and len(losses) > 1:
         dropped = [c for c in losses if c is not top[0]]
         for c in dropped:

@@ -157,6 +157,12 @@ def _check_table(table: Any, label: str, where: str, sets: Iterable[str]) -> Non
         raise GantrixError(f"{where}: {label} train must be a table of settings")
 
 
+def data_set_tables(table: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The tables for built-in data sets inside a checked ``[points]``/``[images]`` table,
+    by the set's name (every key but its own ``tricks`` and ``train``)."""
+    return {k: v for k, v in table.items() if k not in DATA_KIND_KEYS}
+
+
 def _tables_for(layer: "_Layer", kind: str, name: str | None) -> list[tuple[str, Mapping[str, Any]]]:
     """``(label, table)``: a layer's table for ``kind`` of data, then its table for the data
     set ``name`` within it, those it has."""
@@ -164,7 +170,7 @@ def _tables_for(layer: "_Layer", kind: str, name: str | None) -> list[tuple[str,
     if table is None:
         return []
     found = [(f"[{kind}]", table)]
-    if name is not None and isinstance(table.get(name), Mapping):
+    if name in data_set_tables(table):
         found.append((f"[{kind}.{name}]", table[name]))
     return found
 

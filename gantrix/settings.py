@@ -28,7 +28,8 @@ IMAGE_DEFAULTS = dict(steps=2000, batch_size=64, latent_dim=64, width=64,
 #: over those, for the built-in 32×32 data: half the width (a quarter of the cost per
 #: step: 0.11 s instead of 0.42 s for dcgan at batch 128 on 2 cores) and twice the steps.
 #: A recipe may adapt them further for one data set (dcgan's ``[images.mnist]`` table:
-#: 8,000 updates of 64, readable MNIST digits in about 10 CPU minutes; docs/results.md).
+#: 8,000 updates of 64, readable MNIST digits in about 11 minutes on two idle CPU cores;
+#: docs/results.md).
 DATA_DEFAULTS = {
     "mnist": dict(steps=4000, width=32),
     "stacked-mnist": dict(steps=4000, width=32),

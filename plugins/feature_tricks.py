@@ -153,7 +153,8 @@ class FeatureMatching(Regularizer):
                              "mode=loss, where the distance is the generator's whole loss; "
                              "weight applies with mode=term")
         if self.mode == "loss":  # it takes the generator's loss over: say so in the check
-            self.conflicts = (Clash("loss", TAKES_OVER, self.paper, severity="note"),)
+            self.conflicts = (*type(self).conflicts,
+                              Clash("loss", TAKES_OVER, self.paper, severity="note"))
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
