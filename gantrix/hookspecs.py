@@ -129,22 +129,35 @@ def gantrix_configure_optimizer(params, role):
 
 @hookspec
 def gantrix_lr_factor(role, step, total):
-    """Return a factor for ``role``'s learning rate at generator update ``step``, or None.
+    """Return a factor for ``role``'s learning rate in training step ``step``, or None.
 
     Called before every optimizer step. The factors of all tricks multiply; the core sets
     each parameter group's lr to its initial lr (what the optimizer was built with, kept as
     ``initial_lr`` in the group, as torch's schedulers do) times the product. A schedule is
-    a function of the step alone, so a resumed run follows it exactly. ``total`` is the
-    run's planned number of generator updates, or None when the caller of
-    `gantrix.ComposedStep` gave none; a schedule that needs it raises `gantrix.GantrixError`.
+    a function of the step alone, so a resumed run follows it exactly. A training step is
+    one call of `gantrix.ComposedStep.step`: its critic updates and the generator updates
+    after them (one each unless `gantrix_critic_steps` or `gantrix_generator_steps` say
+    more). ``total`` is the run's planned number of training steps, or None when the caller
+    of `gantrix.ComposedStep` gave none; a schedule that needs it raises
+    `gantrix.GantrixError`.
     """
 
 
 @hookspec(firstresult=True)
 def gantrix_critic_steps(step):
-    """Return how many discriminator updates run before generator update ``step``.
+    """Return how many discriminator updates open training step ``step``.
 
     First answer wins; default 1. (`n-critic` answers 5 for WGAN.)
+    """
+
+
+@hookspec(firstresult=True)
+def gantrix_generator_steps(step):
+    """Return how many generator updates close training step ``step``, after its critic
+    updates.
+
+    First answer wins; default 1. (`n-generator` answers 2 for DCGAN's reference code,
+    which updates the generator twice per critic update.)
     """
 
 
@@ -185,6 +198,18 @@ def gantrix_generator_critic(critic, optimizer, critic_loss, grad_scale):
     The answer is a module or a callable of that signature. The core freezes a returned
     module's parameters during the generator update, like the critic's own. First answer
     wins; default: ``critic``.
+    """
+
+
+@hookspec(firstresult=True)
+def gantrix_latent(n, dim, device, generator):
+    """Return ``n`` latent vectors of size ``dim`` (a tensor of shape ``(n, dim)`` on
+    ``device``) drawn from the generator's prior, or None for the default N(0, I).
+
+    Called wherever gantrix draws a generator's input: every training batch, the shape
+    probe before training, and `gantrix sample`/`eval`, so a model is always sampled from
+    the prior it was trained on. Draw from ``generator`` (a `torch.Generator`, or None for
+    torch's global stream) so runs stay reproducible. First answer wins.
     """
 
 

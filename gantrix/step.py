@@ -1,9 +1,10 @@
-"""The composed training step: one generator update preceded by k critic updates, every
-part of it decided by the composition's hooks.
+"""The composed training step: k critic updates, then m generator updates (one and one
+unless the composition says more), every part of it decided by the composition's hooks.
 
     build:     gantrix_build_model → gantrix_transform_model (chained) → gantrix_check_model
     optimizer: gantrix_configure_optimizer (first answer, else the default Adam)
-    per update: gantrix_condition → G(z) → gantrix_prepare_batch → loss + Σ terms
+    per step:   gantrix_critic_steps, gantrix_generator_steps (first answers, else 1)
+    per update: gantrix_latent → gantrix_condition → G(z) → gantrix_prepare_batch → loss + Σ terms
                 → backward → gantrix_lr_factor → optimizer step → gantrix_after_*_step
     G update:   first gantrix_generator_critic: the critic that scores it (default: D)
 
@@ -101,9 +102,11 @@ def _sum_terms(results) -> dict[str, torch.Tensor]:
 class ComposedStep:
     """Runs updates of ``models`` as ``composition`` says; keeps the update counters.
 
-    ``step()`` does one generator update and the critic updates before it, pulling real
-    batches from ``data``; it returns the detached losses and terms of the last updates.
-    ``total_steps`` (the planned generator updates) is what learning-rate schedules see.
+    ``step()`` does one training step: the critic updates, then the generator updates,
+    pulling real batches from ``data``; it returns the detached losses and terms of the last
+    updates. ``steps`` counts training steps, ``d_steps`` and ``g_steps`` each model's
+    updates; ``total_steps`` (the planned training steps) is what learning-rate schedules
+    see.
     """
 
     def __init__(self, composition: Composition, models: Models, spec: ModelSpec,
@@ -118,6 +121,7 @@ class ComposedStep:
         self.rng = generator
         self.total_steps = total_steps
         self.precision = precision or Precision()
+        self.steps = 0
         self.d_steps = 0
         self.g_steps = 0
         #: steps in a row in which the fp16 scaler skipped an update (inf/NaN gradients).
@@ -129,8 +133,9 @@ class ComposedStep:
         """A conditioned, prepared batch for ``phase``, scored by ``critic`` (default: the
         discriminator) and counted as update ``step`` (default: this phase's next). The fakes
         carry the generator's graph when ``graph`` (default: in generator updates only)."""
-        z = distributed.randn(real.shape[0], self.spec.latent_dim, device=real.device,
-                              generator=self.rng)
+        z = distributed.shard(draw_latent(self.hook, real.shape[0] * distributed.world_size(),
+                                          self.spec.latent_dim, device=real.device,
+                                          generator=self.rng))
         if step is None:
             step = self.d_steps if phase == "discriminator" else self.g_steps
         batch = Batch(real=real, labels=labels, z=z, phase=phase, step=step,
@@ -164,7 +169,7 @@ class ComposedStep:
             for m, _ in modes:
                 m.eval()
             with torch.no_grad():
-                z = torch.randn(n, self.spec.latent_dim, device=device)
+                z = draw_latent(self.hook, n, self.spec.latent_dim, device=device)
                 batch = Batch(real=real, labels=labels, z=z, phase="discriminator", step=0,
                               critic=d, hook=self.hook)
                 self.hook.gantrix_condition(batch=batch)
@@ -242,7 +247,7 @@ class ComposedStep:
 
     def _schedule(self, role: str, opt: torch.optim.Optimizer) -> None:
         """Set ``opt``'s learning rates from the tricks' factors for this step, if any."""
-        factors = self.hook.gantrix_lr_factor(role=role, step=self.g_steps, total=self.total_steps)
+        factors = self.hook.gantrix_lr_factor(role=role, step=self.steps, total=self.total_steps)
         if not factors:
             return
         factor = math.prod(factors)
@@ -290,20 +295,41 @@ class ComposedStep:
         return out
 
     def critic_steps(self) -> int:
-        """How many critic updates precede the next generator update."""
-        return int(self.hook.gantrix_critic_steps(step=self.g_steps) or 1)
+        """How many critic updates open the next training step."""
+        return int(self.hook.gantrix_critic_steps(step=self.steps) or 1)
+
+    def generator_steps(self) -> int:
+        """How many generator updates close the next training step."""
+        return int(self.hook.gantrix_generator_steps(step=self.steps) or 1)
 
     def step(self, data: DataSource | Iterator) -> dict:
-        """k critic updates, then one generator update; returns the last losses and terms
-        (under fp16, an update the scaler skipped counts in ``skipped_steps``)."""
+        """One training step: k critic updates, then m generator updates, each on a fresh
+        real batch (and fresh latent vectors); returns the last losses and terms (under
+        fp16, a step in which the scaler skipped an update counts in ``skipped_steps``)."""
         pull = _puller(data)
         out: dict = {}
         self._skipped = False
         for _ in range(self.critic_steps()):
             out.update(self.discriminator_step(*pull()))
-        out.update(self.generator_step(*pull(), data=pull))
+        for _ in range(self.generator_steps()):
+            out.update(self.generator_step(*pull(), data=pull))
+        self.steps += 1
         self.skipped_steps = self.skipped_steps + 1 if self._skipped else 0
         return out
+
+
+def draw_latent(hook, n: int, dim: int, *, device: torch.device | str,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` latent vectors of size ``dim`` from the composition's prior (the first
+    `gantrix_latent` answer), N(0, I) when no trick sets one."""
+    z = hook.gantrix_latent(n=n, dim=dim, device=device, generator=generator)
+    if z is None:
+        return torch.randn(n, dim, device=device, generator=generator)
+    if not isinstance(z, torch.Tensor) or tuple(z.shape) != (n, dim):
+        got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise GantrixError(f"gantrix_latent returned {got} for {n} latent vectors of size "
+                           f"{dim}; it must return a tensor of shape ({n}, {dim})")
+    return z
 
 
 def _run(model: nn.Module, role: str, what: str, x: torch.Tensor, inputs: dict):

@@ -50,7 +50,7 @@ from .progress import Progress, host_values
 from .recipe import Recipe
 from .run_folder import CHECKPOINT, CONFIG, EVAL, LOSSES, SAMPLES
 from .settings import SETTINGS_DEFAULTS, Settings, check_settings, check_values, defaults_for
-from .step import DEFAULT_LR, ComposedStep, build_models, configure_optimizers
+from .step import DEFAULT_LR, ComposedStep, build_models, configure_optimizers, draw_latent
 from .tally import LossTally
 
 #: points drawn for a 2-D sample plot, images in an image grid.
@@ -264,8 +264,8 @@ class Trainer:
 
     @property
     def step(self) -> int:
-        """Generator updates done so far."""
-        return self.stepper.g_steps
+        """Training steps done so far (each: the critic updates, then the generator's)."""
+        return self.stepper.steps
 
     def _trick_state(self) -> dict:
         merged: dict = {}
@@ -286,8 +286,9 @@ class Trainer:
             "sampling": {"tricks": [t.name for t in self.composition.tricks if t.samples()],
                          "custom_models": dict(self.custom_models)},
             "layout": self.spec.layout,
-            "step": self.stepper.g_steps,
+            "step": self.stepper.steps,
             "d_steps": self.stepper.d_steps,
+            "g_steps": self.stepper.g_steps,
             "models": {"generator": self.models.generator.state_dict(),
                        "discriminator": self.models.discriminator.state_dict()},
             "optimizers": {k: o.state_dict() for k, o in self.stepper.optimizers.items()},
@@ -327,8 +328,10 @@ class Trainer:
         self._rng = state["rng"]["torch"]
         if self.device.type == "cuda" and "cuda" in state["rng"]:
             self._cuda_rng = state["rng"]["cuda"]
-        self.stepper.g_steps = int(state["step"])
+        self.stepper.steps = int(state["step"])
         self.stepper.d_steps = int(state["d_steps"])
+        # checkpoints written before generator steps could be several: one update a step
+        self.stepper.g_steps = int(state.get("g_steps", state["step"]))
         log = state["log"]
         self.tally.load_state_dict(log)
         self._interval = (int(log["interval_steps"]), float(log["interval_seconds"]))
@@ -572,7 +575,8 @@ class Trainer:
                 torch.manual_seed(seed)
                 for lo in range(0, n, 500):
                     m = min(500, n - lo)
-                    z = torch.randn(m, self.spec.latent_dim, device=self.device, generator=rng)
+                    z = draw_latent(self.composition.hook, m, self.spec.latent_dim,
+                                    device=self.device, generator=rng)
                     batch = Batch(real=torch.zeros(m, *self.spec.shape, device=self.device),
                                   critic=self.models.discriminator, phase="generator",
                                   step=self.step, z=z, hook=self.composition.hook)

@@ -25,8 +25,8 @@ from .params import Param, normalize_key
 KINDS = ("loss", "regularizer", "policy", "architecture")
 #: the run hooks through which a trick can shape what a trained run samples: the models'
 #: structure, the generator's inputs, the published sampler (``generator_ema``).
-SAMPLING_HOOKS = ("gantrix_build_model", "gantrix_transform_model", "gantrix_condition",
-                  "gantrix_after_generator_step", "gantrix_load_state_dict")
+SAMPLING_HOOKS = ("gantrix_build_model", "gantrix_transform_model", "gantrix_latent",
+                  "gantrix_condition", "gantrix_after_generator_step", "gantrix_load_state_dict")
 
 
 class Trick:

@@ -1,5 +1,5 @@
-"""Step schedules: several critic updates per generator update, lazy regularization, and
-learning-rate decay."""
+"""Step schedules: several critic updates per generator update (or generator updates per
+critic update), lazy regularization, and learning-rate decay."""
 from __future__ import annotations
 
 import re
@@ -23,6 +23,31 @@ class NCritic(Policy):
 
     @hookimpl
     def gantrix_critic_steps(self, step):
+        return self.n
+
+
+class NGenerator(Policy):
+    """Update the generator ``n`` times per training step, after the critic's update(s).
+
+    DCGAN's reference implementation (carpedm20/DCGAN-tensorflow, which VEEGAN's and
+    PacGAN's Table 2 Stacked-MNIST experiments are built on) runs the generator's optimizer
+    twice per critic update "to make sure that d_loss does not go to zero (different from
+    paper)": a critic that wins too easily gives the generator vanishing gradients.
+    ``n-generator:2`` sets it positionally.
+
+    Each update draws fresh latent vectors and a fresh real batch; the reference code feeds
+    the same latent batch to both of its updates. A training step (what ``--steps`` counts
+    and schedules such as ``lr-decay`` follow) holds all ``n`` updates.
+    """
+
+    name = "n-generator"
+    summary = "n generator updates per training step (2 in DCGAN's reference code)"
+    paper = ("Radford, Metz & Chintala 2015, DCGAN, reference code carpedm20/DCGAN-tensorflow "
+             "(model.py: g_optim run twice per d_optim); PacGAN Table 2 (Lin et al. 2018)")
+    params = (Param("n", int, 2, "generator updates per training step", low=1),)
+
+    @hookimpl
+    def gantrix_generator_steps(self, step):
         return self.n
 
 
@@ -72,10 +97,11 @@ class LazyRegularization(Policy):
 
 class LinearDecay(Policy):
     """Decay both learning rates linearly over the run, from the optimizer's lr at the first
-    generator update to ``to`` times it at the last (WGAN-GP's CIFAR-10 and LSUN runs decay
-    to 0 over their 100k generator updates).
+    training step to ``to`` times it at the last (WGAN-GP's CIFAR-10 and LSUN runs decay
+    to 0 over their 100k generator updates, one per training step).
 
-    The critic updates before generator update t use the same factor as that update. It
+    Every update of training step t (its critic updates and its generator updates) uses the
+    same factor. It
     shortens a run without the last updates' noise: the samples settle on the modes instead
     of jittering around them at a constant step size. Needs the run's length (`gantrix
     train` gives it; `ComposedStep(total_steps=...)` in your own loop); resuming with more
@@ -99,5 +125,5 @@ class LinearDecay(Policy):
 
 @hookimpl
 def gantrix_register_tricks(register):
-    for cls in (NCritic, LazyRegularization, LinearDecay):
+    for cls in (NCritic, NGenerator, LazyRegularization, LinearDecay):
         register(cls)

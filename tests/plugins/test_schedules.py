@@ -16,6 +16,53 @@ def test_n_critic_counts_critic_updates(spec, n, composed):
         assert (step.d_steps, step.g_steps) == (n * i, i)
 
 
+@pytest.mark.parametrize("spec,n", [("n-generator", 2), ("n-generator:3", 3)])
+def test_n_generator_counts_generator_updates_per_training_step(spec, n, composed):
+    step, data = composed("nonsaturating", "n-critic:2", spec)
+    for i in range(1, 3):
+        step.step(data)
+        assert (step.steps, step.d_steps, step.g_steps) == (i, 2 * i, n * i)
+
+
+def test_n_generator_updates_see_fresh_latents_and_the_critic_frozen(composed, add_tricks):
+    seen = []
+
+    class Spy(gantrix.Policy):
+        name, summary = "spy-latents", "record each generator batch's latent vectors"
+
+        @gantrix.hookimpl
+        def gantrix_prepare_batch(self, batch):
+            if batch.phase == "generator":
+                seen.append((batch.z.clone(), batch.step))
+
+    add_tricks(Spy)
+    step, data = composed("nonsaturating", "n-generator:2", "spy-latents")
+    critic_before = [p.clone() for p in step.models.discriminator.parameters()]
+    generator_before = [p.clone() for p in step.models.generator.parameters()]
+    step.step(data)
+    (z0, s0), (z1, s1) = seen
+    assert (s0, s1) == (0, 1) and not torch.equal(z0, z1)
+    assert step.d_steps == 1  # the critic's parameters moved once, in its own update
+    assert any(not torch.equal(a, b) for a, b in
+               zip(generator_before, step.models.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in
+               zip(critic_before, step.models.discriminator.parameters()))
+
+
+def test_lr_decay_follows_training_steps_with_several_generator_updates(composed):
+    step, data = composed("nonsaturating", "n-generator:3", "lr-decay", "adam:lr=0.01")
+    step.total_steps = 4
+    step.step(data)
+    step.step(data)  # training step 1 of 4 (six generator updates done): factor 0.75
+    lrs = [g["lr"] for opt in step.optimizers.values() for g in opt.param_groups]
+    assert lrs == pytest.approx([0.0075] * len(lrs), rel=1e-12)
+
+
+def test_n_generator_rejects_zero():
+    with pytest.raises(gantrix.ParamError, match="'n' got 0"):
+        gantrix.Recipe("nonsaturating", "n-generator:0").check()
+
+
 def test_n_critic_rejects_zero():
     with pytest.raises(gantrix.ParamError, match="'n' got 0"):
         gantrix.Recipe("wgan", "n-critic:0").check()

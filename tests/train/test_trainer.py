@@ -275,3 +275,43 @@ def test_progress_line_on_a_terminal_only():
     bar.update(25, lambda: asked.append(1) or {"d_loss": 0.5}, rate=50.0, force=True)
     bar.close()
     assert pipe.text == "" and not asked  # nothing drawn, nothing read back
+
+
+#: two generator updates per training step, from a uniform prior.
+TWO_G_RECIPE = ["nonsaturating", "n-generator:2", "uniform-latent"]
+
+
+def test_resume_with_several_generator_updates_per_step(tmp_path):
+    whole = Trainer(TWO_G_RECIPE, "ring8", out=tmp_path / "whole", steps=8, **SMALL).fit()
+    assert (whole.step, whole.stepper.d_steps, whole.stepper.g_steps) == (8, 8, 16)
+    Trainer(TWO_G_RECIPE, "ring8", out=tmp_path / "half", steps=4, **SMALL).fit()
+    resumed = Trainer.resume(tmp_path / "half", steps=8).fit()
+    assert (resumed.step, resumed.stepper.g_steps) == (8, 16)
+    _assert_same(_params(whole), _params(resumed))
+    assert torch.equal(whole.sample(50), resumed.sample(50))
+
+
+def test_a_checkpoint_without_a_generator_update_count_resumes(tmp_path):
+    """Checkpoints written before `n-generator` existed hold one generator update a step."""
+    run = Trainer(["nonsaturating"], "ring8", out=tmp_path / "r", steps=4, **SMALL).fit()
+    state = run.state_dict()
+    del state["g_steps"]
+    other = Trainer(["nonsaturating"], "ring8", out=tmp_path / "o", steps=4, **SMALL)
+    other._restore(state)
+    assert (other.step, other.stepper.d_steps, other.stepper.g_steps) == (4, 4, 4)
+
+
+class _Echo(nn.Module):
+    """A generator that returns its latent vector: what `sample` feeds it, made visible."""
+
+    def forward(self, z, **inputs):
+        return z
+
+
+def test_samples_are_drawn_from_the_prior_the_run_trained_on(tmp_path):
+    run = Trainer(["nonsaturating", "uniform-latent:bound=0.5"], "ring8", out=tmp_path / "r",
+                  steps=2, batch_size=16, latent_dim=2, log_every=5, sample_every=0).fit()
+    run.models.generator = _Echo()
+    z = run.sample(4000) / run.data.scale
+    assert z.abs().max() <= 0.5 and z.abs().max() > 0.49  # the cube, filled to its faces
+    assert z.var().item() == pytest.approx(0.25 / 3, rel=0.05)
