@@ -75,3 +75,17 @@ def test_rasgan_settles_on_2d_data_with_r1_and_a_decaying_rate():
     images = [t.spec() for t in gantrix.Recipe(recipe="rasgan").for_data("images").compose().tricks]
     assert "r1:gamma=0.1" in points and "lr-decay" in points
     assert not any(s.startswith(("r1", "lr-decay")) for s in images)
+
+
+@pytest.mark.parametrize("name", ["rasgan", "rahinge", "rsgan"])
+def test_relativistic_recipes_settle_on_ring8_with_r1_decay_and_18000_updates(name):
+    """The ring8 tables measured over three seeds (docs/results.md, "Across seeds"): R1,
+    a decaying lr and 18,000 updates on ring8; the paper's composition on images."""
+    recipe = gantrix.Recipe(recipe=name)
+    ring = recipe.for_data("points", "ring8")
+    specs = [t.spec() for t in ring.compose().tricks]
+    assert "r1:gamma=0.1" in specs and "lr-decay" in specs
+    assert ring.train["steps"] == 18000
+    images = recipe.for_data("images")
+    assert "steps" not in images.train
+    assert not any(t.spec().startswith(("r1", "lr-decay")) for t in images.compose().tricks)
