@@ -1,4 +1,4 @@
-"""The composed training step: k critic updates, then m generator updates (one and one
+"""The composed training step: k critic updates, then m generator updates (one of each
 unless the composition says more), every part of it decided by the composition's hooks.
 
     build:     gantrix_build_model → gantrix_transform_model (chained) → gantrix_check_model
