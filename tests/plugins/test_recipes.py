@@ -77,7 +77,7 @@ def test_rasgan_settles_on_2d_data_with_r1_and_a_decaying_rate():
     assert not any(s.startswith(("r1", "lr-decay")) for s in images)
 
 
-@pytest.mark.parametrize("name", ["rasgan", "rahinge", "rsgan"])
+@pytest.mark.parametrize("name", ["rasgan", "rahinge", "rsgan", "ralsgan"])
 def test_relativistic_recipes_settle_on_ring8_with_r1_decay_and_18000_updates(name):
     """The ring8 tables measured over three seeds (docs/results.md, "Across seeds"): R1,
     a decaying lr and 18,000 updates on ring8; the paper's composition on images."""
