@@ -579,7 +579,7 @@ class Trainer:
                                     device=self.device, generator=rng)
                     batch = Batch(real=torch.zeros(m, *self.spec.shape, device=self.device),
                                   critic=self.models.discriminator, phase="generator",
-                                  step=self.step, z=z, hook=self.composition.hook)
+                                  step=self.stepper.g_steps, z=z, hook=self.composition.hook)
                     if labels is not None:
                         batch.fake_labels = labels[lo:lo + m].to(self.device)
                     self.composition.hook.gantrix_condition(batch=batch)
@@ -593,7 +593,8 @@ class Trainer:
         """Whether the generator takes class labels: a trick routes the batch's
         ``fake_labels`` to it as ``generator_inputs["labels"]`` (cgan, acgan, projection)."""
         batch = Batch(real=torch.zeros(1, *self.spec.shape, device=self.device),
-                      critic=self.models.discriminator, phase="generator", step=self.step,
+                      critic=self.models.discriminator, phase="generator",
+                      step=self.stepper.g_steps,
                       z=torch.zeros(1, self.spec.latent_dim, device=self.device),
                       hook=self.composition.hook)
         batch.fake_labels = torch.zeros(1, dtype=torch.long, device=self.device)

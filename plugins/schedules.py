@@ -106,12 +106,11 @@ class LinearDecay(Policy):
     to 0 over their 100k generator updates, one per training step).
 
     Every update of training step t (its critic updates and its generator updates) uses the
-    same factor. It
-    shortens a run without the last updates' noise: the samples settle on the modes instead
-    of jittering around them at a constant step size. Needs the run's length (`gantrix
-    train` gives it; `ComposedStep(total_steps=...)` in your own loop); resuming with more
-    steps stretches the schedule over the new total, so the lr rises again from where the
-    longer run would be.
+    same factor. It shortens a run without the last updates' noise: the samples settle on
+    the modes instead of jittering around them at a constant step size. Needs the run's
+    length (`gantrix train` gives it; `ComposedStep(total_steps=...)` in your own loop);
+    resuming with more steps stretches the schedule over the new total, so the lr rises
+    again from where the longer run would be.
     """
 
     name = "lr-decay"

@@ -24,7 +24,7 @@ def test_n_generator_counts_generator_updates_per_training_step(spec, n, compose
         assert (step.steps, step.d_steps, step.g_steps) == (i, 2 * i, n * i)
 
 
-def test_n_generator_updates_see_fresh_latents_and_the_critic_frozen(composed, add_tricks):
+def test_n_generator_updates_draw_fresh_latents_and_both_models_train(composed, add_tricks):
     seen = []
 
     class Spy(gantrix.Policy):
