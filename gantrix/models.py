@@ -96,10 +96,35 @@ def _norm(kind: str | None, channels: int) -> nn.Module:
     raise ValueError(f"unknown normalisation {kind!r}")
 
 
-def _check_size(size: int) -> int:
+#: the sides the models' smallest feature map may take (G starts there, D scores there).
+SMALLEST_SIDES = (2, 4)
+#: the kernel sizes of the stride-2 layers: 4 (PyTorch's DCGAN) or 5 (DCGAN-tensorflow's).
+KERNELS = (4, 5)
+
+
+def _doublings(size: int, smallest: int) -> int:
+    """How many stride-2 layers lead from a ``smallest``×``smallest`` map to ``size``."""
     if size < 8 or size > 256 or size & (size - 1):
         raise ValueError(f"image size must be a power of two from 8 to 256, got {size}")
-    return int(math.log2(size))
+    if smallest not in SMALLEST_SIDES:
+        raise ValueError(f"the smallest map's side must be one of {SMALLEST_SIDES}, got {smallest}")
+    return int(math.log2(size // smallest))
+
+
+def _check_kernel(kernel: int) -> None:
+    if kernel not in KERNELS:
+        raise ValueError(f"the stride-2 layers' kernel must be one of {KERNELS}, got {kernel}")
+
+
+def _down(inp: int, out: int, kernel: int, bias: bool = True) -> nn.Conv2d:
+    """A stride-2 convolution that halves an even side (``same`` padding for either kernel)."""
+    return nn.Conv2d(inp, out, kernel, 2, (kernel - 1) // 2, bias=bias)
+
+
+def _up(inp: int, out: int, kernel: int, bias: bool = True) -> nn.ConvTranspose2d:
+    """A stride-2 transposed convolution that doubles the side: `_down`'s transpose."""
+    return nn.ConvTranspose2d(inp, out, kernel, 2, (kernel - 1) // 2,
+                              output_padding=kernel % 2, bias=bias)
 
 
 #: the largest image side `refine` applies to.
@@ -113,36 +138,46 @@ def _refined(spec: ModelSpec, refine: bool) -> bool:
 
 
 class ConvGenerator(nn.Module):
-    """z ↦ image by transposed convolutions, 4×4 up to ``size``×``size``, Tanh output.
+    """z ↦ image by transposed convolutions, ``smallest``×``smallest`` up to ``size``×``size``,
+    Tanh output.
 
-    Each layer doubles the side (the DCGAN layout). Small images leave such models shallow
-    (8×8: a 4×4 start and one upsampling; 32×32: four layers), so ``refine`` (up to
-    `REFINED_UP_TO`) adds a 3×3 layer after the 4×4 start, halving its channels, and makes
-    the output with a 3×3 layer from the last upsampling's ``width / 2`` channels. With
-    BatchNorm (dcgan) it lifted the samples classified with confidence from 58 to 77 % on
-    the 8×8 digits and from 73.6 to 82.5 % on MNIST (docs/results.md); without normalisation
-    the deeper models trained worse, so the core's neutral models are not refined.
+    The first layer projects z onto a ``smallest``×``smallest`` map (a transposed
+    convolution of a 1×1 input: a linear projection) and each next layer doubles the side
+    with a ``kernel``×``kernel`` transposed convolution, halving the channels (the DCGAN
+    layout). The defaults, a 4×4 start and 4×4 kernels, are PyTorch's DCGAN example;
+    ``smallest=2, kernel=5`` is DCGAN-tensorflow's layout on 32×32 images (it always doubles
+    four times, from side / 16): one more layer, of twice the channels, at 2×2.
+
+    Small images leave such models shallow (8×8: a 4×4 start and one upsampling; 32×32: four
+    layers), so ``refine`` (up to `REFINED_UP_TO`) adds a 3×3 layer after the start, halving
+    its channels, and makes the output with a 3×3 layer from the last upsampling's
+    ``width / 2`` channels. With BatchNorm (dcgan) it lifted the samples classified with
+    confidence from 58 to 77 % on the 8×8 digits and from 73.6 to 82.5 % on MNIST
+    (docs/results.md); without normalisation the deeper models trained worse, so the core's
+    neutral models are not refined.
     """
 
     def __init__(self, spec: ModelSpec, norm: str | None = None,
-                 act: Callable[[], nn.Module] = nn.ReLU, refine: bool = False):
+                 act: Callable[[], nn.Module] = nn.ReLU, refine: bool = False,
+                 kernel: int = 4, smallest: int = 4):
         super().__init__()
         channels, size, _ = spec.shape
-        levels = _check_size(size) - 2  # doublings after the 4×4 start
+        levels = _doublings(size, smallest)
+        _check_kernel(kernel)
         bias = norm is None
         small = _refined(spec, refine)
         width = spec.width * 2 ** (levels if small else levels - 1)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(spec.latent_dim, width, 4, 1, 0, bias=bias), _norm(norm, width), act()]
+            nn.ConvTranspose2d(spec.latent_dim, width, smallest, 1, 0, bias=bias),
+            _norm(norm, width), act()]
         if small:
             layers += [nn.Conv2d(width, width // 2, 3, 1, 1, bias=bias), _norm(norm, width // 2), act()]
             width //= 2
         for _ in range(levels if small else levels - 1):
-            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=bias),
-                       _norm(norm, width // 2), act()]
+            layers += [_up(width, width // 2, kernel, bias), _norm(norm, width // 2), act()]
             width //= 2
         layers += [nn.Conv2d(width, channels, 3, 1, 1) if small else
-                   nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
+                   _up(width, channels, kernel), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -152,30 +187,33 @@ class ConvGenerator(nn.Module):
 class ConvCritic(nn.Module):
     """image ↦ logit by strided convolutions (no pooling, no hidden fully-connected layer).
 
-    The generator's mirror: ``refine`` makes a 3×3 layer of ``width / 2`` channels read the
-    image first and a 3×3 layer (doubling the channels) run at 4×4 before the 4×4 scoring
-    layer.
+    The generator's mirror: ``kernel``×``kernel`` stride-2 convolutions halve the side down to
+    ``smallest``×``smallest``, doubling the channels, and a convolution over that whole map
+    scores it (a linear layer on the flattened map). ``refine`` makes a 3×3 layer of
+    ``width / 2`` channels read the image first and a 3×3 layer (doubling the channels) run
+    on the smallest map before the scoring layer.
     """
 
     def __init__(self, spec: ModelSpec, norm: str | None = None,
-                 act: Callable[[], nn.Module] = lambda: nn.LeakyReLU(0.2), refine: bool = False):
+                 act: Callable[[], nn.Module] = lambda: nn.LeakyReLU(0.2), refine: bool = False,
+                 kernel: int = 4, smallest: int = 4):
         super().__init__()
         channels, size, _ = spec.shape
-        levels = _check_size(size) - 2
+        levels = _doublings(size, smallest)
+        _check_kernel(kernel)
         bias = norm is None
         small = _refined(spec, refine)
         width = max(spec.width // 2, 1) if small else spec.width
         layers: list[nn.Module] = [
-            nn.Conv2d(channels, width, 3, 1, 1) if small else nn.Conv2d(channels, width, 4, 2, 1),
+            nn.Conv2d(channels, width, 3, 1, 1) if small else _down(channels, width, kernel),
             act()]
         for _ in range(levels if small else levels - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=bias),
-                       _norm(norm, width * 2), act()]
+            layers += [_down(width, width * 2, kernel, bias), _norm(norm, width * 2), act()]
             width *= 2
         if small:
             layers += [nn.Conv2d(width, width * 2, 3, 1, 1, bias=bias), _norm(norm, width * 2), act()]
             width *= 2
-        layers.append(nn.Conv2d(width, 1, 4, 1, 0))
+        layers.append(nn.Conv2d(width, 1, smallest, 1, 0))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

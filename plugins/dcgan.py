@@ -19,7 +19,7 @@ import dataclasses
 from torch import nn
 
 from gantrix import Architecture, Finding, GantrixError, Param, hookimpl
-from gantrix.models import ConvCritic, ConvGenerator, find_layers
+from gantrix.models import KERNELS, SMALLEST_SIDES, ConvCritic, ConvGenerator, find_layers
 
 PAPER = ("Radford, Metz & Chintala 2015, Unsupervised Representation Learning with Deep "
          "Convolutional Generative Adversarial Networks")
@@ -91,6 +91,12 @@ class DCGAN(Architecture):
     classified with confidence, MNIST 73.6 → 82.5 % (docs/results.md). ``refine=false`` keeps
     the paper's layout (what PacGAN's settings in ``bench/stacked-mnist/`` use).
 
+    ``kernel`` and ``smallest`` choose between the two layouts DCGAN's code was published in:
+    4×4 kernels doubling from a 4×4 map (the default: PyTorch's DCGAN example) or 5×5 kernels
+    doubling from side / 16 (DCGAN-tensorflow's, which PacGAN's and VEEGAN's Stacked-MNIST
+    experiments use: ``kernel=5,smallest=2`` on 32×32 images gives each model one more
+    layer, of ``8 · width`` channels at 2×2).
+
     ``critic_norm``: ``batch`` (the paper's), ``layer`` (per-sample, what a gradient penalty
     needs) or ``none``. ``output``: ``logit`` (gantrix losses take logits) or ``sigmoid``
     (the paper's D(x) as a probability; only for code that wants probabilities).
@@ -114,6 +120,10 @@ class DCGAN(Architecture):
               low=1, optional=True),
         Param("critic_width", int, None, "D's base channels when D should differ from G "
               "(PacGAN's Table 3 shrinks D alone); default: width", low=1, optional=True),
+        Param("kernel", int, 4, "kernel size of the stride-2 layers (4: PyTorch's DCGAN "
+              "example; 5: DCGAN-tensorflow's)", choices=KERNELS),
+        Param("smallest", int, 4, "side of the smallest feature map, where G starts and D "
+              "scores (2 on 32×32 images: DCGAN-tensorflow's depth)", choices=SMALLEST_SIDES),
         Param("refine", bool, True, "for images up to 32×32: a 3×3 layer after G's 4×4 start "
               "and a 3×3 output layer, D mirrored (false: the paper's layout)"),
     )
@@ -137,10 +147,11 @@ class DCGAN(Architecture):
         width = self.critic_width if role == "discriminator" and self.critic_width else self.width
         if width is not None:
             spec = dataclasses.replace(spec, width=width)
+        layout = dict(refine=self.refine, kernel=self.kernel, smallest=self.smallest)
         if role == "generator":
-            return init_weights(ConvGenerator(spec, norm="batch", act=nn.ReLU, refine=self.refine))
+            return init_weights(ConvGenerator(spec, norm="batch", act=nn.ReLU, **layout))
         norm = None if self.critic_norm == "none" else self.critic_norm
-        critic = ConvCritic(spec, norm=norm, act=lambda: nn.LeakyReLU(0.2), refine=self.refine)
+        critic = ConvCritic(spec, norm=norm, act=lambda: nn.LeakyReLU(0.2), **layout)
         if self.output == "sigmoid":
             critic.net.append(nn.Sigmoid())
         return init_weights(critic)

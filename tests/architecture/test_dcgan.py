@@ -192,3 +192,48 @@ def test_critic_width_sizes_the_critic_alone():
     assert [l.out_channels for l in kinds(m["discriminator"], nn.Conv2d)] == [1, 2, 4, 8, 16, 1]
     g = [l.out_channels for l in kinds(m["generator"], (nn.ConvTranspose2d, nn.Conv2d))]
     assert g == [128, 64, 32, 16, 8, 3]
+
+
+def test_dcgan_tensorflow_layout_has_5x5_kernels_and_a_fourth_scale_at_2x2():
+    """``kernel=5,smallest=2`` on 32×32: DCGAN-tensorflow's models (PacGAN's VEEGAN setting),
+    G 512/256/128/64 channels at 2/4/8/16 px and D 64/128/256/512 at 16/8/4/2 px."""
+    spec = ModelSpec((3, 32, 32), latent_dim=100, width=64)
+    trick, m = build(spec, refine=False, kernel=5, smallest=2)
+    g, d = m["generator"], m["discriminator"]
+    sides, x = [], torch.rand(2, 100) * 2 - 1
+    for layer in g.net:
+        x = layer(x[:, :, None, None] if x.dim() == 2 else x)
+        if isinstance(layer, nn.ConvTranspose2d):
+            sides.append((layer.out_channels, x.shape[-1]))
+    assert sides == [(512, 2), (256, 4), (128, 8), (64, 16), (3, 32)]
+    assert [c.kernel_size for c in kinds(g, nn.ConvTranspose2d)] == [(2, 2)] + [(5, 5)] * 4
+    sides = []
+    for layer in d.net:
+        x = layer(x)
+        if isinstance(layer, nn.Conv2d):
+            sides.append((layer.out_channels, x.shape[-1]))
+    assert sides == [(64, 16), (128, 8), (256, 4), (512, 2), (1, 1)]
+    assert [c.kernel_size for c in kinds(d, nn.Conv2d)] == [(5, 5)] * 4 + [(2, 2)]
+    assert trick.gantrix_check_model(model=g, role="generator") == []
+    assert trick.gantrix_check_model(model=d, role="discriminator") == []
+
+
+@pytest.mark.parametrize("size", [8, 16, 64])
+@pytest.mark.parametrize("kernel", [4, 5])
+@pytest.mark.parametrize("smallest", [2, 4])
+@pytest.mark.parametrize("refine", [False, True])
+def test_kernel_and_smallest_build_every_size(size, kernel, smallest, refine):
+    spec = ModelSpec((1, size, size), latent_dim=8, width=4)
+    _, m = build(spec, kernel=kernel, smallest=smallest, refine=refine)
+    x = m["generator"](torch.randn(3, 8))
+    assert x.shape == (3, 1, size, size)
+    assert m["discriminator"](x).shape == (3,)
+    ups = [c for c in kinds(m["generator"], nn.ConvTranspose2d) if c.stride == (2, 2)]
+    assert smallest * 2 ** len(ups) == size and all(c.kernel_size == (kernel,) * 2 for c in ups)
+
+
+@pytest.mark.parametrize("param, value, allowed", [("kernel", 3, "one of 4, 5"),
+                                                   ("smallest", 8, "one of 2, 4")])
+def test_unsupported_kernel_or_smallest_side_is_a_clear_error(param, value, allowed):
+    with pytest.raises(GantrixError, match=f"{param}.*{value}.*{allowed}"):
+        gantrix.make("dcgan", **{param: value})
