@@ -39,9 +39,9 @@ class NGenerator(Policy):
     the same latent batch to both of its updates. A training step (what ``--steps`` counts
     and schedules such as ``lr-decay`` follow) holds all ``n`` updates.
 
-    Cost: with DCGAN-tensorflow's 64-channel models on Stacked MNIST (batch 64, one CPU
+    Cost: with 64-channel DCGAN models (4×4 kernels) on Stacked MNIST (batch 64, one CPU
     thread) a training step with two generator updates took 0.53-0.55 s against 0.34-0.35 s
-    with one, 1.6× (``bench/stacked-mnist/dcgan-veegan.toml`` with and without
+    with one, 1.6× (``bench/stacked-mnist/dcgan-veegan-4x4.toml`` with and without
     ``--trick n-generator:1``, 60 steps each, alternated).
     """
 
