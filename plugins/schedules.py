@@ -36,8 +36,9 @@ class NGenerator(Policy):
     ``n-generator:2`` sets it positionally.
 
     Each update draws fresh latent vectors and a fresh real batch; the reference code feeds
-    the same latent batch to both of its updates. A training step (what ``--steps`` counts
-    and schedules such as ``lr-decay`` follow) holds all ``n`` updates.
+    one latent batch to the critic update and both generator updates of a step. A training
+    step (what ``--steps`` counts and schedules such as ``lr-decay`` follow) holds all ``n``
+    updates.
 
     Cost: with 64-channel DCGAN models (4×4 kernels) on Stacked MNIST (batch 64, one CPU
     thread) a training step with two generator updates took 0.53-0.55 s against 0.34-0.35 s
