@@ -102,18 +102,16 @@ SMALLEST_SIDES = (2, 4)
 KERNELS = (4, 5)
 
 
-def _doublings(size: int, smallest: int) -> int:
-    """How many stride-2 layers lead from a ``smallest``×``smallest`` map to ``size``."""
+def _doublings(size: int, smallest: int, kernel: int) -> int:
+    """How many stride-2 ``kernel``×``kernel`` layers lead from a ``smallest``×``smallest``
+    map to ``size`` (each argument checked)."""
     if size < 8 or size > 256 or size & (size - 1):
         raise ValueError(f"image size must be a power of two from 8 to 256, got {size}")
     if smallest not in SMALLEST_SIDES:
         raise ValueError(f"the smallest map's side must be one of {SMALLEST_SIDES}, got {smallest}")
-    return int(math.log2(size // smallest))
-
-
-def _check_kernel(kernel: int) -> None:
     if kernel not in KERNELS:
         raise ValueError(f"the stride-2 layers' kernel must be one of {KERNELS}, got {kernel}")
+    return int(math.log2(size // smallest))
 
 
 def _down(inp: int, out: int, kernel: int, bias: bool = True) -> nn.Conv2d:
@@ -162,8 +160,7 @@ class ConvGenerator(nn.Module):
                  kernel: int = 4, smallest: int = 4):
         super().__init__()
         channels, size, _ = spec.shape
-        levels = _doublings(size, smallest)
-        _check_kernel(kernel)
+        levels = _doublings(size, smallest, kernel)
         bias = norm is None
         small = _refined(spec, refine)
         width = spec.width * 2 ** (levels if small else levels - 1)
@@ -199,8 +196,7 @@ class ConvCritic(nn.Module):
                  kernel: int = 4, smallest: int = 4):
         super().__init__()
         channels, size, _ = spec.shape
-        levels = _doublings(size, smallest)
-        _check_kernel(kernel)
+        levels = _doublings(size, smallest, kernel)
         bias = norm is None
         small = _refined(spec, refine)
         width = max(spec.width // 2, 1) if small else spec.width

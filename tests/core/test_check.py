@@ -1,5 +1,7 @@
 """`gantrix.check.check`: a composition checked by its metadata, and with data, on the models
 it would train (built and checked, never trained)."""
+from pathlib import Path
+
 import torch
 
 from gantrix import Recipe
@@ -39,8 +41,6 @@ def test_a_config_that_names_its_data_is_checked_on_it(tmp_path):
 def test_every_stacked_mnist_benchmark_config_checks_clean():
     """The PacGAN settings in bench/stacked-mnist/ build their models and break no rule, so
     a user who runs bench/stacked_mnist.py never meets an error an hour in."""
-    from pathlib import Path
-
     configs = sorted((Path(__file__).parents[2] / "bench" / "stacked-mnist").glob("*.toml"))
     assert len(configs) >= 10
     for config in configs:
