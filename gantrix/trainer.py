@@ -357,7 +357,12 @@ class Trainer:
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
         """Ctrl-C and SIGTERM ask the loop to stop after the current step (a second one
-        stops at once); outside the main thread, signals are left alone."""
+        stops at once); outside the main thread, signals are left alone.
+
+        A process of a distributed run that leaves with an error is ending, and when the
+        error is a lost peer, the launcher's SIGTERM follows within a tenth of a second: it
+        is ignored from then on, so that it cannot kill the process before its message
+        (where the last checkpoint is) is printed."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -370,6 +375,10 @@ class Trainer:
         old = {s: signal.signal(s, ask_to_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
+        except BaseException:
+            if distributed.active():
+                old[signal.SIGTERM] = signal.SIG_IGN
+            raise
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)

@@ -243,6 +243,26 @@ def test_signal_saves_a_checkpoint_and_stops(tmp_path, monkeypatch, signum, code
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["step"] == 7
 
 
+@pytest.mark.parametrize("distributed_run", [False, True])
+def test_a_distributed_process_leaving_with_an_error_ignores_the_launchers_sigterm(
+        monkeypatch, distributed_run):
+    """torchrun sends SIGTERM to the other processes as soon as one dies; the survivor is
+    already leaving with "another process ... stopped" and must live to print it."""
+    from gantrix import distributed
+
+    trainer = Trainer("nonsaturating", "ring8", **SMALL)
+    monkeypatch.setattr(distributed, "active", lambda: distributed_run)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(RuntimeError, match="peer gone"), trainer._signals():
+            raise RuntimeError("peer gone")
+        expected = signal.SIG_IGN if distributed_run else before
+        assert signal.getsignal(signal.SIGTERM) == expected
+        assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 # --------------------------------------------------------------------------- progress
 
 
