@@ -4,8 +4,9 @@ Each cell is a composition (a TOML config in ``bench/stacked-mnist/``, or any re
 trained with ``gantrix train`` for a fixed number of generator updates and scored by
 ``gantrix eval`` (26,000 samples: modes hit of 1,000 and the KL of the mode histogram to
 uniform, beside the same figures for 26,000 real stacked samples). Runs go to
-``--runs`` (one folder per cell and seed); a finished run is not trained again, and an
-interrupted one resumes, so the script can be stopped and restarted at any time.
+``--runs`` (one folder per cell and seed); a finished run is not trained again (one scored
+on fewer samples, by ``gantrix eval --n``, is scored again), and an interrupted one resumes,
+so the script can be stopped and restarted at any time.
 
     python bench/stacked_mnist.py --steps 5000 --seeds 0 1 2 --jobs 2 \\
         dcgan-dquarter pacdcgan4-dquarter
