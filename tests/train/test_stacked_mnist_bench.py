@@ -29,8 +29,8 @@ def bench(monkeypatch, tmp_path):
     return module, calls
 
 
-def _folder(runs: Path, **score) -> Path:
-    out = runs / "dcgan-veegan-s0"  # folder_of("dcgan-veegan", 0)
+def _folder(module, runs: Path, **score) -> Path:
+    out = runs / module.folder_of("dcgan-veegan", 0)
     out.mkdir(parents=True)
     (out / "config.toml").write_text("")
     if score:
@@ -46,20 +46,20 @@ def test_a_new_cell_is_trained_from_its_config(bench, tmp_path):
 
 def test_a_finished_run_with_the_papers_score_is_reused(bench, tmp_path):
     module, calls = bench
-    _folder(tmp_path, step=10, samples=STACKED_SAMPLES, modes=123)
+    _folder(module, tmp_path, step=10, samples=STACKED_SAMPLES, modes=123)
     assert module.run_cell("dcgan-veegan", 0, 10, tmp_path, 1, [])["modes"] == 123
     assert calls == []
 
 
 def test_a_run_scored_on_fewer_samples_is_scored_again_not_retrained(bench, tmp_path):
     module, calls = bench
-    out = _folder(tmp_path, step=10, samples=100, modes=42)
+    out = _folder(module, tmp_path, step=10, samples=100, modes=42)
     assert module.run_cell("dcgan-veegan", 0, 10, tmp_path, 1, [])["modes"] == 7
     assert calls == [["gantrix", "eval", str(out)]]
 
 
 def test_an_unfinished_run_resumes(bench, tmp_path):
     module, calls = bench
-    out = _folder(tmp_path, step=5, samples=STACKED_SAMPLES, modes=42)
+    out = _folder(module, tmp_path, step=5, samples=STACKED_SAMPLES, modes=42)
     module.run_cell("dcgan-veegan", 0, 10, tmp_path, 1, [])
     assert calls == [["gantrix", "train", "--resume", str(out), "--steps", "10", "--quiet"]]
