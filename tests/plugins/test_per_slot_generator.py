@@ -58,3 +58,12 @@ def test_a_latent_batch_it_cannot_split_is_a_clear_error(plugin):
     _, per_slot = generators(plugin, 2)
     with pytest.raises(GantrixError, match="latent batch of 5 is not a multiple of m=2"):
         per_slot(torch.randn(5, 4))
+
+
+def test_a_batch_it_cannot_split_is_refused_before_the_run(plugin):
+    trick = plugin.PerSlotGeneratorTrick(m=3)
+    assert trick.gantrix_check_settings(batch_size=192, processes=1) is None
+    [finding] = trick.gantrix_check_settings(batch_size=128, processes=1)
+    assert finding.severity == "error" and "batch of 128 is not a multiple of m=3" in finding.message
+    [finding] = trick.gantrix_check_settings(batch_size=200, processes=2)
+    assert "batch of 100 is not a multiple of m=3" in finding.message

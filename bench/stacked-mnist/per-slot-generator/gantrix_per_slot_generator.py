@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gantrix import Architecture, GantrixError, Param, hookimpl
+from gantrix import Architecture, Finding, GantrixError, Param, hookimpl
 
 
 class PerSlotGenerator(nn.Module):
@@ -46,6 +46,15 @@ class PerSlotGeneratorTrick(Architecture):
     summary = "one generator call per pack slot, BatchNorm statistics per slot (PacGAN's code)"
     paper = "Lin, Khetan, Fanti & Oh 2018, PacGAN (code: stacked_MNIST_experiments/VEEGAN_experiment)"
     params = (Param("m", int, 2, "pack slots (pac's m)", low=2, high=16),)
+
+    @hookimpl
+    def gantrix_check_settings(self, batch_size, processes):
+        if batch_size // processes % self.m == 0:
+            return None
+        return [Finding("error", f"per-slot-generator: each process's batch of "
+                        f"{batch_size // processes} is not a multiple of m={self.m} (one "
+                        "generator call per pack slot); use a batch divisible by "
+                        f"{processes * self.m}", (self.name,), self.paper)]
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
