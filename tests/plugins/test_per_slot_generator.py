@@ -49,7 +49,8 @@ def test_in_training_slot_j_of_each_pack_comes_from_its_own_generator_call(plugi
 
 def test_in_eval_mode_it_is_one_call_with_the_running_statistics(plugin):
     plain, per_slot = generators(plugin, 2)
-    plain.eval(), per_slot.eval()
+    plain.eval()
+    per_slot.eval()
     z = torch.randn(6, 4)
     assert torch.allclose(per_slot(z), plain(z))
 
