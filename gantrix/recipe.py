@@ -32,12 +32,12 @@ raises `CompositionError`.
 from __future__ import annotations
 
 import copy
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import GantrixError
+from .tomlfile import load_toml
 
 USER = "user"
 #: the origin of a config file's tricks (then ``:PATH``).
@@ -97,17 +97,6 @@ class TrickSpec:
         rest = ",".join(f"{k}={v}" for k, v in self.params.items() if k != "__text__")
         args = ",".join(a for a in (text, rest) if a)
         return f"{self.name}:{args}" if args else self.name
-
-
-def load_recipe_file(path: Path) -> dict[str, Any]:
-    """Read a recipe TOML file, with errors that name the file."""
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise GantrixError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GantrixError(f"{path} is not valid TOML: {exc}") from None
 
 
 def specs_from_table(data: Mapping[str, Any], origin: str, where: str) -> list[TrickSpec]:
@@ -249,7 +238,7 @@ class Recipe:
         self._add_layer(entry.data, f"recipe:{name}", f"recipe {name!r}")
 
     def _add_config(self, path: Path) -> None:
-        data = load_recipe_file(path)
+        data = load_toml(path)
         unknown = set(data) - set(RECIPE_KEYS)
         if unknown:
             raise GantrixError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "

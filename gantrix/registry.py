@@ -31,6 +31,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import GantrixError, GantrixWarning, UnknownNameError
+from .tomlfile import load_toml
 from .trick import KINDS, Trick
 
 GROUP = "gantrix"
@@ -148,12 +149,10 @@ class Catalogue:
 
     def _add_recipe(self, name: str, data: Any, staged: dict[str, RecipeEntry],
                     info: PluginInfo) -> None:
-        from .recipe import load_recipe_file
-
         source = ""
         if isinstance(data, (str, Path)):
             source = str(data)
-            data = load_recipe_file(Path(data))
+            data = load_toml(Path(data))
         if name in self.recipes or name in staged:
             other = self.recipes[name].plugin if name in self.recipes else "this plugin"
             raise ValueError(f"recipe {name!r} is already registered by {other}")
