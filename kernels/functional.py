@@ -1,7 +1,11 @@
 """The public ops: argument checks, then the backend ``dispatch`` picks (Triton or PyTorch).
 
 Checks look only at shapes, dtypes and devices, never at values, so no op waits on the GPU; the
-one exception is an ``eps`` the caller hands to ``gradient_penalty`` (see there).
+one exception is an ``eps`` tensor the caller hands to ``gradient_penalty`` (see there).
+
+This package imports nothing from the rest of gantrix: it is the drop-in backend for other
+people's training loops (gantrix's own penalties draw their interpolation weights with
+``gantrix.distributed.rand`` and pass that draw in as a callable ``eps``).
 """
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from typing import Any
 
 import torch
 
-from .. import distributed
 from . import dispatch, reference
 
 KINDS = ("sgan", "lsgan", "hinge")
@@ -85,13 +88,15 @@ def grad_norm_penalty(grad: torch.Tensor, *, center: float = 1.0, weight: float 
 
 
 def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor, *,
-                     weight: float = 10.0, center: float = 1.0, eps: torch.Tensor | None = None,
+                     weight: float = 10.0, center: float = 1.0,
+                     eps: torch.Tensor | Callable[..., torch.Tensor] | None = None,
                      one_sided: bool = False, critic_kwargs: Mapping[str, Any] | None = None,
                      grad_scale: float | None = None, **legacy_kwargs) -> torch.Tensor:
     """The WGAN-GP penalty of ``critic`` at random points between ``real`` and ``fake`` samples.
 
-    x̂_b = fake_b + eps_b·(real_b − fake_b), one ``eps_b ~ U[0, 1)`` per sample unless ``eps``
-    (shape (B,), values in [0, 1]) is given; then ``critic(x̂, **critic_kwargs)``, its input
+    x̂_b = fake_b + eps_b·(real_b − fake_b), one ``eps_b ~ U[0, 1)`` per sample, drawn with
+    ``torch.rand(B, device=real.device, dtype=real.dtype)``, unless ``eps`` is given (below);
+    then ``critic(x̂, **critic_kwargs)``, its input
     gradient out of place with ``torch.autograd.grad(out.sum(), x̂, create_graph=True)``, and
     ``grad_norm_penalty`` of it (``weight``, ``center`` and ``one_sided`` as there).
     ``real`` and ``fake`` are detached: the penalty trains the critic only, and one ordinary
@@ -112,8 +117,19 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
     The critic must give one output per sample, shape (B,) or (B, 1) — reduce a PatchGAN's
     map or several heads to one score per sample in a closure — and the output must depend on
     x̂ through autograd (not under ``torch.no_grad()``, not detached); otherwise a ValueError
-    says which. A given ``eps`` is checked to lie in [0, 1], which reads one value back from
-    the device (skipped while a CUDA graph is being captured); the drawn one needs no check.
+    says which.
+
+    ``eps`` fixes the interpolation weights, in one of two forms:
+
+    - a tensor of shape (B,) with values in [0, 1] on ``real``'s device: checked to lie in
+      [0, 1], which reads one value back from the device (a host synchronisation; skipped
+      while a CUDA graph is being captured) — for tests and one-off calls;
+    - a callable ``eps(B, *, device, dtype) -> Tensor`` that draws them, e.g.
+      ``functools.partial(torch.rand, generator=g)`` or a distributed loop's per-rank draw:
+      called at the point where the default ``torch.rand`` draw would be made (after the
+      argument checks, before the critic runs), so it consumes the random stream in the same
+      order. Its result is trusted: its shape, dtype and device are checked, its values are
+      not, so nothing is read back from the device.
     """
     if not callable(critic):
         raise TypeError(f"critic must be callable, got {type(critic).__name__}")
@@ -124,7 +140,10 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
     weight, center = _nonnegative(weight, "weight"), _nonnegative(center, "center")
     batch = real.shape[0]
     if eps is None:
-        eps = distributed.rand(batch, device=real.device, dtype=real.dtype)
+        eps = torch.rand(batch, device=real.device, dtype=real.dtype)
+    elif callable(eps) and not isinstance(eps, torch.Tensor):
+        eps = eps(batch, device=real.device, dtype=real.dtype)
+        _check_eps_layout(eps, batch, real.device, "the eps callable's result")
     else:
         _check_eps(eps, batch, real.device)
     eps = eps.to(real.dtype).view((batch,) + (1,) * (real.dim() - 1))
@@ -161,13 +180,18 @@ def _critic_inputs(critic_kwargs, legacy_kwargs: dict) -> dict:
     return legacy_kwargs
 
 
+def _check_eps_layout(eps, batch: int, device: torch.device, name: str = "eps") -> None:
+    """``eps``: a float tensor of shape (batch,) on ``device`` (metadata only, no device read)."""
+    _float_tensor(eps, name)
+    if eps.shape != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},), one value per sample, got {tuple(eps.shape)}")
+    if eps.device != device:
+        raise ValueError(f"{name} must be on {device}, got {eps.device}")
+
+
 def _check_eps(eps, batch: int, device: torch.device) -> None:
     """``eps``: a float tensor of shape (batch,) on ``device``, every value in [0, 1]."""
-    _float_tensor(eps, "eps")
-    if eps.shape != (batch,):
-        raise ValueError(f"eps must have shape ({batch},), one value per sample, got {tuple(eps.shape)}")
-    if eps.device != device:
-        raise ValueError(f"eps must be on {device}, got {eps.device}")
+    _check_eps_layout(eps, batch, device)
     if eps.is_cuda and torch.cuda.is_current_stream_capturing():
         return  # reading a value back is not allowed inside a CUDA graph
     outside = ~((eps >= 0) & (eps <= 1))  # NaN is outside too

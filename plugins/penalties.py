@@ -127,7 +127,8 @@ class GradientPenalty(_InputGradientPenalty):
                           + kernels.grad_norm_penalty(batch.input_grad("fake"), **opts))
         return kernels.gradient_penalty(lambda x: batch.critic(x, "real"),
                                         batch.sample("real"), batch.sample("fake"),
-                                        eps=eps, grad_scale=batch.grad_scale, **opts)
+                                        eps=distributed.rand if eps is None else eps,
+                                        grad_scale=batch.grad_scale, **opts)
 
 
 class R1(_InputGradientPenalty):
@@ -201,7 +202,8 @@ class DRAGAN(_InputGradientPenalty):
             noise = distributed.rand(real.shape[0], *real.shape[1:], device=real.device, dtype=real.dtype)
         perturbed = real + self.scale * _std(real) * noise
         return kernels.gradient_penalty(lambda x: batch.critic(x, "real"), real, perturbed,
-                                        eps=eps, weight=self.weight, center=1.0,
+                                        eps=distributed.rand if eps is None else eps,
+                                        weight=self.weight, center=1.0,
                                         grad_scale=batch.grad_scale)
 
 
