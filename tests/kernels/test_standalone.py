@@ -110,12 +110,7 @@ def test_the_blocker_blocks():
 
 # ---------------------------------------------------------------------- the callable eps
 
-B = 4
-
-
-@pytest.fixture(autouse=True)
-def _torch_path(monkeypatch):
-    monkeypatch.setenv("GANTRIX_KERNELS", "torch")
+B = 4  # these run on the default backend: PyTorch on the CPU, Triton on CUDA
 
 
 def critic_and_samples():
@@ -216,8 +211,7 @@ def test_a_callable_eps_is_trusted_its_values_are_not_read_back(monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_a_callable_eps_adds_no_host_synchronisation_on_cuda(monkeypatch):
-    monkeypatch.setenv("GANTRIX_KERNELS", "auto")
+def test_a_callable_eps_adds_no_host_synchronisation_on_cuda():
     critic, real, fake = critic_and_samples()
     critic, real, fake = critic.cuda(), real.cuda(), fake.cuda()
     gradient_penalty(critic, real, fake, eps=torch.rand)  # warm up (first launches, autotune)
