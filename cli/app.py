@@ -85,6 +85,7 @@ def _plugin_commands(app: typer.Typer) -> None:
     earlier plugin) already has, gets none of them, and is reported as failed to load (it
     contributes nothing); the others still load. Built-in commands always win."""
     from gantrix.errors import GantrixWarning
+    from gantrix.hookspecs import call_plugin
     from gantrix.registry import catalogue
 
     with warnings.catch_warnings():  # printed below as the CLI prints every warning
@@ -97,7 +98,7 @@ def _plugin_commands(app: typer.Typer) -> None:
     for impl in cat.pm.hook.gantrix_register_commands.get_hookimpls():  # in loading order
         commands, groups = len(app.registered_commands), len(app.registered_groups)
         try:
-            impl.function(app=app)
+            call_plugin(cat.pm, "gantrix_register_commands", impl.plugin, app=app)
             added = _command_names(app.registered_commands[commands:],
                                    app.registered_groups[groups:])
             error = "; ".join(f"command {name!r} already belongs to {owners[name]}: a plugin "

@@ -3,8 +3,9 @@
 There are two levels, as in pytest and datasette.
 
 **Discovery hooks** are called on the one global plugin manager (`gantrix.registry`), into
-which every module of ``gantrix.plugins`` and every installed entry point of group
-``gantrix`` is registered. They tell gantrix what exists: tricks, recipes, CLI commands.
+which gantrix's built-in modules (``gantrix.registry.BUILTIN_PLUGINS``) and every installed
+entry point of group ``gantrix`` are registered. They tell gantrix what exists: tricks,
+recipes, CLI commands.
 
 **Run hooks** are called on a plugin manager built for one composed recipe
 (`gantrix.compose.Composition`): each chosen trick is instantiated with its parameters and
@@ -13,11 +14,31 @@ registered there as a plugin. The built-in base classes (`gantrix.Loss`, `Regula
 usually writes plain methods (``d_loss``, ``d_term``, ...) and never touches these hooks;
 a trick that needs more implements any hook below directly with ``@hookimpl``.
 
-A hook implementation that matches no spec here is rejected (``check_pending``).
+A hook implementation that matches no spec here is rejected (``check_pending``). An
+implementation may take only the arguments it needs, in any order (``def
+gantrix_transform_model(self, model)``): gantrix calls every implementation through pluggy,
+which passes each one the arguments it names (`call_plugin` when one plugin is called alone).
+
+The annotations are for readers and type checkers; this module imports only pluggy at run
+time, so every module of gantrix (and every plugin) can import it.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
 import pluggy
+
+if TYPE_CHECKING:
+    from os import PathLike
+
+    import torch
+    import typer
+    from torch import nn
+
+    from .batch import Batch
+    from .findings import Finding
+    from .models import ModelSpec, Models
+    from .trick import Trick
 
 PROJECT = "gantrix"
 
@@ -25,11 +46,25 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+def call_plugin(pm: pluggy.PluginManager, name: str, plugin: object, /, **kwargs: Any) -> Any:
+    """Call hook ``name`` of ``plugin`` alone, through pluggy, with the hook's arguments.
+
+    For the core's loops that call plugins one at a time (to record which one failed, or to
+    chain results): pluggy passes the implementation only the arguments it names, runs its
+    wrappers, and reports the call to pluggy's tracing, exactly as a call of the whole hook
+    would. Returns what the hook call returns: the list of non-None results (for a
+    ``firstresult`` hook, the answer or None). An exception of the implementation propagates
+    unchanged.
+    """
+    others = [other for other in pm.get_plugins() if other is not plugin]
+    return pm.subset_hook_caller(name, others)(**kwargs)
+
+
 # --------------------------------------------------------------------------- discovery
 
 
 @hookspec
-def gantrix_register_tricks(register):
+def gantrix_register_tricks(register: Callable[[type[Trick]], None]) -> None:
     """Register trick classes.
 
     ``register(cls)`` takes a subclass of `gantrix.Trick` (usually of `Loss`,
@@ -41,7 +76,8 @@ def gantrix_register_tricks(register):
 
 
 @hookspec
-def gantrix_register_recipes(register):
+def gantrix_register_recipes(
+        register: Callable[[str, str | PathLike[str] | Mapping[str, Any]], None]) -> None:
     """Register named recipes (a paper's full setup).
 
     ``register(name, path_or_mapping)`` takes either a TOML file path or a mapping of the
@@ -53,7 +89,7 @@ def gantrix_register_recipes(register):
 
 
 @hookspec
-def gantrix_register_commands(app):
+def gantrix_register_commands(app: typer.Typer) -> None:
     """Add commands to the ``gantrix`` command line.
 
     ``app`` is the `typer.Typer` application; decorate functions with ``@app.command()``.
@@ -68,7 +104,7 @@ def gantrix_register_commands(app):
 
 
 @hookspec(firstresult=True)
-def gantrix_build_model(role, spec):
+def gantrix_build_model(role: str, spec: ModelSpec) -> nn.Module | None:
     """Build the model for ``role`` (``"generator"`` or ``"discriminator"``), or return None.
 
     ``spec`` is a `gantrix.ModelSpec` describing the data (shape, number of classes, latent
@@ -78,7 +114,7 @@ def gantrix_build_model(role, spec):
 
 
 @hookspec
-def gantrix_transform_model(model, role, spec):
+def gantrix_transform_model(model: nn.Module, role: str, spec: ModelSpec) -> nn.Module | None:
     """Return a transformed ``model`` (or None to leave it as it is).
 
     Called once per role after the model is built, chained: each architecture trick gets
@@ -92,7 +128,7 @@ def gantrix_transform_model(model, role, spec):
 
 
 @hookspec
-def gantrix_check_model(model, role):
+def gantrix_check_model(model: nn.Module, role: str) -> Iterable[Finding] | None:
     """Inspect a built (and transformed) model and return `Finding`s (or None).
 
     Errors stop the run before training; warnings are shown. This is where rules about
@@ -102,7 +138,7 @@ def gantrix_check_model(model, role):
 
 
 @hookspec
-def gantrix_check_settings(batch_size, processes):
+def gantrix_check_settings(batch_size: int, processes: int) -> Iterable[Finding] | None:
     """Inspect the run's settings before any file is written or update made; return
     `Finding`s (or None).
 
@@ -116,7 +152,8 @@ def gantrix_check_settings(batch_size, processes):
 
 
 @hookspec(firstresult=True)
-def gantrix_configure_optimizer(params, role):
+def gantrix_configure_optimizer(params: list[nn.Parameter],
+                                role: str) -> torch.optim.Optimizer | None:
     """Return the `torch.optim.Optimizer` for ``role``'s ``params``, or None.
 
     The first answer wins; the composition checker allows only one trick that provides
@@ -128,7 +165,7 @@ def gantrix_configure_optimizer(params, role):
 
 
 @hookspec
-def gantrix_lr_factor(role, step, total):
+def gantrix_lr_factor(role: str, step: int, total: int | None) -> float | None:
     """Return a factor for ``role``'s learning rate in training step ``step``, or None.
 
     Called before every optimizer step. The factors of all tricks multiply; the core sets
@@ -144,7 +181,7 @@ def gantrix_lr_factor(role, step, total):
 
 
 @hookspec(firstresult=True)
-def gantrix_critic_steps(step):
+def gantrix_critic_steps(step: int) -> int | None:
     """Return how many discriminator updates open training step ``step``.
 
     First answer wins; default 1. (`n-critic` answers 5 for WGAN.)
@@ -152,7 +189,7 @@ def gantrix_critic_steps(step):
 
 
 @hookspec(firstresult=True)
-def gantrix_generator_steps(step):
+def gantrix_generator_steps(step: int) -> int | None:
     """Return how many generator updates close training step ``step``, after its critic
     updates.
 
@@ -162,7 +199,7 @@ def gantrix_generator_steps(step):
 
 
 @hookspec(firstresult=True)
-def gantrix_regularization_interval(trick):
+def gantrix_regularization_interval(trick: Trick) -> int | None:
     """Return how often (every k steps) the regularizer ``trick`` is applied, or None.
 
     A regularizer applied every k steps is scaled by k so its expected contribution is
@@ -171,7 +208,10 @@ def gantrix_regularization_interval(trick):
 
 
 @hookspec(firstresult=True)
-def gantrix_generator_critic(critic, optimizer, critic_loss, grad_scale):
+def gantrix_generator_critic(
+        critic: nn.Module, optimizer: torch.optim.Optimizer,
+        critic_loss: Callable[..., torch.Tensor],
+        grad_scale: float | None) -> nn.Module | Callable[..., Any] | None:
     """Return the critic that scores the next generator update, or None for ``critic`` itself.
 
     Called once per generator update, before its batch is built, while the critic's
@@ -202,7 +242,8 @@ def gantrix_generator_critic(critic, optimizer, critic_loss, grad_scale):
 
 
 @hookspec(firstresult=True)
-def gantrix_latent(n, dim, device, generator):
+def gantrix_latent(n: int, dim: int, device: torch.device | str,
+                   generator: torch.Generator | None) -> torch.Tensor | None:
     """Return ``n`` latent vectors of size ``dim`` (a tensor of shape ``(n, dim)`` on
     ``device``) drawn from the generator's prior, or None for the default N(0, I).
 
@@ -214,7 +255,7 @@ def gantrix_latent(n, dim, device, generator):
 
 
 @hookspec
-def gantrix_condition(batch):
+def gantrix_condition(batch: Batch) -> None:
     """Fill the generator's and critic's conditioning inputs for this step.
 
     Called once per `Batch` before the fake samples are generated: sample class labels for
@@ -228,7 +269,7 @@ def gantrix_condition(batch):
 
 
 @hookspec
-def gantrix_prepare_batch(batch):
+def gantrix_prepare_batch(batch: Batch) -> None:
     """Adjust the batch before the critic sees it.
 
     Called once per `Batch` after the fakes exist and before any critic output is computed:
@@ -238,7 +279,7 @@ def gantrix_prepare_batch(batch):
 
 
 @hookspec(firstresult=True)
-def gantrix_discriminator_loss(batch):
+def gantrix_discriminator_loss(batch: Batch) -> torch.Tensor | None:
     """Return the discriminator's (critic's) adversarial loss, a scalar tensor.
 
     Exactly one loss trick answers (the checker enforces one loss per composition).
@@ -246,12 +287,12 @@ def gantrix_discriminator_loss(batch):
 
 
 @hookspec(firstresult=True)
-def gantrix_generator_loss(batch):
+def gantrix_generator_loss(batch: Batch) -> torch.Tensor | None:
     """Return the generator's adversarial loss, a scalar tensor."""
 
 
 @hookspec
-def gantrix_discriminator_terms(batch):
+def gantrix_discriminator_terms(batch: Batch) -> Mapping[str, torch.Tensor] | None:
     """Return extra discriminator loss terms as ``{term name: scalar tensor}`` (or None).
 
     All answers are summed into the discriminator loss and logged by name (penalties,
@@ -260,12 +301,12 @@ def gantrix_discriminator_terms(batch):
 
 
 @hookspec
-def gantrix_generator_terms(batch):
+def gantrix_generator_terms(batch: Batch) -> Mapping[str, torch.Tensor] | None:
     """Return extra generator loss terms as ``{term name: scalar tensor}`` (or None)."""
 
 
 @hookspec
-def gantrix_after_discriminator_step(models, step):
+def gantrix_after_discriminator_step(models: Models, step: int) -> None:
     """Act after each discriminator optimizer step (weight clipping, ...).
 
     ``models`` is a `gantrix.Models` (generator, discriminator, and any extra modules).
@@ -273,7 +314,7 @@ def gantrix_after_discriminator_step(models, step):
 
 
 @hookspec
-def gantrix_after_generator_step(models, step):
+def gantrix_after_generator_step(models: Models, step: int) -> None:
     """Act after each generator optimizer step (weight averaging, ...).
 
     A trick may publish an alternative generator to sample from under
@@ -283,7 +324,7 @@ def gantrix_after_generator_step(models, step):
 
 
 @hookspec
-def gantrix_log_values():
+def gantrix_log_values() -> Mapping[str, float] | None:
     """Return ``{name: number}`` to add to each line of metrics.jsonl, or None: a trick's
     own state worth watching that is not a loss term (ada's augmentation probability,
     top-k's current k).
@@ -295,7 +336,7 @@ def gantrix_log_values():
 
 
 @hookspec
-def gantrix_state_dict():
+def gantrix_state_dict() -> Mapping[str, Any] | None:
     """Return ``{key: state}`` to checkpoint for this trick (EMA weights, ...), or None.
 
     Keys must be unique across tricks; use the trick's name as a prefix.
@@ -303,7 +344,7 @@ def gantrix_state_dict():
 
 
 @hookspec
-def gantrix_load_state_dict(state, models):
+def gantrix_load_state_dict(state: Mapping[str, Any], models: Models) -> None:
     """Restore from the merged checkpoint state written by `gantrix_state_dict`.
 
     ``models`` is the run's `gantrix.Models`, already restored, so a trick that publishes a

@@ -112,18 +112,15 @@ class Catalogue:
         went well (a failed plugin contributes nothing), and record every error."""
         tricks: dict[str, type[Trick]] = {}
         recipes: dict[str, RecipeEntry] = {}
-        calls = ((self.pm.hook.gantrix_register_tricks,
-                  lambda cls: self._add_trick(cls, tricks)),
-                 (self.pm.hook.gantrix_register_recipes,
+        plugin = self.pm.get_plugin(info.name)
+        calls = (("gantrix_register_tricks", lambda cls: self._add_trick(cls, tricks)),
+                 ("gantrix_register_recipes",
                   lambda name, data: self._add_recipe(name, data, recipes, info)))
         for hook, register in calls:
-            for impl in hook.get_hookimpls():
-                if impl.plugin_name != info.name:
-                    continue
-                try:
-                    impl.function(register=register)
-                except Exception as exc:  # a broken plugin must not take the others down
-                    info.errors.append(f"{type(exc).__name__}: {exc}")
+            try:
+                hookspecs.call_plugin(self.pm, hook, plugin, register=register)
+            except Exception as exc:  # a broken plugin must not take the others down
+                info.errors.append(f"{type(exc).__name__}: {exc}")
         if info.errors:
             self.pm.unregister(name=info.name)
             return

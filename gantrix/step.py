@@ -25,6 +25,7 @@ from .batch import Batch
 from .compose import Composition
 from .errors import CompositionError, GantrixError, ModelTransformError
 from .findings import Finding
+from .hookspecs import call_plugin
 from .models import ROLES, ModelSpec, Models, default_model
 from .precision import Precision
 
@@ -50,14 +51,15 @@ def build_models(composition: Composition, spec: ModelSpec,
         model = given[role]
         if model is None:
             model = hook.gantrix_build_model(role=role, spec=spec) or default_model(role, spec)
-        for impl in reversed(hook.gantrix_transform_model.get_hookimpls()):  # call order
+        impls = reversed(hook.gantrix_transform_model.get_hookimpls())  # in call order
+        for trick in dict.fromkeys(impl.plugin for impl in impls):  # chained, one at a time
             try:
-                out = impl.function(model=model, role=role, spec=spec)
+                out = call_plugin(composition.pm, "gantrix_transform_model", trick,
+                                  model=model, role=role, spec=spec)
             except ModelTransformError as exc:
-                trick = impl.plugin
                 findings.append(Finding("error", str(exc), (trick.name,), trick.paper))
                 continue
-            model = out if out is not None else model
+            model = out[0] if out else model
         built[role] = model
     models = Models(built["generator"], built["discriminator"])
     findings += composition.check_models(models)
