@@ -1,19 +1,27 @@
 """Discovery: the one global plugin manager, and the catalogue of tricks and recipes.
 
-Every plugin, built-in or third-party, is an entry point in group ``gantrix``; gantrix's own
-modules in ``gantrix.plugins`` are listed there by gantrix's own distribution, so they load
-exactly like anyone else's. Loading happens once, on first use, never at ``import gantrix``.
+gantrix's own plugins are the modules listed in `BUILTIN_PLUGINS` (as pytest, datasette and
+llm list theirs); every other plugin is an installed entry point in group ``gantrix``. Both
+go through one isolating loader and give the same `PluginInfo` records, built-ins first (so
+a third-party trick named like a built-in one is the one reported as a duplicate). A new
+module in ``plugins/`` needs one line in `BUILTIN_PLUGINS`, no reinstall, and no installed
+metadata. An entry point naming a built-in module is not registered twice. Loading happens
+once, on first use, never at ``import gantrix``.
+
+A built-in plugin's name is its module's last part with hyphens (``gantrix.plugins.spectral_norm``
+is ``spectral-norm``); its distribution is ``gantrix``.
 
 Environment:
 
 - ``GANTRIX_LOAD_PLUGINS``: comma-separated entry-point or distribution names to load
   besides the built-ins; set and empty means built-ins only; unset means everything.
-- ``GANTRIX_DISABLE_PLUGINS``: comma-separated entry-point or distribution names to skip.
+- ``GANTRIX_DISABLE_PLUGINS``: comma-separated plugin names (a built-in's, an entry
+  point's), distribution names (``gantrix``: every built-in) or module names to skip.
 
 A plugin that fails to import, whose hooks match no spec, or whose discovery hook raises or
 registers something invalid is recorded with every error it met (``gantrix plugins`` shows
 them) and contributes nothing; the others keep working. A name in either variable that no
-installed plugin has is a warning (`GantrixWarning`, also kept in `Catalogue.warnings`).
+plugin has is a warning (`GantrixWarning`, also kept in `Catalogue.warnings`).
 """
 from __future__ import annotations
 
@@ -23,19 +31,48 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass, field
-from importlib import metadata
+from functools import partial
+from importlib import import_module, metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pluggy
 
-from . import hookspecs
+from . import __version__, hookspecs
 from .errors import GantrixError, GantrixWarning, UnknownNameError
 from .tomlfile import load_toml
 from .trick import KINDS, Trick
 
 GROUP = "gantrix"
 BUILTIN_DIST = "gantrix"
+#: gantrix's own plugin modules, registered before any entry point, in this order (a new
+#: module in plugins/ is one more line here: no reinstall, no installed metadata needed).
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "gantrix.plugins.adaptive",
+    "gantrix.plugins.attention",
+    "gantrix.plugins.capacity",
+    "gantrix.plugins.conditional",
+    "gantrix.plugins.conditional_critics",
+    "gantrix.plugins.critic_terms",
+    "gantrix.plugins.dcgan",
+    "gantrix.plugins.feature_tricks",
+    "gantrix.plugins.generator_terms",
+    "gantrix.plugins.infogan",
+    "gantrix.plugins.latent",
+    "gantrix.plugins.losses",
+    "gantrix.plugins.minibatch_stddev",
+    "gantrix.plugins.noise",
+    "gantrix.plugins.optimizers",
+    "gantrix.plugins.pac",
+    "gantrix.plugins.penalties",
+    "gantrix.plugins.recipes",
+    "gantrix.plugins.relativistic",
+    "gantrix.plugins.schedules",
+    "gantrix.plugins.selu",
+    "gantrix.plugins.spectral_norm",
+    "gantrix.plugins.unrolled",
+    "gantrix.plugins.weights",
+)
 LOAD_VAR, DISABLE_VAR = "GANTRIX_LOAD_PLUGINS", "GANTRIX_DISABLE_PLUGINS"
 #: a trick name: lowercase words of letters and digits joined by single hyphens.
 KEBAB_CASE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
@@ -215,25 +252,65 @@ def _names(var: str) -> set[str] | None:
     return {n.strip() for n in raw.split(",") if n.strip()}
 
 
-def _skipped_by(ep: metadata.EntryPoint, dist: str) -> str | None:
-    """Why the environment keeps this entry point from loading, or None when it loads."""
+@dataclass(frozen=True)
+class _Candidate:
+    """A plugin to load: a built-in module or an installed entry point."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    load: Callable[[], Any]
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DIST
+
+
+def builtin_name(module: str) -> str:
+    """A built-in plugin's name: its module's last part, with hyphens (``spectral-norm``)."""
+    return module.rpartition(".")[2].replace("_", "-")
+
+
+def _candidates() -> list[_Candidate]:
+    """The built-ins in `BUILTIN_PLUGINS` order, then each installed entry point once.
+
+    Entry points of gantrix's own distribution (left in the metadata of an install made
+    before the built-ins moved to `BUILTIN_PLUGINS`) and entry points naming a built-in
+    module are passed over: that module is registered once, as a built-in."""
+    found = [_Candidate(builtin_name(module), BUILTIN_DIST, __version__, module,
+                        partial(import_module, module))
+             for module in BUILTIN_PLUGINS]
+    seen = set()
+    for ep in metadata.entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist else "?"
+        if dist == BUILTIN_DIST or ep.value in BUILTIN_PLUGINS or (dist, ep.name) in seen:
+            continue
+        seen.add((dist, ep.name))
+        found.append(_Candidate(ep.name, dist, ep.dist.version if ep.dist else "?", ep.value,
+                                ep.load))
+    return found
+
+
+def _skipped_by(candidate: _Candidate) -> str | None:
+    """Why the environment keeps this plugin from loading, or None when it loads."""
     disabled = _names(DISABLE_VAR) or set()
-    if ep.name in disabled or dist in disabled or ep.value in disabled:
+    if {candidate.name, candidate.distribution, candidate.module} & disabled:
         return f"disabled by {DISABLE_VAR}"
-    if dist == BUILTIN_DIST:
+    if candidate.builtin:
         return None
     load = _names(LOAD_VAR)
-    if load is None or ep.name in load or dist in load:
+    if load is None or candidate.name in load or candidate.distribution in load:
         return None
     return f"not named in {LOAD_VAR}"
 
 
-def _unknown_env_names(entry_points) -> list[str]:
-    """A warning for each name in the plugin variables that no installed plugin has (an
-    entry point or distribution name; to disable, a module name too: see `_skipped_by`)."""
-    names = {n for ep in entry_points for n in (ep.name, ep.dist and ep.dist.name) if n}
+def _unknown_env_names(candidates: list[_Candidate]) -> list[str]:
+    """A warning for each name in the plugin variables that no plugin has (a plugin or
+    distribution name; to disable, a module name too: see `_skipped_by`)."""
+    names = {n for c in candidates for n in (c.name, c.distribution)}
     found = []
-    for var, known in ((LOAD_VAR, names), (DISABLE_VAR, names | {ep.value for ep in entry_points})):
+    for var, known in ((LOAD_VAR, names), (DISABLE_VAR, names | {c.module for c in candidates})):
         for name in sorted((_names(var) or set()) - known):
             close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -242,45 +319,55 @@ def _unknown_env_names(entry_points) -> list[str]:
     return found
 
 
+def _register(pm: pluggy.PluginManager, candidate: _Candidate) -> PluginInfo:
+    """Import ``candidate`` and register it; every failure is recorded on its `PluginInfo`,
+    and a plugin that failed is not left registered."""
+    info = PluginInfo(candidate.name, candidate.distribution, candidate.version,
+                      candidate.module)
+    try:
+        module = candidate.load()
+        pm.register(module, name=candidate.name)
+    except Exception as exc:  # a broken plugin must not take the others down
+        info.errors.append(f"{type(exc).__name__}: {exc}")
+        return info
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(name=candidate.name)
+        info.errors.append(f"hook matches no spec: {exc}")
+        return info
+    info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or ())
+    return info
+
+
+def _no_builtins(plugins: list[PluginInfo]) -> GantrixError:
+    """The error when not one built-in plugin loaded: why."""
+    failed = [p for p in plugins if p.distribution == BUILTIN_DIST]
+    if not failed:
+        return GantrixError(f"gantrix's built-in plugins were not found: every one is "
+                            f"disabled by {DISABLE_VAR}; gantrix needs them (its losses, "
+                            f"optimizers and recipes)")
+    first = failed[0]
+    return GantrixError(
+        f"gantrix's built-in plugins were not found: none of them loaded (the first, "
+        f"{first.module}: {first.error}); is gantrix installed (pip install -e .)? It maps "
+        f"the plugins/ folder to gantrix.plugins")
+
+
 def _load(pm: pluggy.PluginManager) -> tuple[list[PluginInfo], list[Skipped], list[str]]:
     plugins: list[PluginInfo] = []
     skipped: list[Skipped] = []
-    seen = set()
-    # gantrix's own plugins first, so a third-party trick named like a built-in one is the
-    # one reported as a duplicate, whatever the order of sys.path.
-    entry_points = sorted(metadata.entry_points(group=GROUP),
-                          key=lambda ep: not (ep.dist and ep.dist.name == BUILTIN_DIST))
-    for ep in entry_points:
-        dist = ep.dist.name if ep.dist else "?"
-        version = ep.dist.version if ep.dist else "?"
-        if (dist, ep.name) in seen:
-            continue
-        seen.add((dist, ep.name))
-        why = _skipped_by(ep, dist)
+    candidates = _candidates()
+    for candidate in candidates:  # the built-ins first: see the module's docstring
+        why = _skipped_by(candidate)
         if why:
-            skipped.append(Skipped(ep.name, dist, version, why))
-            continue
-        info = PluginInfo(ep.name, dist, version, ep.value)
-        plugins.append(info)
-        try:
-            module = ep.load()
-            pm.register(module, name=ep.name)
-        except Exception as exc:
-            info.errors.append(f"{type(exc).__name__}: {exc}")
-            continue
-        try:
-            pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            pm.unregister(name=ep.name)
-            info.errors.append(f"hook matches no spec: {exc}")
-            continue
-        info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or ())
+            skipped.append(Skipped(candidate.name, candidate.distribution, candidate.version,
+                                   why))
+        else:
+            plugins.append(_register(pm, candidate))
     if not any(p.distribution == BUILTIN_DIST and not p.errors for p in plugins):
-        raise GantrixError(
-            "gantrix's built-in plugins were not found: install the package "
-            "(pip install -e .) so its entry points exist"
-        )
-    return plugins, skipped, _unknown_env_names(entry_points)
+        raise _no_builtins(plugins)
+    return plugins, skipped, _unknown_env_names(candidates)
 
 
 _lock = threading.Lock()

@@ -1,6 +1,10 @@
-"""Discovery (`gantrix.registry`): built-ins through entry points, third-party plugins
+"""Discovery (`gantrix.registry`): built-ins from `BUILTIN_PLUGINS`, third-party plugins
 installed for real, the environment switches, and broken plugins reported without taking
 the others down."""
+import sys
+import textwrap
+from importlib import metadata
+
 import pytest
 
 import gantrix
@@ -46,13 +50,107 @@ def extra(install):
     install("gx-extra", {"gx_extra": GOOD}, {"extra": "gx_extra"}, version="2.5")
 
 
-def test_builtins_load_through_their_entry_points():
+def test_builtins_load_from_the_tuple_first():
     cat = registry.catalogue()
     losses = plugin("losses")
-    assert (losses.distribution, losses.module, losses.error) == ("gantrix", "gantrix.plugins.losses", None)
+    assert (losses.distribution, losses.version, losses.module, losses.error) == (
+        "gantrix", gantrix.__version__, "gantrix.plugins.losses", None)
     assert losses.hooks == ["gantrix_register_tricks"]
     assert {"minimax", "nonsaturating", "wgan", "hinge", "lsgan"} <= set(cat.tricks)
     assert cat.tricks["wgan"].plugin == "gantrix"
+    assert [(p.name, p.module, p.error) for p in cat.plugins[:len(registry.BUILTIN_PLUGINS)]] == [
+        (registry.builtin_name(m), m, None) for m in registry.BUILTIN_PLUGINS]
+    assert plugin("spectral-norm").module == "gantrix.plugins.spectral_norm"
+
+
+def test_builtins_need_no_installed_metadata(monkeypatch):
+    """A source checkout whose metadata declares no entry point still has every built-in."""
+    monkeypatch.setattr(metadata, "entry_points", lambda **_: [])
+    cat = registry.catalogue()
+    assert [p.module for p in cat.plugins] == list(registry.BUILTIN_PLUGINS)
+    assert all(p.error is None and p.distribution == "gantrix" for p in cat.plugins)
+    assert {"wgan", "gradient-penalty", "spectral-norm"} <= set(cat.tricks) and "wgan-gp" in cat.recipes
+
+
+FRESH = """
+from gantrix import Policy, hookimpl
+
+
+class Fresh(Policy):
+    name = "t-fresh"
+
+
+@hookimpl
+def gantrix_register_tricks(register):
+    register(Fresh)
+"""
+
+
+@pytest.fixture
+def new_builtin(tmp_path, monkeypatch):
+    """``new_builtin(module, source)``: a new file in the ``gantrix.plugins`` package (in a
+    temporary folder on its path, so the source tree is untouched), appended to the tuple."""
+    import gantrix.plugins
+
+    folder = tmp_path / "more-plugins"
+    folder.mkdir()
+    monkeypatch.setattr(gantrix.plugins, "__path__", [*gantrix.plugins.__path__, str(folder)])
+    added = []
+
+    def add(module: str, source: str | None) -> str:
+        if source is not None:
+            (folder / f"{module}.py").write_text(textwrap.dedent(source))
+        added.append(f"gantrix.plugins.{module}")
+        monkeypatch.setattr(registry, "BUILTIN_PLUGINS", (*registry.BUILTIN_PLUGINS, added[-1]))
+        registry.reset()
+        return added[-1]
+
+    yield add
+    for module in added:
+        sys.modules.pop(module, None)
+
+
+def test_a_module_added_to_the_tuple_loads_without_reinstalling(new_builtin):
+    new_builtin("t_fresh", FRESH)
+    fresh = plugin("t-fresh")
+    assert (fresh.distribution, fresh.module, fresh.error, fresh.tricks) == (
+        "gantrix", "gantrix.plugins.t_fresh", None, ["t-fresh"])
+    assert registry.catalogue().tricks["t-fresh"].plugin == "gantrix"
+
+
+def test_a_broken_builtin_is_reported_by_name_and_the_others_load(new_builtin):
+    new_builtin("t_broken", "raise ImportError('needs the frobnicator package')\n")
+    new_builtin("t_gone", None)
+    broken, gone = plugin("t-broken"), plugin("t-gone")
+    assert (broken.distribution, broken.error) == ("gantrix", "ImportError: needs the frobnicator package")
+    assert gone.error == "ModuleNotFoundError: No module named 'gantrix.plugins.t_gone'"
+    assert "wgan" in registry.catalogue().tricks and plugin("losses").error is None
+
+
+def test_when_no_builtin_loads_gantrix_says_why(monkeypatch):
+    monkeypatch.setattr(registry, "BUILTIN_PLUGINS", ("gantrix.plugins.t_gone",))
+    with pytest.raises(GantrixError, match=r"built-in plugins were not found: none of them loaded "
+                                           r"\(the first, gantrix.plugins.t_gone: ModuleNotFoundError"):
+        registry.catalogue()
+
+
+def test_an_entry_point_naming_a_builtin_module_does_not_register_it_twice(install):
+    install("gx-alias", {}, {"my-losses": "gantrix.plugins.losses"})
+    cat = registry.catalogue()
+    assert [p.name for p in cat.plugins].count("losses") == 1
+    assert "my-losses" not in {p.name for p in cat.plugins} | {s.name for s in cat.skipped}
+    assert all(p.error is None for p in cat.plugins) and cat.tricks["wgan"].plugin == "gantrix"
+
+
+def test_entry_points_left_in_gantrix_s_own_metadata_are_passed_over(install):
+    """An install made when the built-ins were entry points leaves them in its metadata
+    (even one for a module since removed): the tuple alone decides."""
+    install("gantrix", {}, {"losses": "gantrix.plugins.losses", "gone": "gantrix.plugins.gone"},
+            version="0.0.1")
+    assert {d.name for d in (ep.dist for ep in metadata.entry_points(group="gantrix"))} == {"gantrix"}
+    cat = registry.catalogue()
+    assert [p.module for p in cat.plugins] == list(registry.BUILTIN_PLUGINS)
+    assert all(p.error is None and p.version == gantrix.__version__ for p in cat.plugins)
 
 
 def test_the_catalogue_loads_once_until_reset():
@@ -113,18 +211,22 @@ def test_disable_a_third_party_plugin(extra, monkeypatch, value):
     assert "extra" not in {p.name for p in registry.catalogue().plugins}
 
 
-def test_disable_a_builtin_plugin(monkeypatch):
-    monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", "losses")
+@pytest.mark.parametrize("value", ["losses", "gantrix.plugins.losses"])
+def test_disable_a_builtin_plugin(monkeypatch, value, recwarn):
+    monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", value)
     registry.reset()
     cat = registry.catalogue()
     assert "wgan" not in cat.tricks and "losses" not in {p.name for p in cat.plugins}
-    assert "recipes" in {p.name for p in cat.plugins}
+    assert cat.skipped == [registry.Skipped("losses", "gantrix", gantrix.__version__,
+                                            "disabled by GANTRIX_DISABLE_PLUGINS")]
+    assert "recipes" in {p.name for p in cat.plugins} and cat.warnings == [] and len(recwarn) == 0
 
 
 def test_without_any_builtin_plugin_gantrix_says_how_to_fix_it(monkeypatch):
     monkeypatch.setenv("GANTRIX_DISABLE_PLUGINS", "gantrix")
     registry.reset()
-    with pytest.raises(GantrixError, match="built-in plugins were not found"):
+    with pytest.raises(GantrixError, match="built-in plugins were not found: every one is "
+                                           "disabled by GANTRIX_DISABLE_PLUGINS"):
         registry.catalogue()
 
 
