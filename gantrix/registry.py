@@ -8,8 +8,8 @@ module in ``plugins/`` needs one line in `BUILTIN_PLUGINS`, no reinstall, and no
 metadata. An entry point naming a built-in module is not registered twice. Loading happens
 once, on first use, never at ``import gantrix``.
 
-A built-in plugin's name is its module's last part with hyphens (``gantrix.plugins.spectral_norm``
-is ``spectral-norm``); its distribution is ``gantrix``.
+A built-in plugin's name is its module's last part with hyphens (``spectral-norm`` for
+``gantrix.plugins.spectral_norm``); its distribution is ``gantrix``, its version gantrix's.
 
 Environment:
 
