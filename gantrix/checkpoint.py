@@ -1,56 +1,26 @@
-"""Checkpoints and other run files, written so that a crash never leaves a broken one.
+"""Checkpoints, written so that a crash never leaves a broken one.
 
-Every file goes to a temporary name in the same folder, is flushed to disk (fsync), then
-renamed over the old one (`os.replace`, atomic on POSIX): a run killed at any moment leaves
-either the previous file or the new one. Checkpoints hold only tensors and plain containers
-(RNG states are tensors), so they load with ``torch.load(weights_only=True)``, which runs no
-code from the file.
+They go through the one atomic writer, `gantrix.atomic.write_atomic` (a temporary file,
+fsync, then a rename over the old one), which the other run files use too; it stays
+importable from here. Checkpoints hold only tensors and plain containers (RNG states are
+tensors), so they load with ``torch.load(weights_only=True)``, which runs no code from the
+file.
 """
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import write_atomic
 from .errors import GantrixError
+
+__all__ = ["FORMAT", "VERSION", "load_checkpoint", "save_checkpoint", "write_atomic"]
 
 FORMAT = "gantrix-checkpoint"
 VERSION = 1
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and durably."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (where the platform allows opening a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
