@@ -13,9 +13,10 @@ The result lives in the user's cache folder (`gantrix.cache.cache_dir`, ``folder
 under a key made of the folder's file list (relative paths, sizes, modification times),
 the image size and the format version: the next run on an unchanged folder opens it in
 seconds, a changed folder is prepared again. A cache is written to a temporary folder that
-is renamed into place only when complete, and it is checked before every use (its
-description, the file's exact size, a CRC-32 of its bytes): a half-written or corrupt cache
-is prepared again, never trusted.
+is renamed into place only when complete (each of its files through the one atomic writer,
+`gantrix.atomic`), and it is checked before every use (its description, the file's exact
+size, a CRC-32 of its bytes): a half-written or corrupt cache is prepared again, never
+trusted. A progress bar (`gantrix.progress`) shows the preparing on a terminal.
 
 This module imports no torch, so the worker processes start quickly.
 """
@@ -37,8 +38,10 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .atomic import atomic_file, fsync_dir, write_atomic
 from .cache import cache_dir
 from .errors import GantrixError
+from .progress import Progress
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: bumped whenever what a cache holds changes, so older caches are prepared again.
@@ -198,10 +201,10 @@ def _prepare(listing: Listing, size: int, scratch: Path, key: str, skip_bad: boo
                f"({workers} worker{'s' * (workers > 1)}); kept in {scratch.parent} for the next runs")
         kept: list[int] = []
         crc = 0
-        bar = _Bar(len(paths), progress)
         index_chunks = _chunks(readable, CHUNK)
         tasks = (([paths[i] for i in chunk], size, grey) for chunk in index_chunks)
-        with open(scratch / IMAGES_FILE, "wb") as out:
+        with Progress(len(paths), progress, desc="preparing", unit="image") as bar, \
+                atomic_file(scratch / IMAGES_FILE) as out:
             for indices, results in zip(index_chunks, imap(_decode_task, tasks)):
                 for i, (pixels, error) in zip(indices, results):
                     if error is not None:
@@ -212,9 +215,6 @@ def _prepare(listing: Listing, size: int, scratch: Path, key: str, skip_bad: boo
                     crc = zlib.crc32(pixels, crc)
                     kept.append(i)
                 bar.update(len(kept) + len(bad))
-            out.flush()
-            os.fsync(out.fileno())
-        bar.close()
     if not kept:
         raise GantrixError(f"none of the {len(paths)} images in {listing.folder} can be read")
     channels = 1 if grey else 3
@@ -222,13 +222,14 @@ def _prepare(listing: Listing, size: int, scratch: Path, key: str, skip_bad: boo
     classes, labels = _labels(kept_files)
     labels_crc = None
     if labels is not None:
-        np.save(scratch / LABELS_FILE, labels)
+        with atomic_file(scratch / LABELS_FILE) as out:
+            np.save(out, labels)
         labels_crc = _crc_file(scratch / LABELS_FILE)
     skipped = sorted(files[i] for i in bad)
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "key": key,
             "folder": str(listing.folder), "shape": [len(kept), channels, size, size],
             "crc32": crc, "labels_crc32": labels_crc, "classes": classes, "skipped": skipped}
-    _write_durably(scratch / META_FILE, json.dumps(meta, indent=1).encode())
+    write_atomic(scratch / META_FILE, json.dumps(meta, indent=1).encode())
     seconds = time.perf_counter() - start
     mb = len(kept) * channels * size * size / 1e6
     report(f"prepared {len(kept):,} images ({'grey' if grey else 'RGB'} {size}×{size}, "
@@ -305,39 +306,7 @@ def _decode(path: str, size: int, grey: bool) -> tuple[bytes | None, str | None]
     return np.ascontiguousarray(pixels).tobytes(), None
 
 
-class _Bar:
-    """A progress bar on a terminal's standard error; nothing elsewhere."""
-
-    def __init__(self, total: int, enabled: bool | None):
-        self.total = total
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.start = self.last = time.monotonic()
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.2 and done < self.total):
-            return
-        self.last = now
-        filled = int(30 * done / self.total)
-        rate = done / max(now - self.start, 1e-9)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done:,}/{self.total:,} "
-                         f"images, {rate:,.0f}/s   ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 # --------------------------------------------------------------------------- the cache
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _crc_file(path: Path) -> int:
@@ -351,16 +320,18 @@ def _crc_file(path: Path) -> int:
 def _move_into_place(scratch: Path, target: Path) -> Path:
     """Rename the complete ``scratch`` to ``target``, replacing a stale one; when another
     process put a complete cache there first, use that one."""
-    for _ in range(2):
+    for attempt in range(3):
         try:
             os.rename(scratch, target)
-            return target
+            break
         except OSError:
+            if attempt == 2:
+                raise
             if _open_or_none(target, target.name) is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
                 return target
             shutil.rmtree(target, ignore_errors=True)
-    os.rename(scratch, target)
+    fsync_dir(target.parent)  # the rename itself made durable, as the atomic writer does
     return target
 
 
