@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import GantrixError
+from .errors import GantrixError, ModelTransformError
 
 ROLES = ("generator", "discriminator")
 
@@ -228,8 +228,29 @@ def default_model(role: str, spec: ModelSpec) -> nn.Module:
 # --------------------------------------------------------------------------- for tricks
 #
 # Architecture tricks that add inputs (labels, latent codes) or layers (a minibatch-stddev
-# feature, a Q head) to a model need to find its layers and widen one of them. These two
-# helpers are that shared vocabulary; they name no trick.
+# feature, a Q head) to a model need to find its layers and widen one of them. These
+# helpers are that shared vocabulary (exported to plugins by `gantrix.plugin`); they name
+# no trick.
+
+
+def require_images(owner: str, data: ModelSpec | torch.Tensor, does: str, why: str) -> None:
+    """Refuse data that is not images, for a trick that works on images only.
+
+    ``data`` is the `ModelSpec` at build time (from ``gantrix_transform_model``: raises
+    `ModelTransformError`, which becomes ``owner``'s error finding before training) or a
+    batch of samples at run time (anything but (N, C, H, W) raises `GantrixError`). The
+    message is "``owner`` ``does``, but <the data>: ``why``; use image data, or drop
+    ``owner``", e.g. ``require_images("ada", spec, "augments images",
+    "translation+color means nothing for vectors")``.
+    """
+    if isinstance(data, torch.Tensor):
+        if data.dim() == 4:
+            return
+        raise GantrixError(f"{owner} {does} (N, C, H, W), but got samples of shape "
+                           f"{tuple(data.shape)}: {why}; use image data, or drop {owner}")
+    if not data.is_image:
+        raise ModelTransformError(f"{owner} {does}, but the data is vectors of shape "
+                                  f"{tuple(data.shape)}: {why}; use image data, or drop {owner}")
 
 #: layer types `widen_input` can give extra inputs.
 WIDENABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
@@ -251,6 +272,23 @@ def find_layers(model: nn.Module) -> nn.Sequential | None:
             return net
         model = getattr(model, "wrapped", None)
     return None
+
+
+def layer_stack(model: nn.Module) -> nn.Sequential:
+    """``model``'s layer stack (`find_layers`); TypeError, saying what is missing, when it
+    has none: the reason a trick puts in its `ModelTransformError`."""
+    net = find_layers(model)
+    if net is None:
+        raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input)")
+    return net
+
+
+def widen_first_layer(model: nn.Module, extra: int) -> None:
+    """Give the first layer of ``model``'s layer stack ``extra`` more inputs, in place
+    (`widen_input`): for a wrapper that concatenates labels or codes to the input. TypeError
+    (as `layer_stack` and `widen_input`) when the model has no such layer."""
+    net = layer_stack(model)
+    net[0] = widen_input(net[0], extra)
 
 
 def output_module(model: nn.Module) -> nn.Module:
@@ -324,6 +362,42 @@ def last_widenable(model: nn.Module) -> tuple[nn.Sequential, int]:
     return net, last
 
 
+class BatchStatistic(nn.Module):
+    """Base of the layers that append a statistic of the whole minibatch to each sample's
+    features (minibatch stddev, minibatch discrimination). Such a layer makes every output
+    depend on the batch; a trick that reads a critic's per-sample features looks past it
+    (``isinstance(layer, BatchStatistic)``), whichever plugin defines it."""
+
+
+def insert_before_last(model: nn.Module, extra: int, make: Callable[[nn.Module], nn.Module],
+                       owner: str, *, zero_new: bool = False) -> nn.Module:
+    """Insert ``make(last)`` into the critic ``model``'s layer stack right before its last
+    `WIDENABLE` layer ``last`` (`last_widenable`), which is replaced by a copy widened by
+    ``extra`` inputs (`widen_input`) for the features the inserted layer appends. With
+    ``zero_new`` the widened layer's weights for those features start at zero, so the
+    critic starts as the function it was. The inserted layer is moved to the last layer's
+    device and dtype; ``model`` is returned, changed in place.
+
+    ``make`` runs after the widening (a layer that draws its initial weights draws them
+    after the widened layer's). Raises `ModelTransformError` naming ``owner`` when the
+    critic has no layer to widen."""
+    try:
+        net, last = last_widenable(model)
+        layer = net[last]
+        widened = widen_input(layer, extra)
+    except TypeError as exc:
+        raise ModelTransformError(f"cannot insert {owner} into the critic "
+                                  f"({type(model).__name__}): {exc}") from None
+    if zero_new:
+        dim = 0 if isinstance(layer, nn.modules.conv._ConvTransposeNd) else 1
+        with torch.no_grad():
+            widened.weight.narrow(dim, layer.weight.shape[dim], extra).zero_()
+    added = make(layer)
+    net[last] = widened
+    net.insert(last, added.to(device=layer.weight.device, dtype=layer.weight.dtype))
+    return model
+
+
 #: convolution layers (a critic's last layer may be one of these or a Linear).
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -332,9 +406,7 @@ def last_layer(model: nn.Module) -> nn.Module:
     """The critic's last Linear or Conv layer (in its ``.net`` layer stack, looked for
     through ``.wrapped``): ψ, the layer that makes the logit from the penultimate features.
     Raises TypeError when the model has no such layer, or a grouped one."""
-    net = find_layers(model)
-    if net is None:
-        raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input)")
+    net = layer_stack(model)
     layers = [m for m in net.modules() if isinstance(m, (nn.Linear, *CONV))]
     if not layers:
         raise TypeError("its layer stack has no Linear or Conv layer")
