@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from gantrix import distributed
-from gantrix import (Clash, Finding, GantrixError, ModelTransformError, Param, ParamError,
-                     Policy, hookimpl)
-from gantrix.plugins.noise import AUGMENTATIONS, parse_policy
+from gantrix.plugin import (Clash, Finding, GantrixError, Param, ParamError, Policy,
+                            distributed, hookimpl, parse_policy, require_augmentable)
 
 ADA_PAPER = ("Karras, Aittala, Hellsten, Laine, Lehtinen & Aila 2020, Training Generative "
              "Adversarial Networks with Limited Data, §2.2 (p < 0.8 does not leak), §3 "
@@ -110,13 +108,11 @@ class AdaptiveAugmentation(Policy):
                        "steer p against them; use one of them", ADA_PAPER),)
 
     def validate(self) -> None:
-        ops = set(parse_policy(self, ADA_ORDER))
+        self.policy, self.ops = parse_policy(self, ADA_ORDER, order=ADA_ORDER)
+        self.config["policy"] = self.policy
         if self.p > self.max_p:
             raise ParamError(f"{self.name}: parameter 'p' got {self.p!r}, above max_p="
                              f"{self.max_p!r}; p starts at most at max_p")
-        names = [name for name in ADA_ORDER if name in ops]
-        self.policy = self.config["policy"] = "+".join(names)
-        self.ops = [AUGMENTATIONS[name] for name in names]
 
     def __init__(self, **values):
         super().__init__(**values)
@@ -134,9 +130,7 @@ class AdaptiveAugmentation(Policy):
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, C, H, W) with each augmentation of the policy applied to each image with
         probability p (one draw per image and augmentation); differentiable."""
-        if x.dim() != 4:
-            raise GantrixError(f"{self.name} augments images (N, C, H, W); got samples of shape "
-                               f"{tuple(x.shape)}: remove it for vector data")
+        require_augmentable(self.name, x, self.ops)
         if self.p == 0:
             return x
         for op in self.ops:
@@ -154,10 +148,8 @@ class AdaptiveAugmentation(Policy):
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
-        if role == "discriminator" and not spec.is_image:
-            raise ModelTransformError(
-                f"ada augments images, but the data has shape {spec.shape}: {self.policy} "
-                "means nothing for vectors; remove it")
+        if role == "discriminator":
+            require_augmentable(self.name, spec, self.ops)
         return None
 
     @hookimpl

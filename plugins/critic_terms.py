@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from gantrix import distributed
-from gantrix import (Clash, ModelTransformError, Param, ParamError,
-                     Regularizer, Requires, hookimpl)
-from gantrix.plugins.noise import AUGMENTATIONS, augment_images, parse_policy
+from gantrix.plugin import (AUGMENTATIONS, Clash, Param, ParamError, Regularizer, Requires,
+                            augment_images, distributed, hookimpl, parse_policy,
+                            require_augmentable)
 
 CR_PAPER = ("Zhang, Zhang, Odena & Lee 2020, Consistency Regularization for Generative "
             "Adversarial Networks, §3, Algorithm 1")
@@ -72,9 +71,8 @@ class Consistency(Regularizer):
     )
 
     def validate(self) -> None:
-        ops = parse_policy(self)
-        self.policy = self.config["policy"] = "+".join(ops)
-        self.ops = [AUGMENTATIONS[p] for p in ops]
+        self.policy, self.ops = parse_policy(self)
+        self.config["policy"] = self.policy
         default = next(p.default for p in self.params if p.name == "fake_weight")
         if not self.balanced and self.fake_weight != default:
             raise ParamError(f"{self.name}: parameter 'fake_weight' got {self.fake_weight!r}, "
@@ -87,11 +85,9 @@ class Consistency(Regularizer):
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
-        if role == "discriminator" and not spec.is_image:
-            raise ModelTransformError(
-                f"consistency compares the critic's outputs on an image and on an augmented "
-                f"copy of it ({self.policy}), but the data has shape {spec.shape}: "
-                f"{self.policy} means nothing for vectors; remove it")
+        if role == "discriminator":
+            require_augmentable(self.name, spec, self.ops, "compares the critic's outputs on "
+                                f"an image and on an augmented copy of it ({self.policy})")
         return None
 
     def _cost(self, batch, side: str, augment) -> torch.Tensor:

@@ -2,13 +2,10 @@
 differentiable augmentation."""
 from __future__ import annotations
 
-import re
-
 import torch
 
-from gantrix import distributed
-from gantrix import (GantrixError, ModelTransformError, Param, ParamError, Policy,
-                     Regularizer, Requires, hookimpl)
+from gantrix.plugin import (AUGMENTATIONS, Param, Policy, Regularizer, Requires, augment_images,
+                            distributed, hookimpl, parse_policy, require_augmentable)
 
 SALIMANS = "Salimans et al. 2016, Improved Techniques for Training GANs, §3.4"
 SONDERBY = ("Sønderby et al. 2017, Amortised MAP Inference for Image Super-resolution; "
@@ -91,95 +88,14 @@ class InstanceNoise(Policy):
         self.progress = int(state.get("instance-noise/progress", self.progress))
 
 
-# --------------------------------------------------------------------------- DiffAugment
-# Each op maps a batch of images (N, C, H, W) to an augmented batch, differentiably, with
-# its own random draw per sample.
-
-
 def _randn_like(x: torch.Tensor) -> torch.Tensor:
     """N(0, 1) like ``x``, this process's rows of the global batch's draw."""
     return distributed.randn(x.shape[0], *x.shape[1:], device=x.device, dtype=x.dtype)
 
 
-def _per_sample(x: torch.Tensor) -> torch.Tensor:
-    """U[0, 1) of shape (N, 1, 1, 1), one draw per sample."""
-    return distributed.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype)
-
-
-def color(x: torch.Tensor) -> torch.Tensor:
-    """Brightness shift in [−0.5, 0.5), saturation ×[0, 2), contrast ×[0.5, 1.5)."""
-    x = x + (_per_sample(x) - 0.5)
-    gray = x.mean(dim=1, keepdim=True)
-    x = (x - gray) * (2 * _per_sample(x)) + gray
-    level = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - level) * (_per_sample(x) + 0.5) + level
-
-
-def _part(length: int, ratio: float) -> int:
-    """``ratio`` of ``length`` rounded half up, as DiffAugment's reference code does (Python's
-    round would take 0.5 to 0 and 2.5 to 2: 4×4 images never shifted, 20×20 by 2, not 3)."""
-    return int(length * ratio + 0.5)
-
-
-def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
-    """Shift each image by up to ``ratio`` of its size in each direction, zero-filled."""
-    n, c, h, w = x.shape
-    dy, dx = (distributed.randint(-m, m + 1, n, 1, 1, device=x.device)
-              for m in (_part(h, ratio), _part(w, ratio)))
-    rows = torch.arange(h, device=x.device).view(1, h, 1) - dy  # source row of each output row
-    cols = torch.arange(w, device=x.device).view(1, 1, w) - dx
-    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (N, H, W)
-    index = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).view(n, 1, h * w).expand(n, c, h * w)
-    moved = x.reshape(n, c, h * w).gather(2, index).view(n, c, h, w)
-    return moved * inside.unsqueeze(1).to(x.dtype)
-
-
-def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
-    """Zero one rectangle of ``ratio`` × the image size at a random place in each image
-    (clipped at the borders).
-
-    Its first row is uniform over −⌊s/2⌋ … h − ⌈s/2⌉ (columns alike), so at either extreme
-    ⌈s/2⌉ of its s rows lie inside: the top and bottom rows (left and right columns) are cut
-    equally often, as in DiffAugment's reference code."""
-    n, _, h, w = x.shape
-    sh, sw = max(1, _part(h, ratio)), max(1, _part(w, ratio))
-    top = distributed.randint(-(sh // 2), h - (sh + 1) // 2 + 1, n, 1, 1, device=x.device)
-    left = distributed.randint(-(sw // 2), w - (sw + 1) // 2 + 1, n, 1, 1, device=x.device)
-    rows = torch.arange(h, device=x.device).view(1, h, 1)
-    cols = torch.arange(w, device=x.device).view(1, 1, w)
-    cut = (rows >= top) & (rows < top + sh) & (cols >= left) & (cols < left + sw)
-    return x * (~cut).unsqueeze(1).to(x.dtype)
-
-
-def flip(x: torch.Tensor) -> torch.Tensor:
-    """Mirror each image left to right with probability ½ (the flip of consistency
-    regularization's T, Zhang et al. 2020): for data where a mirror image means the same."""
-    mirrored = distributed.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
-    return torch.where(mirrored, x.flip(-1), x)
-
-
-AUGMENTATIONS = {"color": color, "translation": translation, "cutout": cutout, "flip": flip}
-
-
-def parse_policy(trick, allowed=tuple(AUGMENTATIONS)) -> list[str]:
-    """The augmentation names of ``trick.policy`` (joined by ``+`` or ``,``), each one of
-    ``allowed``; raises ParamError naming the parameter, the value and the choices."""
-    ops = [p.strip() for p in re.split(r"[+,]", trick.policy) if p.strip()]
-    if not ops or any(p not in allowed for p in ops):
-        raise ParamError(f"{trick.name}: parameter 'policy' got {trick.policy!r}; allowed: "
-                         f"augmentations joined by '+' from {', '.join(allowed)}")
-    return ops
-
-
-def augment_images(name: str, ops, x: torch.Tensor) -> torch.Tensor:
-    """Images ``x`` (N, C, H, W) through the augmentations ``ops`` in turn; a clear error
-    naming the trick ``name`` for anything that is not a batch of images."""
-    if x.dim() != 4:
-        raise GantrixError(f"{name} augments images (N, C, H, W); got samples of shape "
-                           f"{tuple(x.shape)}: remove it for vector data")
-    for op in ops:
-        x = op(x)
-    return x
+# --------------------------------------------------------------------------- DiffAugment
+# The augmentations are the core's (`gantrix.plugin.AUGMENTATIONS`), shared with
+# consistency regularization and ADA.
 
 
 class DiffAugment(Policy):
@@ -204,9 +120,8 @@ class DiffAugment(Policy):
                     f"augmentations joined by '+': {', '.join(AUGMENTATIONS)}"),)
 
     def validate(self) -> None:
-        ops = parse_policy(self)
-        self.policy = self.config["policy"] = "+".join(ops)
-        self.ops = [AUGMENTATIONS[p] for p in ops]
+        self.policy, self.ops = parse_policy(self)
+        self.config["policy"] = self.policy
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, C, H, W) through every op of the policy."""
@@ -214,10 +129,8 @@ class DiffAugment(Policy):
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
-        if role == "discriminator" and not spec.is_image:
-            raise ModelTransformError(
-                f"diffaugment augments images, but the data has shape {spec.shape}: "
-                "translation and cutout mean nothing for vectors; remove it")
+        if role == "discriminator":
+            require_augmentable(self.name, spec, self.ops)
         return None
 
     @hookimpl

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import gantrix
-from gantrix.plugins.noise import translation
+from gantrix.plugin import translation
 
 POINTS = dict(batch_size=16, width=8, latent_dim=2, sample_every=0, log_every=1, progress=False)
 IMAGES = dict(batch_size=8, width=4, latent_dim=8, sample_every=0, log_every=1, progress=False)

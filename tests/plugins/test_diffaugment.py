@@ -63,7 +63,7 @@ def test_cutout_cuts_opposite_borders_equally_often_as_the_reference(side):
 
 
 def test_flip_mirrors_about_half_of_the_images_and_keeps_the_rest():
-    from gantrix.plugins.noise import flip
+    from gantrix.plugin import flip
 
     torch.manual_seed(0)
     x = torch.randn(400, 2, 5, 7)
