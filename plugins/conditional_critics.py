@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gantrix import distributed
-from gantrix import Architecture, Clash, GantrixError, ModelTransformError, Param, hookimpl
-from gantrix.models import CONV, FeatureCritic, last_layer
-from gantrix.plugins.conditional import ConditionalGAN
+from gantrix.plugin import (CONV, Architecture, Clash, FeatureCritic, GantrixError,
+                            ModelTransformError, Param, condition_on_labels, fake_labels,
+                            hookimpl, label_critic_inputs, last_layer)
 
 ODENA = ("Odena, Olah & Shlens 2017, Conditional Image Synthesis with Auxiliary Classifier "
          "GANs")
@@ -107,8 +106,8 @@ class ProjectionCritic(FeatureCritic):
 
 
 class _ClassConditional(Architecture):
-    """What acgan and projection share: labelled data, the generator conditioned by
-    ``cgan``'s own conditioning (one-hot labels at its input), the fakes' labels, and a
+    """What acgan and projection share: labelled data, the generator conditioned as ``cgan``
+    conditions it (`condition_on_labels`: one-hot labels at its input), the fakes' labels, and a
     critic wrapped around its penultimate features: each trick's ``critic_for(model, tap,
     num_classes)`` wraps ``model`` given its last layer ``tap``."""
 
@@ -121,7 +120,6 @@ class _ClassConditional(Architecture):
     def __init__(self, **values):
         super().__init__(**values)
         self.num_classes: int | None = None  # from the ModelSpec, at build time
-        self._generator = ConditionalGAN()  # cgan's generator conditioning, one-hot labels
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
@@ -134,7 +132,7 @@ class _ClassConditional(Architecture):
                 f"(digits, mnist, an image folder with a folder per class), or drop {self.name}")
         self.num_classes = k
         if role == "generator":
-            return self._generator.gantrix_transform_model(model=model, role=role, spec=spec)
+            return condition_on_labels(model, role, spec, self.name)  # one-hot, as cgan
         try:
             tap = last_layer(model)
         except TypeError as exc:
@@ -146,18 +144,8 @@ class _ClassConditional(Architecture):
 
     @hookimpl
     def gantrix_condition(self, batch):
-        fake = batch.fake_labels  # already set: the classes a sampler asks for
-        if fake is None:
-            if self.fake_labels == "real" and batch.labels is not None:
-                fake = batch.labels
-            elif self.num_classes is None:
-                raise GantrixError(f"{self.name} draws class labels but does not know how many "
-                                   "classes there are: build the models with "
-                                   "gantrix.build_models")
-            else:
-                fake = distributed.randint(0, self.num_classes, batch.batch_size, device=batch.device)
-        batch.fake_labels = fake
-        batch.generator_inputs["labels"] = fake
+        batch.fake_labels = fake_labels(batch, self.fake_labels, self.num_classes, self.name)
+        batch.generator_inputs["labels"] = batch.fake_labels
 
 
 FAKE_LABELS = Param("fake_labels", str, "uniform", "classes of the fakes: c ~ U{0..K-1} "
@@ -308,9 +296,7 @@ class ProjectionDiscriminator(_ClassConditional):
     @hookimpl
     def gantrix_condition(self, batch):
         super().gantrix_condition(batch)
-        batch.critic_inputs["fake"]["labels"] = batch.fake_labels
-        if batch.labels is not None:
-            batch.critic_inputs["real"]["labels"] = batch.labels
+        label_critic_inputs(batch)
 
 
 @hookimpl

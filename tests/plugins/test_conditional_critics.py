@@ -16,7 +16,7 @@ from gantrix import CompositionError, GantrixError, ModelSpec, ParamError
 from gantrix.batch import Batch
 from gantrix.check import check
 from gantrix.cli.app import create_app
-from gantrix.plugins.conditional import ConditionalGenerator
+from gantrix.plugin import ConditionalGenerator
 
 VECTORS = ModelSpec((3,), num_classes=4, latent_dim=5, width=8)
 IMAGES = ModelSpec((1, 8, 8), num_classes=5, latent_dim=6, width=4)
