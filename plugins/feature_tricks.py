@@ -18,11 +18,9 @@ import math
 import torch
 from torch import nn
 
-from gantrix import distributed
-from gantrix import (Architecture, Clash, GantrixError, ModelTransformError, Param, ParamError,
-                     Regularizer, hookimpl)
-from gantrix.models import FeatureCritic, find_layers, last_layer, last_widenable, widen_input
-from gantrix.plugins.minibatch_stddev import MinibatchStdDev
+from gantrix.plugin import (Architecture, BatchStatistic, Clash, FeatureCritic, GantrixError,
+                            ModelTransformError, Param, ParamError, Regularizer, distributed,
+                            find_layers, hookimpl, insert_before_last, last_layer)
 
 SALIMANS = ("Salimans, Goodfellow, Zaremba, Cheung, Radford & Chen 2016, Improved Techniques "
             "for Training GANs")
@@ -40,8 +38,8 @@ FEATURES = "features"
 def feature_layer(model: nn.Module) -> nn.Module:
     """The layer whose input is the critic's penultimate features f(x): its last Linear or
     Conv layer (`last_layer`), or, when layers that append a statistic of the minibatch
-    (minibatch-discrimination's, minibatch-stddev's) come right before it in the layer
-    stack, the first of them. Their statistics are not features of x but of the batch, and
+    (`BatchStatistic`s: minibatch-discrimination's, minibatch-stddev's) come right before it
+    in the layer stack, the first of them. Their statistics are not features of x but of the batch, and
     o(x), up to the batch size on each of its B channels, would outweigh the features.
     Raises TypeError as `last_layer` does."""
     tap = last_layer(model)
@@ -49,7 +47,7 @@ def feature_layer(model: nn.Module) -> nn.Module:
     i = next((k for k, m in enumerate(stack) if m is tap), None)
     if i is None:  # nested in a block of the stack: nothing appended before it there
         return tap
-    while i > 0 and isinstance(stack[i - 1], (MinibatchDiscrimination, MinibatchStdDev)):
+    while i > 0 and isinstance(stack[i - 1], BatchStatistic):
         i -= 1
     return stack[i]
 
@@ -188,7 +186,7 @@ class FeatureMatching(Regularizer):
 # ------------------------------------------------------------------ minibatch discrimination
 
 
-class MinibatchDiscrimination(nn.Module):
+class MinibatchDiscrimination(BatchStatistic):
     """Append o(x) ∈ R^B, each sample's closeness to the samples of its minibatch.
 
     f(x_i) ∈ R^A is the input itself (a vector) or, for a feature map (N, A, *positions),
@@ -319,22 +317,13 @@ class MinibatchDiscriminationTrick(Architecture):
     def gantrix_transform_model(self, model, role, spec):
         if role != "discriminator":
             return None
-        try:
-            net, last = last_widenable(model)
-            layer = net[last]
-            widened = widen_input(layer, self.kernels)
-        except TypeError as exc:
-            raise ModelTransformError(f"cannot insert minibatch-discrimination into the critic "
-                                      f"({type(model).__name__}): {exc}") from None
+        return insert_before_last(model, self.kernels, self.layer_for, self.name, zero_new=True)
+
+    def layer_for(self, layer: nn.Module) -> MinibatchDiscrimination:
+        """The minibatch-discrimination layer before ``layer``, on the features it reads."""
         linear = isinstance(layer, nn.Linear)
         features = layer.in_features if linear else layer.in_channels
-        dim = 0 if isinstance(layer, nn.modules.conv._ConvTransposeNd) else 1
-        with torch.no_grad():
-            widened.weight.narrow(dim, features, self.kernels).zero_()
-        mbd = MinibatchDiscrimination(features, self.kernels, self.dims, pool=not linear)
-        net[last] = widened
-        net.insert(last, mbd.to(device=layer.weight.device, dtype=layer.weight.dtype))
-        return model
+        return MinibatchDiscrimination(features, self.kernels, self.dims, pool=not linear)
 
 
 @hookimpl

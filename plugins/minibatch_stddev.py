@@ -5,11 +5,9 @@ varied real batch and the generator is pushed towards variety (against mode coll
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from gantrix import distributed
-from gantrix import Architecture, ModelTransformError, Param, ParamError, hookimpl
-from gantrix.models import last_widenable, widen_input
+from gantrix.plugin import (Architecture, BatchStatistic, Param, ParamError, distributed,
+                            hookimpl, insert_before_last)
 
 PAPER = ("Karras, Aila, Laine & Lehtinen 2018, Progressive Growing of GANs for Improved "
          "Quality, Stability, and Variation, §3")
@@ -31,7 +29,7 @@ def group_size(batch: int, group: int) -> int:
     return group
 
 
-class MinibatchStdDev(nn.Module):
+class MinibatchStdDev(BatchStatistic):
     """Append one feature: the mean over features of each feature's std over its group.
 
     The batch is split into groups of ``group`` samples (sample b belongs to group
@@ -89,15 +87,7 @@ class MinibatchStdDevTrick(Architecture):
     def gantrix_transform_model(self, model, role, spec):
         if role != "discriminator":
             return None
-        try:
-            net, last = last_widenable(model)
-            layer = widen_input(net[last], 1)
-        except TypeError as exc:
-            raise ModelTransformError(f"cannot insert minibatch-stddev into the critic "
-                                      f"({type(model).__name__}): {exc}") from None
-        net[last] = layer
-        net.insert(last, MinibatchStdDev(self.group))
-        return model
+        return insert_before_last(model, 1, lambda layer: MinibatchStdDev(self.group), self.name)
 
 
 @hookimpl
