@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gantrix import Architecture, Finding, GantrixError, ModelTransformError, Param, hookimpl
-from gantrix.models import WIDENABLE, find_layers
+from gantrix.plugin import (WIDENABLE, Architecture, Finding, GantrixError, ModelTransformError,
+                            Param, find_layers, hookimpl, require_images)
 
 PAPER = ("Zhang, Goodfellow, Metaxas & Odena 2019, Self-Attention Generative Adversarial "
          "Networks")
@@ -149,11 +149,8 @@ class SelfAttentionTrick(Architecture):
     def gantrix_transform_model(self, model, role, spec):
         if not self._applies(role):
             return None
-        if not spec.is_image:
-            raise ModelTransformError(
-                f"self-attention attends over the positions of image feature maps, but the "
-                f"data is vectors of shape {tuple(spec.shape)}: the {role} has no feature "
-                "maps. Use image data, or drop self-attention")
+        require_images(self.name, spec, "attends over the positions of image feature maps",
+                       f"the {role} has no feature maps")
         side = self.resolution or spec.shape[1] // 2
         what = f"the {role} ({type(model).__name__})"
         net = find_layers(model)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from gantrix import Architecture, Finding, Param, hookimpl
+from gantrix.plugin import Architecture, Finding, Param, hookimpl
 
 PAPER = "Goodfellow 2016, NIPS 2016 Tutorial: Generative Adversarial Networks, §4.4"
 

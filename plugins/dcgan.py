@@ -18,8 +18,8 @@ import dataclasses
 
 from torch import nn
 
-from gantrix import Architecture, Finding, GantrixError, Param, hookimpl
-from gantrix.models import KERNELS, SMALLEST_SIDES, ConvCritic, ConvGenerator, find_layers
+from gantrix.plugin import (KERNELS, SMALLEST_SIDES, Architecture, ConvCritic, ConvGenerator,
+                            Finding, GantrixError, Param, find_layers, hookimpl)
 
 PAPER = ("Radford, Metz & Chintala 2015, Unsupervised Representation Learning with Deep "
          "Convolutional Generative Adversarial Networks")

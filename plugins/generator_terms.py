@@ -20,8 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gantrix import Clash, Finding, GantrixError, Param, Regularizer, hookimpl
-from gantrix.models import ROLES
+from gantrix.plugin import ROLES, Clash, Finding, GantrixError, Param, Regularizer, hookimpl
 
 BIGGAN = ("Brock, Donahue & Simonyan 2019, Large Scale GAN Training for High Fidelity Natural "
           "Image Synthesis (BigGAN)")

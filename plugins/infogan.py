@@ -10,16 +10,14 @@ cross-entropy for a categorical code, a Gaussian NLL for continuous ones.
 """
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantrix import distributed
-from gantrix import Architecture, ModelTransformError, Param, ParamError, hookimpl
-from gantrix.models import FeatureCritic, find_layers, widen_input
+from gantrix.plugin import (Architecture, FeatureCritic, ModelTransformError, Param, ParamError,
+                            distributed, hookimpl, layer_stack, takes_keyword, widen_input)
 
 PAPER = ("Chen, Duan, Houthooft, Schulman, Sutskever & Abbeel 2016, InfoGAN: Interpretable "
          "Representation Learning by Information Maximizing Generative Adversarial Nets")
@@ -140,12 +138,10 @@ class InfoGAN(Architecture):
 
     @hookimpl
     def gantrix_transform_model(self, model, role, spec):
-        if role == "generator" and "codes" in _keywords(model):
+        if role == "generator" and takes_keyword(model, "codes"):
             return None
-        net = find_layers(model)
         try:
-            if net is None:
-                raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input)")
+            net = layer_stack(model)
             if role == "generator":
                 net[0] = widen_input(net[0], self.code_size)
                 return InfoGenerator(model, self.categorical, self.continuous)
@@ -189,14 +185,6 @@ class InfoGAN(Architecture):
     @hookimpl
     def gantrix_generator_terms(self, batch):
         return self.information_terms(batch)
-
-
-def _keywords(model: nn.Module) -> set[str]:
-    """The parameter names of ``model.forward``."""
-    try:
-        return set(inspect.signature(model.forward).parameters)
-    except (TypeError, ValueError):
-        return set()
 
 
 @hookimpl

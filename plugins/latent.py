@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from gantrix import Param, Policy, hookimpl
+from gantrix.plugin import Param, Policy, hookimpl
 
 
 class UniformLatent(Policy):

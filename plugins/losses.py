@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gantrix import Clash, Finding, Loss, Requires, hookimpl
-from gantrix.models import output_module
+from gantrix.plugin import Clash, Finding, Loss, Requires, hookimpl, output_module
 
 SIGMOID_REASON = (
     "the critic ends in a Sigmoid: a Wasserstein critic must be unbounded (its output is "

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from gantrix import Clash, Param, ParamError, Policy, Replaces, hookimpl
-from gantrix.step import adam
+from gantrix.plugin import Clash, Param, ParamError, Policy, Replaces, adam, hookimpl
 
 ONE_OPTIMIZER = "two optimizer tricks: a composition configures its optimizers once; keep one"
 REPLACED = "a composition configures its optimizers once, with the optimizer you name"

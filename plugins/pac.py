@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from gantrix import (Architecture, Clash, Finding, GantrixError, ModelTransformError, Param,
-                     hookimpl)
-from gantrix.models import find_layers, widen_input
+from gantrix.plugin import (Architecture, Clash, Finding, GantrixError, ModelTransformError,
+                            Param, hookimpl, layer_stack, widen_input)
 
 PAPER = ("Lin, Khetan, Fanti & Oh 2018, PacGAN: The power of two samples in generative "
          "adversarial networks")
@@ -79,10 +78,8 @@ the critic sees batch/m packs per side: PacGAN keeps the number of packs fixed a
     def gantrix_transform_model(self, model, role, spec):
         if role != "discriminator":
             return None
-        net = find_layers(model)
         try:
-            if net is None:
-                raise TypeError("it has no `.net` layer stack (nn.Sequential fed the input)")
+            net = layer_stack(model)
             first = net[0]
             inputs = getattr(first, "in_features", getattr(first, "in_channels", None))
             if inputs is None:

@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gantrix import distributed
-from gantrix import Clash, Finding, Param, Regularizer, Replaces, hookimpl, kernels
+from gantrix.plugin import (Clash, Finding, Param, Regularizer, Replaces, distributed, hookimpl,
+                            kernels)
 
 GP_PAPER = "Gulrajani et al. 2017, Improved Training of Wasserstein GANs"
 LP_PAPER = "Petzka, Fischer & Lukovnikov 2018, On the regularization of Wasserstein GANs"

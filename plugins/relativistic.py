@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from gantrix import distributed
-from gantrix import Clash, Finding, Loss, hookimpl, kernels
-from gantrix.models import output_module
+from gantrix.plugin import Clash, Finding, Loss, distributed, hookimpl, kernels, output_module
 
 PAPER = "Jolicoeur-Martineau 2018, The relativistic discriminator: a key element missing from standard GAN"
 LOGITS_REASON = ("the critic ends in a Sigmoid, but relativistic losses compare raw logits "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gantrix import GantrixError, Param, ParamError, Policy, Requires, hookimpl
+from gantrix.plugin import GantrixError, Param, ParamError, Policy, Requires, hookimpl
 
 
 class NCritic(Policy):

@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gantrix import Architecture, Clash, GantrixError, hookimpl
-from gantrix.models import find_layers
+from gantrix.plugin import Architecture, Clash, GantrixError, find_layers, hookimpl
 
 PAPER = "Klambauer, Unterthiner, Mayr & Hochreiter 2017, Self-Normalizing Neural Networks"
 

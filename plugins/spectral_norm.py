@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gantrix import Architecture, Clash, Finding, Param, hookimpl
+from gantrix.plugin import Architecture, Clash, Finding, Param, hookimpl
 
 PAPER = ("Miyato, Kataoka, Koyama & Yoshida 2018, Spectral Normalization for Generative "
          "Adversarial Networks")

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from gantrix import distributed
-from gantrix import Clash, GantrixError, Param, Policy, hookimpl
+from gantrix.plugin import Clash, GantrixError, Param, Policy, distributed, hookimpl
 
 PAPER = "Metz, Poole, Pfau & Sohl-Dickstein 2017, Unrolled Generative Adversarial Networks"
 

@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from gantrix import Clash, Param, Policy, hookimpl, kernels
+from gantrix.plugin import Clash, Param, Policy, hookimpl, kernels
 
 WGAN_PAPER = "Arjovsky, Chintala & Bottou 2017, Wasserstein GAN"
 #: where the averaged generator lives in `gantrix.Models.extra`.
