@@ -16,8 +16,8 @@
 
 - ``gantrix margin-demo``: prints both losses on random logits for a few margins.
 
-It uses only gantrix's public contract: the kinds, `Param`, the relation records and
-``hookimpl``.
+It imports only gantrix's declared plugin API, ``gantrix.plugin``: the kinds, `Param`, the
+relation records and ``hookimpl``.
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 import typer
 
-import gantrix
-from gantrix import Clash, Loss, Param, Regularizer, hookimpl
+from gantrix.plugin import Clash, Loss, Param, Regularizer, hookimpl
 
 __all__ = ["SoftplusMargin", "DriftPenalty"]
 
@@ -92,7 +91,7 @@ def gantrix_register_commands(app):
         rng = torch.Generator().manual_seed(seed)
         real = torch.randn(batch, generator=rng) + 1
         fake = torch.randn(batch, generator=rng) - 1
-        losses = [gantrix.make("softplus-margin", margin=m) for m in margin]  # checks m >= 0
+        losses = [SoftplusMargin(margin=m) for m in margin]  # checks m >= 0
         typer.echo(f"{'margin':>8}  {'D loss':>8}  {'G loss':>8}")
         for loss in losses:
             d, g = loss.d_loss(real, fake).item(), loss.g_loss(None, fake).item()
