@@ -5,9 +5,10 @@ imports ``gantrix.plugin`` (plus torch and the standard library) and nothing els
 gantrix; built-in plugins never import each other. What this module exports (``__all__``)
 is stable: a name is not removed and its signature does not change incompatibly within a
 major version (semantic versioning; while gantrix is 0.x, only with a deprecation warning
-for at least one minor release first). Everything else in gantrix — its other modules, and
-the names of ``gantrix.distributed`` beyond the ones ``distributed`` here lists — is
-internal and may change in any release.
+for at least one minor release first). For a plugin, gantrix's other modules — and the
+names of ``gantrix.distributed`` beyond the ones ``distributed`` here lists — are internal
+and may change in any release. (A command a plugin adds may drive gantrix like any program,
+through the user's API: ``gantrix.make``, ``gantrix.Recipe``, ``gantrix.Trainer``.)
 
 What it holds (docs/writing-a-plugin.md says what each is for):
 
