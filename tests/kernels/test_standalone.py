@@ -46,9 +46,10 @@ SCRIPT = textwrap.dedent(r'''
     from gantrix.kernels import clip_, grad_norm_penalty, gradient_penalty, relativistic_loss
 
     torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # (Triton on CPU: its interpreter)
     critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.Tanh(),
-                                 torch.nn.Linear(8, 1))
-    real, fake = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
+                                 torch.nn.Linear(8, 1)).to(device)
+    real, fake = torch.randn(4, 3, 2, 2, device=device), torch.randn(4, 3, 2, 2, device=device)
 
     gp = gradient_penalty(critic, real, fake, weight=10.0)
     gp.backward()
@@ -59,16 +60,16 @@ SCRIPT = textwrap.dedent(r'''
                              eps=lambda n, *, device, dtype: torch.rand(n, device=device, dtype=dtype))
     assert torch.isfinite(drawn), drawn
 
-    g = torch.randn(4, 3, 2, 2, requires_grad=True)
+    g = torch.randn(4, 3, 2, 2, device=device, requires_grad=True)
     r1 = grad_norm_penalty(g, center=0.0, weight=5.0)
     r1.backward()
     assert torch.allclose(r1, 5.0 * g.detach().flatten(1).square().sum(1).mean()), r1
 
-    d_real, d_fake = torch.randn(4, 1), torch.randn(4, 1)
+    d_real, d_fake = torch.randn(4, 1, device=device), torch.randn(4, 1, device=device)
     for kind in ("sgan", "lsgan", "hinge"):
         assert torch.isfinite(relativistic_loss(d_real, d_fake, kind=kind))
 
-    weights = [torch.randn(5, 3) * 10, torch.randn(7) * 10]
+    weights = [torch.randn(5, 3, device=device) * 10, torch.randn(7, device=device) * 10]
     clip_(weights, 0.01)
     assert all(w.abs().max() <= 0.01 for w in weights)
 
