@@ -36,11 +36,10 @@ def compositions(base: str) -> dict[str, list[str]]:
 
 def curve(tricks: list[str], data: str, seed: int, steps: int, every: int, settings: dict) -> list[dict]:
     """The run's scores every ``every`` steps: [{"step", "classes", "confident", ...}]."""
+    from gantrix.recipe import Recipe
     from gantrix.trainer import Trainer
 
-    from gantrix.trainer import recipe_or_trick
-
-    recipe = recipe_or_trick(tricks[0]).extend(tricks[1:])
+    recipe = Recipe(tricks[0]).extend(tricks[1:])  # a lone name: the recipe, else the trick
     trainer = Trainer(recipe, data, steps=steps, seed=seed, progress=False, **settings)
     points = []
     for target in range(every, steps + 1, every):

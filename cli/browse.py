@@ -128,7 +128,9 @@ def check(
     if nproc > 1 and data is None:
         raise GantrixError("--nproc checks the models and the batch for N processes: give "
                            "--data too")
-    report = check_recipe(Recipe(*names, recipe=recipe, config=config), data, processes=nproc)
+    # the positional names are tricks, always (a lone one too): gantrix check wgan
+    report = check_recipe(Recipe(recipe=recipe, config=config).extend(names), data,
+                          processes=nproc)
     models = report.models or ("not checked: the model checks need --data (what gantrix train "
                                "will get: ring8, digits, an image folder, ...)")
     _print_composition(report.tricks, report.findings, models=models)

@@ -78,10 +78,10 @@ def quality_grid(recipes: Sequence[str], datas: Sequence[str], seeds: int, *,
     worker processes, the machine's cores shared among them; every run is seeded, so the
     numbers are those of ``jobs=1``."""
     from .data import load_data
-    from .trainer import recipe_or_trick
+    from .recipe import Recipe
 
     for recipe in recipes:  # unknown names and unusable data fail before any training
-        recipe_or_trick(recipe).check()
+        Recipe(recipe).check()
     for data in datas:
         load_data(data)
     cells = [Cell(recipe, data) for data in datas for recipe in recipes]

@@ -14,15 +14,37 @@ The checker knows no trick. It applies, in order:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from . import hookspecs
 from .errors import CompositionError
 from .findings import Clash, Finding, Replaces, Requires, as_relation
-from .recipe import Recipe, TrickSpec, precedence, whose
 from .registry import catalogue
 from .trick import Trick
+
+if TYPE_CHECKING:  # (gantrix.recipe builds on this module: Recipe.check, Recipe.compose)
+    from .recipe import Recipe, TrickSpec
+
+#: the origin of the tricks the user names (arguments, --trick); a named recipe's are
+#: ``"recipe:NAME"``.
+USER = "user"
+#: the origin of a config file's tricks (then ``:PATH``).
+CONFIG = "config"
+
+
+def precedence(origin: str) -> int:
+    """How a trick's origin ranks when two tricks compete for one place (a loss, a trick
+    another replaces): the user's own arguments (2) over a config file (1) over a named
+    recipe (0)."""
+    return 2 if origin == USER else 1 if origin.startswith(CONFIG) else 0
+
+
+def whose(origin: str) -> str:
+    """``"the recipe's"`` or ``"the config file's"``: the owner of a trick that gives way."""
+    return "the config file's" if origin.startswith(CONFIG) else "the recipe's"
+
 
 DEFAULT_OPTIMIZER = "default Adam(lr=2e-4, betas=(0.5, 0.999))"
 #: tags the core's default optimizer contributes when no trick configures one.
@@ -151,9 +173,12 @@ def resolve(recipe: Recipe) -> tuple[list[Trick], list[Finding]]:
 class Composition:
     """Checked tricks registered on one run plugin manager; ``hook`` calls them."""
 
-    def __init__(self, recipe: Recipe):
+    def __init__(self, recipe: Recipe, *,
+                 resolved: tuple[list[Trick], list[Finding]] | None = None):
+        """Compose ``recipe``; ``resolved`` is what `resolve` returned for it, when the
+        caller has it already (so the tricks are not instantiated twice)."""
         self.recipe = recipe
-        self.tricks, self.findings = resolve(recipe)
+        self.tricks, self.findings = resolved or resolve(recipe)
         if any(f.severity == "error" for f in self.findings):
             raise CompositionError(self.findings)
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)

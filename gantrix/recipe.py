@@ -36,25 +36,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .compose import CONFIG, USER, Composition, resolve
+from .data import IMAGE_SETS, TOYS
 from .errors import GantrixError
+from .registry import catalogue
 from .tomlfile import load_toml
-
-USER = "user"
-#: the origin of a config file's tricks (then ``:PATH``).
-CONFIG = "config"
-
-
-def precedence(origin: str) -> int:
-    """How a trick's origin ranks when two tricks compete for one place (a loss, a trick
-    another replaces): the user's own arguments (2) over a config file (1) over a named
-    recipe (0)."""
-    return 2 if origin == USER else 1 if origin.startswith(CONFIG) else 0
-
-
-def whose(origin: str) -> str:
-    """``"the recipe's"`` or ``"the config file's"``: the owner of a trick that gives way."""
-    return "the config file's" if origin.startswith(CONFIG) else "the recipe's"
-
 
 #: the kinds of data a recipe may have a table for (see `Recipe.for_data`).
 DATA_KINDS = ("points", "images")
@@ -118,8 +104,6 @@ def specs_from_table(data: Mapping[str, Any], origin: str, where: str) -> list[T
 def _data_kind_tables(data: Mapping[str, Any], where: str) -> dict[str, Mapping[str, Any]]:
     """The ``[points]`` / ``[images]`` tables of a recipe, checked, with their tables for
     built-in data sets of that kind (``[images.mnist]``) inside them under the set's name."""
-    from .data import IMAGE_SETS, TOYS
-
     sets = {"points": TOYS, "images": IMAGE_SETS}
     tables = {}
     for kind in DATA_KINDS:
@@ -176,6 +160,26 @@ class _Layer:
     kinds: dict[str, Mapping[str, Any]]
 
 
+def read_lone_name(text: str) -> tuple[str | None, str | None, tuple[str, ...], list[str]]:
+    """The one rule for a lone name, wherever gantrix takes one (``Recipe("wgan")``,
+    ``Trainer("wgan", ...)``, ``gantrix bench quality -r wgan``): a TOML file is a config;
+    a name with parameters (``wgan:...``) is a trick; a name of a recipe is that recipe — the
+    paper's whole setup, which is what a lone name asks for — with a note when a trick has the
+    name too (``wgan``, ``dcgan``, the relativistic losses), saying how to get the bare trick;
+    any other name is a trick. Returns ``(recipe, config, tricks, notes)`` to build from."""
+    if text.endswith(".toml") or Path(text).is_file():
+        return None, text, (), []
+    cat = catalogue()
+    if ":" in text or text not in cat.recipes:
+        return None, None, (text,), []
+    if text not in cat.tricks:
+        return text, None, (), []
+    return text, None, (), [
+        f"{text!r} names both a recipe and a trick; alone, it is read as the recipe (the "
+        f"trick with its paper's optimizer, schedule and settings). For the bare trick write "
+        f"Recipe().extend([{text!r}]), or --trick {text} on the command line."]
+
+
 class Recipe:
     """An ordered, not yet checked, set of trick specs (and optional train settings)."""
 
@@ -187,33 +191,13 @@ class Recipe:
         self._layers: list[_Layer] = []
         self.notes: list[str] = []  # how the arguments were read, when that could surprise
         if len(tricks) == 1 and isinstance(tricks[0], str) and recipe is None and config is None:
-            recipe, config, tricks, self.notes = self._read_lone(tricks[0])
+            recipe, config, tricks, self.notes = read_lone_name(tricks[0])
         if config is not None:
             self._add_config(Path(config))
         if recipe is not None:
             self._add_named(recipe)
         for item in tricks:
             self.specs.append(item if isinstance(item, TrickSpec) else TrickSpec.parse(item))
-
-    @staticmethod
-    def _read_lone(text: str):
-        """``Recipe("wgan-gp")`` or ``Recipe("my.toml")``: a lone string that is a file or
-        names a recipe but no trick is read as such; one that names both a trick and a recipe
-        (``wgan``, ``dcgan``) is the trick, with a note saying so. Returns the recipe, config,
-        tricks and notes to build from."""
-        from .registry import catalogue
-
-        if text.endswith(".toml") or Path(text).is_file():
-            return None, text, (), []
-        cat = catalogue()
-        if ":" in text or text not in cat.recipes:
-            return None, None, (text,), []
-        if text not in cat.tricks:
-            return text, None, (), []
-        return None, None, (text,), [
-            f"{text!r} names both a trick and a recipe; alone, it is read as the trick. For the "
-            f"recipe (the trick with its optimizer and settings) write Recipe(recipe={text!r}), "
-            f"or --recipe {text} on the command line; Trainer({text!r}) reads the recipe."]
 
     @classmethod
     def named(cls, name: str) -> "Recipe":
@@ -226,8 +210,6 @@ class Recipe:
     def _add_named(self, name: str, seen: tuple[str, ...] = (), where: str = "") -> None:
         """Add recipe ``name`` (after the recipe it builds on); ``where`` names what asked
         for it, for the error when no loaded plugin has it."""
-        from .registry import catalogue
-
         if name in seen:
             raise GantrixError(f"recipe {name!r} includes itself: {' -> '.join(seen + (name,))}")
         entry = catalogue().recipe(name, where)
@@ -304,14 +286,10 @@ class Recipe:
         Unknown names and bad parameter values raise at once (`UnknownNameError`,
         `ParamError`): there is nothing sensible to check past them.
         """
-        from .compose import resolve
-
         return resolve(self)[1]
 
     def compose(self):
         """The checked `Composition`; raises `CompositionError` when any finding is an error."""
-        from .compose import Composition
-
         return Composition(self)
 
     def __repr__(self) -> str:

@@ -82,22 +82,33 @@ def test_unknown_recipe_suggests():
 
 def test_a_lone_string_may_name_a_recipe_or_a_file(tmp_path):
     assert Recipe("t-base").names == ["t-base"]
-    assert names(Recipe("t-margin")) == [("t-margin", "user")]  # a trick stays a trick
+    assert names(Recipe("t-margin")) == [("t-margin", "user")]  # no such recipe: the trick
     path = tmp_path / "mine.toml"
     path.write_text('tricks = ["t-clip"]\n')
     assert names(Recipe(str(path))) == [("t-clip", f"config:{path}")]
 
 
-def test_a_lone_name_of_both_a_trick_and_a_recipe_is_the_trick_with_a_note(add_recipe):
+def test_a_lone_name_of_both_a_trick_and_a_recipe_is_the_recipe_with_a_note(add_recipe):
     add_recipe("t-margin", {"tricks": ["t-margin:margin=3", "t-clip"]})
     recipe = Recipe("t-margin")
-    assert names(recipe) == [("t-margin", "user")]
-    note = "'t-margin' names both a trick and a recipe; alone, it is read as the trick"
+    assert recipe.names == ["t-margin"]
+    assert names(recipe) == [("t-margin", "recipe:t-margin"), ("t-clip", "recipe:t-margin")]
+    note = "'t-margin' names both a recipe and a trick; alone, it is read as the recipe"
     assert [f.severity for f in recipe.check() if note in f.message] == ["note"]
-    assert "Recipe(recipe='t-margin')" in recipe.notes[0]
+    assert "Recipe().extend(['t-margin'])" in recipe.notes[0]
+    assert names(Recipe().extend(["t-margin"])) == [("t-margin", "user")]  # the bare trick
     assert Recipe(recipe="t-margin").notes == []
     assert Recipe("t-margin:margin=2").notes == []  # parameters make it a trick: nothing to guess
+    assert names(Recipe("t-margin:margin=2")) == [("t-margin", "user")]
     assert Recipe("t-base").notes == [] and Recipe("t-clip").notes == []
+
+
+def test_the_trainer_reads_a_lone_name_by_the_same_rule(add_recipe):
+    from gantrix.plan import as_recipe
+
+    add_recipe("t-margin", {"tricks": ["t-margin:margin=3", "t-clip"]})
+    assert as_recipe("t-margin").names == Recipe("t-margin").names == ["t-margin"]
+    assert names(as_recipe("t-clip")) == names(Recipe("t-clip"))
 
 
 def test_user_tricks_come_after_the_recipe_and_extend_adds_more():
