@@ -1,4 +1,10 @@
-"""A run's settings: what they are, where their defaults come from, how they are checked.
+"""A run's settings, declared once: the `Settings` dataclass below is the table.
+
+Each field carries its `Param` (type, range, help) and whether it may change when a run is
+resumed. From it come the checks of every source (`check_values`), the Trainer's keyword
+arguments, the options of ``gantrix train`` (`gantrix.cli.train`), the ``[train]`` table
+of a run's config.toml (`Settings.table`) and the list of what ``--resume`` keeps fixed
+(`FIXED_ON_RESUME`).
 
 Settings come, in order of precedence, from the keyword arguments (the command line), the
 recipe's ``[train]`` table (a ``--config`` file's, then the named recipe's, each overridden
@@ -8,12 +14,13 @@ data set's own `DATA_DEFAULTS`).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .compose import Composition
 from .data import Data
 from .errors import CompositionError, GantrixError
+from .findings import Finding
 from .params import Param
 from .precision import MODES
 
@@ -43,55 +50,55 @@ def defaults_for(data: Data, source: str) -> dict[str, Any]:
     kind = IMAGE_DEFAULTS if data.is_image else POINT_DEFAULTS
     return {**kind, **DATA_DEFAULTS.get(source, {})}
 
-#: the settings a ``[train]`` table (or the keyword arguments) may hold.
-SETTINGS = {p.name: p for p in (
-    Param("data", str, None, "built-in data name, image folder or tensor file"),
-    Param("steps", int, None, "generator updates in total", low=1),
-    Param("batch_size", int, None, "samples per batch", low=1),
-    Param("seed", int, 0, "seed of the models' initialisation, the latents and the batches", low=0),
-    Param("device", str, "auto", "where to train", choices=("auto", "cpu", "cuda")),
-    Param("precision", str, "fp32", "fp32, or autocast to bf16, or fp16 with a loss scaler",
-          choices=MODES),
-    Param("latent_dim", int, None, "size of the latent vector z", low=1),
-    Param("width", int, None, "base channel count of the core's convolutional models", low=1),
-    Param("lr", float, None, "learning rate of the core's default Adam (optimizer tricks "
-          "set their own)", low=0.0, low_open=True, optional=True),
-    Param("image_size", int, None, "images are resized to this (a power of two, 8 to 256)",
-          low=8, high=256, optional=True),
-    Param("mirror", bool, False, "flip each image left to right with probability 1/2 (for "
-          "data where a mirror image means the same)"),
-    Param("skip_bad_images", bool, False, "train an image folder without its unreadable "
-          "files (counted) instead of stopping at the first"),
-    Param("sample_every", int, None, "steps between sample pictures (0: only at the end)", low=0),
-    Param("checkpoint_every", int, None, "steps between checkpoints (0: only at the end)", low=0),
-    Param("log_every", int, None, "steps between lines of metrics.jsonl", low=1),
-)}
+
+def _setting(type_: type, help: str, default: Any = None, *, resumable: bool = False,
+             **rules: Any):
+    """A field of `Settings`: its `Param` (named after the field) and whether ``--resume``
+    may change it."""
+    return field(metadata={"param": dict(type=type_, default=default, help=help, **rules),
+                           "resumable": resumable})
 
 
 @dataclass
 class Settings:
     """A run's resolved settings: what ``[train]`` of its config.toml records."""
 
-    data: str
-    steps: int
-    batch_size: int
-    seed: int
-    device: str
-    precision: str
-    latent_dim: int
-    width: int
-    lr: float | None
-    image_size: int | None
-    mirror: bool
-    skip_bad_images: bool
-    sample_every: int
-    checkpoint_every: int
-    log_every: int
+    data: str = _setting(str, "built-in data name, image folder or tensor file")
+    steps: int = _setting(int, "generator updates in total", low=1, resumable=True)
+    batch_size: int = _setting(int, "samples per batch (the global batch: all processes')",
+                               low=1)
+    seed: int = _setting(int, "seed of the models' initialisation, the latents and the "
+                         "batches", 0, low=0)
+    device: str = _setting(str, "where to train", "auto", choices=("auto", "cpu", "cuda"),
+                           resumable=True)
+    precision: str = _setting(str, "fp32, or autocast to bf16, or fp16 with a loss scaler",
+                              "fp32", choices=MODES)
+    latent_dim: int = _setting(int, "size of the latent vector z", low=1)
+    width: int = _setting(int, "base channel count of the core's convolutional models", low=1)
+    lr: float | None = _setting(float, "learning rate of the core's default Adam (optimizer "
+                                "tricks set their own)", low=0.0, low_open=True, optional=True)
+    image_size: int | None = _setting(int, "images are resized to this (a power of two, 8 to "
+                                      "256)", low=8, high=256, optional=True)
+    mirror: bool = _setting(bool, "flip each image left to right with probability 1/2 (for "
+                            "data where a mirror image means the same)", False)
+    skip_bad_images: bool = _setting(bool, "train an image folder without its unreadable "
+                                     "files (counted) instead of stopping at the first", False)
+    sample_every: int = _setting(int, "steps between sample pictures (0: only at the end)",
+                                 low=0)
+    checkpoint_every: int = _setting(int, "steps between checkpoints (0: only at the end)",
+                                     low=0)
+    log_every: int = _setting(int, "steps between lines of metrics.jsonl", low=1)
 
     def table(self) -> dict[str, Any]:
         """For TOML (which has no null): the settings that are set."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+
+#: every setting's `Param`, by name, in the order of `Settings`.
+SETTINGS = {f.name: Param(f.name, **f.metadata["param"]) for f in fields(Settings)}
+SETTINGS_DEFAULTS = {name: p.default for name, p in SETTINGS.items()}
+#: what a resumed run keeps as it was configured (the others, steps and device, may change).
+FIXED_ON_RESUME = tuple(f.name for f in fields(Settings) if not f.metadata["resumable"])
 
 
 def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -104,6 +111,15 @@ def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:
     return {k: SETTINGS[k].validate(v, where) for k, v in values.items() if v is not None}
 
 
+def resolve_settings(given: dict[str, Any], from_recipe: dict[str, Any],
+                     for_data: dict[str, Any]) -> Settings:
+    """The settings of a run: ``given`` (checked keyword arguments) over ``from_recipe``
+    (its checked ``[train]`` table) over ``for_data`` (`defaults_for`) over the table's
+    own defaults."""
+    merged = {**SETTINGS_DEFAULTS, **for_data, **from_recipe, **given}
+    return Settings(**{name: merged.get(name) for name in SETTINGS})
+
+
 def check_shared_batch(batch_size: int, processes: int) -> None:
     """``batch_size`` (the global batch) splits evenly over ``processes``, else
     `GantrixError`."""
@@ -112,16 +128,18 @@ def check_shared_batch(batch_size: int, processes: int) -> None:
                            f"{processes} processes: it must be a multiple of {processes}")
 
 
-def check_settings(composition: Composition, batch_size: int, processes: int = 1) -> None:
-    """Ask the tricks about the run's settings (`gantrix_check_settings`); their findings
-    join the composition's, and errors raise `CompositionError` before any work. A batch
-    that ``processes`` cannot share evenly is a `GantrixError`."""
-    check_shared_batch(batch_size, processes)
-    findings = [f for answer in composition.hook.gantrix_check_settings(
+def settings_findings(composition: Composition, batch_size: int,
+                      processes: int = 1) -> list[Finding]:
+    """What the tricks find about the run's settings (`gantrix_check_settings`)."""
+    return [f for answer in composition.hook.gantrix_check_settings(
         batch_size=batch_size, processes=processes) for f in answer or ()]
-    composition.findings.extend(findings)
+
+
+def check_settings(composition: Composition, batch_size: int, processes: int = 1) -> list[Finding]:
+    """`settings_findings`, raising `CompositionError` when one is an error; a batch that
+    ``processes`` cannot share evenly is a `GantrixError`. Returns the findings."""
+    check_shared_batch(batch_size, processes)
+    findings = settings_findings(composition, batch_size, processes)
     if any(f.severity == "error" for f in findings):
         raise CompositionError(findings)
-
-
-SETTINGS_DEFAULTS = {name: p.default for name, p in SETTINGS.items()}
+    return findings

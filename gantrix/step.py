@@ -38,11 +38,27 @@ DataSource = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
 def build_models(composition: Composition, spec: ModelSpec,
                  generator: nn.Module | None = None,
                  discriminator: nn.Module | None = None) -> Models:
-    """Build (or take the user's), transform and check both models.
+    """Build (or take the user's), transform and check both models; their findings join
+    ``composition.findings`` (a run keeps them apart: `gantrix.plan.plan_run`).
 
     Raises `CompositionError` when a trick cannot transform a model or its model check finds
     an error.
     """
+    try:
+        models, findings = checked_models(composition, spec, generator, discriminator)
+    except CompositionError as exc:
+        composition.findings.extend(exc.findings)
+        raise
+    composition.findings.extend(findings)
+    return models
+
+
+def checked_models(composition: Composition, spec: ModelSpec,
+                   generator: nn.Module | None = None,
+                   discriminator: nn.Module | None = None) -> tuple[Models, list[Finding]]:
+    """`build_models`' models and their findings (the tricks' transforms' and model
+    checks'), leaving the composition as it was. Raises `CompositionError` with the
+    findings when one is an error."""
     hook = composition.hook
     given = {"generator": generator, "discriminator": discriminator}
     built = {}
@@ -63,10 +79,9 @@ def build_models(composition: Composition, spec: ModelSpec,
         built[role] = model
     models = Models(built["generator"], built["discriminator"])
     findings += composition.check_models(models)
-    composition.findings.extend(findings)
     if any(f.severity == "error" for f in findings):
         raise CompositionError(findings)
-    return models
+    return models, findings
 
 
 def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
