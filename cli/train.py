@@ -7,6 +7,7 @@ saves a checkpoint and exits with 130 or 143.
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -60,9 +61,58 @@ def _default_out(recipe: str | None, tricks: list[str], data: str | None) -> Pat
 
 
 def _show_findings(trainer) -> None:
-    for finding in trainer.composition.findings:
+    for finding in trainer.findings:
         if finding.severity == "warning":
             typer.secho(str(finding), fg=typer.colors.YELLOW, err=True)
+
+
+#: short spellings and fuller help of some settings' options; the rest come from the table.
+SHORT = {"data": "-d"}
+OPTION_HELP = {
+    "data": "ring8, grid25, spiral, digits, mnist, stacked-mnist, an image folder, or a "
+            ".npy/.pt file.",
+    "precision": "fp32 (default), bf16 (autocast) or fp16 (autocast and a loss scaler per "
+                 "optimizer).",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _setting_options() -> list[inspect.Parameter]:
+    """One option of ``gantrix train`` per run setting (`gantrix.settings.Settings`): its
+    type, its help and range from the table; a bool setting is a flag."""
+    from gantrix.settings import SETTINGS
+
+    options = []
+    for name, param in SETTINGS.items():
+        text = OPTION_HELP.get(name) or f"{param.help[0].upper()}{param.help[1:]}."
+        if param.choices is not None and name not in OPTION_HELP:
+            text += f" One of: {', '.join(param.choices)}."
+        names = (_flag(name), *((SHORT[name],) if name in SHORT else ()))
+        if param.type is bool:
+            option, annotation = typer.Option(False, *names, help=text), bool
+        else:
+            option, annotation = typer.Option(None, *names, help=text), Optional[param.type]
+        options.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                         default=option, annotation=annotation))
+    return options
+
+
+def _with_setting_options(command: Callable) -> Callable:
+    """``command(..., **settings)`` as typer sees it: with an option per setting."""
+    signature = inspect.signature(command)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params += _setting_options()
+
+    @functools.wraps(command)
+    def with_options(*args, **kwargs):
+        return command(*args, **kwargs)
+
+    with_options.__signature__ = signature.replace(parameters=params)
+    with_options.__annotations__ = {p.name: p.annotation for p in params}
+    return with_options
 
 
 def train(
@@ -72,59 +122,40 @@ def train(
                                     help="A trick to add (or override the recipe's); repeatable."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="A recipe TOML file; its \\[train] table sets defaults."),
-    data: Optional[str] = typer.Option(None, "--data", "-d",
-                                       help="ring8, grid25, spiral, digits, mnist, stacked-mnist, an image folder, "
-                                            "or a .npy/.pt file."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="The run folder (new or empty)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
-    steps: Optional[int] = typer.Option(None, help="Generator updates in total."),
-    batch_size: Optional[int] = typer.Option(None, help="Samples per batch."),
-    seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (default)."),
-    precision: Optional[str] = typer.Option(None, help="fp32 (default), bf16 (autocast) or fp16 "
-                                            "(autocast and a loss scaler per optimizer)."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate of the core's default Adam."),
-    image_size: Optional[int] = typer.Option(None, help="Resize images to this (power of two, 8-256)."),
-    mirror: bool = typer.Option(False, "--mirror", help="Flip each image left to right with "
-                                "probability 1/2 (faces, photos; not digits)."),
-    skip_bad_images: bool = typer.Option(False, "--skip-bad-images", help="Train an image folder "
-                                         "without its unreadable files (counted)."),
-    latent_dim: Optional[int] = typer.Option(None, help="Size of the latent vector."),
-    width: Optional[int] = typer.Option(None, help="Base channel count of the conv models."),
-    sample_every: Optional[int] = typer.Option(None, help="Steps between sample pictures."),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Train with N processes on "
                                         "this machine (torchrun: gloo on CPU, nccl on CUDA); "
                                         "--batch-size stays the global batch."),
+    **settings,
 ) -> None:
     """Train a GAN: a recipe and/or tricks, on built-in data or your images."""
     from gantrix import distributed
     from gantrix.metrics import format_metrics
     from gantrix.recipe import Recipe
+    from gantrix.settings import FIXED_ON_RESUME
     from gantrix.trainer import Trainer
 
+    # a flag left off is not given (False would override the recipe's table)
+    settings = {k: v for k, v in settings.items() if v is not None and v is not False}
+    data = settings.pop("data", None)
     if nproc is not None:
         _launch(ctx, nproc, resume or out or _default_out(
             recipe, trick, data or Recipe(recipe=recipe, config=config).extend(trick)
             .train.get("data")))
         return
-    distributed.init_from_environment(device)
+    distributed.init_from_environment(settings.get("device"))
     progress = False if quiet or not distributed.is_writer() else None
     if resume is not None:
-        given = [n for n, v in (("--recipe", recipe), ("--config", config), ("--data", data),
-                                ("--out", out)) if v is not None] + (["--trick"] if trick else [])
-        fixed = [n for n, v in (("--batch-size", batch_size), ("--seed", seed), ("--lr", lr),
-                                ("--precision", precision),
-                                ("--image-size", image_size), ("--latent-dim", latent_dim),
-                                ("--width", width), ("--sample-every", sample_every),
-                                ("--checkpoint-every", checkpoint_every),
-                                ("--mirror", mirror or None),
-                                ("--skip-bad-images", skip_bad_images or None)) if v is not None]
+        given = [n for n, v in (("--recipe", recipe), ("--config", config), ("--out", out))
+                 if v is not None] + (["--trick"] if trick else [])
+        fixed = [_flag(name) for name in FIXED_ON_RESUME
+                 if name in settings or (name == "data" and data is not None)]
         if given or fixed:
             raise GantrixError(f"--resume continues a run as it was configured; drop "
                                f"{', '.join(given + fixed)} (only --steps and --device may change)")
-        trainer = Trainer.resume(resume, steps=steps, device=device, progress=progress)
+        trainer = Trainer.resume(resume, progress=progress, **settings)
         where = (f"step {trainer.resumed_from}" if trainer.resumed_from is not None
                  else "the start (no checkpoint yet)")
         _say(f"resuming {resume} from {where} of {trainer.settings.steps}"
@@ -142,11 +173,7 @@ def train(
         # one folder for every process of a distributed run: rank 0's choice
         out = distributed.broadcast(out or _default_out(recipe, trick,
                                                         data or spec.train.get("data")))
-        trainer = Trainer(spec, data, out=out, steps=steps, batch_size=batch_size, seed=seed,
-                          device=device, precision=precision, lr=lr, image_size=image_size, mirror=mirror or None,
-                          skip_bad_images=skip_bad_images or None, latent_dim=latent_dim,
-                          width=width, sample_every=sample_every,
-                          checkpoint_every=checkpoint_every, progress=progress)
+        trainer = Trainer(spec, data, out=out, progress=progress, **settings)
         s = trainer.settings
         _say(f"training [{' '.join(trainer.composition.specs())}] on {s.data} for "
              f"{s.steps} steps (batch {s.batch_size}, {trainer.device}{_processes(trainer)}) "
@@ -323,7 +350,7 @@ def quality(
 
 def register(app: typer.Typer) -> None:
     """Add the training commands (and ``bench quality``) to ``app``."""
-    app.command("train")(_errors(train))
+    app.command("train")(_errors(_with_setting_options(train)))
     app.command("sample")(_errors(sample))
     app.command("eval")(_errors(evaluate))
     bench = next((g.typer_instance for g in app.registered_groups if g.name == "bench"), None)

@@ -24,33 +24,33 @@ resumes them.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
+import inspect
 import json
-import math
 import signal
-import threading
 import time
-from dataclasses import fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from . import distributed, run_folder
-from .batch import Batch
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
-from .compose import Composition
-from .data import BUILTIN, Data, Mirrored, TensorData, Toy2D, describe_source, load_data
+from .data import Toy2D
 from .errors import GantrixError
+from .findings import Finding
 from .models import ModelSpec
+from .plan import as_recipe, plan_run
 from .precision import Precision
 from .progress import Progress, host_values
 from .recipe import Recipe
+from .registry import catalogue
+from .run_control import RunRandomState, stop_requests
 from .run_folder import CHECKPOINT, CONFIG, EVAL, LOSSES, SAMPLES
-from .settings import SETTINGS_DEFAULTS, Settings, check_settings, check_values, defaults_for
-from .step import DEFAULT_LR, ComposedStep, build_models, configure_optimizers, draw_latent
+from .sampling import Sampler, check_labels
+from .settings import SETTINGS
+from .step import DEFAULT_LR, ComposedStep, configure_optimizers
 from .tally import LossTally
 
 #: points drawn for a 2-D sample plot, images in an image grid.
@@ -80,24 +80,6 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _as_recipe(recipe: Recipe | str | Sequence[str] | None) -> Recipe:
-    if isinstance(recipe, Recipe):
-        return recipe
-    if recipe is None:
-        raise GantrixError("no recipe: name a recipe or at least a loss trick")
-    if isinstance(recipe, str):
-        return recipe_or_trick(recipe)
-    return Recipe(*recipe)
-
-
-def recipe_or_trick(name: str) -> Recipe:
-    """A lone name: the recipe of that name when there is one (``wgan`` is both a recipe
-    and its loss trick), else the trick (a bare loss such as ``minimax``) or a TOML file."""
-    from .registry import catalogue
-
-    return Recipe(recipe=name) if name in catalogue().recipes else Recipe(name)
-
-
 def _grad_norm(model: nn.Module) -> float | None:
     norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else None
@@ -106,88 +88,52 @@ def _grad_norm(model: nn.Module) -> float | None:
 class Trainer:
     """Train a composed recipe on data; see the module docstring.
 
-    ``recipe`` is a `Recipe`, a recipe name (else a trick name), or a list of trick strings. ``data``
-    is a built-in name (``ring8``, ``grid25``, ``spiral``, ``digits``, ``mnist``,
-    ``stacked-mnist``), an image folder, a
-    ``.npy``/``.pt`` file, a `gantrix.data.Data`, or a tensor of samples; by default the
-    recipe's ``[train] data``. ``generator``/``discriminator`` replace the built models (the
-    composition's architecture tricks still transform and check them). Without ``out``
-    nothing is written to disk. Raises `GantrixError` for anything unusable, before any work.
+    ``recipe`` is a `Recipe`, a lone name (a recipe's, else a trick's, or a TOML file:
+    `gantrix.recipe.read_lone_name`), or a list of trick strings. ``data`` is a built-in
+    name (``ring8``, ``grid25``, ``spiral``, ``digits``, ``mnist``, ``stacked-mnist``), an
+    image folder, a ``.npy``/``.pt`` file, a `gantrix.data.Data`, or a tensor of samples; by
+    default the recipe's ``[train] data``. The other keywords are the run's settings, the
+    fields of `gantrix.settings.Settings` (``steps``, ``batch_size``, ``seed``, ...), over
+    the recipe's ``[train]`` table. ``generator``/``discriminator`` replace the built models
+    (the composition's architecture tricks still transform and check them). Without ``out``
+    nothing is written to disk. The run is planned by `gantrix.plan.plan_run` (``.plan``);
+    anything unusable raises `GantrixError` there, before any work.
     """
 
     def __init__(self, recipe: Recipe | str | Sequence[str] | None, data: Any = None, *,
-                 out: str | Path | None = None, steps: int | None = None,
-                 batch_size: int | None = None, seed: int | None = None,
-                 device: str | None = None, precision: str | None = None,
-                 latent_dim: int | None = None,
-                 width: int | None = None, lr: float | None = None,
-                 image_size: int | None = None, mirror: bool | None = None,
-                 skip_bad_images: bool | None = None, sample_every: int | None = None,
-                 checkpoint_every: int | None = None, log_every: int | None = None,
-                 generator: nn.Module | None = None, discriminator: nn.Module | None = None,
-                 progress: bool | None = None, _resume: bool | dict = False,
-                 _without: Sequence[str] = ()):
+                 out: str | Path | None = None, generator: nn.Module | None = None,
+                 discriminator: nn.Module | None = None, progress: bool | None = None,
+                 _resume: bool | dict = False, _without: Sequence[str] = (), **settings: Any):
         if distributed.launched():  # started by torchrun: join the other processes first
-            distributed.init_from_environment(device)
-        self.recipe = _as_recipe(recipe)
-        given = check_values(dict(steps=steps, batch_size=batch_size, seed=seed, device=device,
-                                     precision=precision, latent_dim=latent_dim, width=width, lr=lr,
-                                     image_size=image_size, mirror=mirror,
-                                     skip_bad_images=skip_bad_images, sample_every=sample_every,
-                                     checkpoint_every=checkpoint_every, log_every=log_every),
-                                "train")
-        from_recipe = check_values(dict(self.recipe.train), "the recipe's [train] table")
+            distributed.init_from_environment(settings.get("device"))
         self.out = Path(out).expanduser() if out is not None else None
         #: this process writes the run folder (in a distributed run, rank 0 alone does)
         self.writer = distributed.is_writer()
         if self.out is not None and not _resume and self.writer:
             run_folder.check_new(self.out)
-        self.data, source = self._load_data(data, {**from_recipe, **given})
-        self.recipe = self.recipe.for_data("images" if self.data.is_image else "points", source)
-        from_recipe = check_values(dict(self.recipe.train), "the recipe's [train] table")
-        self.composition = Composition(self.recipe)
-        merged = {**SETTINGS_DEFAULTS, **defaults_for(self.data, source), **from_recipe, **given, "data": source}
-        self.settings = Settings(**{f.name: merged.get(f.name) for f in fields(Settings)})
-        if self.settings.mirror:
-            self.data = Mirrored(self.data, self.settings.seed)
-        if self.settings.lr is not None and any("optimizer" in t.features()
-                                                for t in self.composition.tricks):
-            raise GantrixError("lr sets the core's default Adam, but this composition has an "
-                               "optimizer trick: set its lr instead (e.g. --trick adam:lr=1e-4)")
-        #: processes sharing each batch (`gantrix.distributed`; 1 without torchrun)
-        self.processes = distributed.world_size()
-        check_settings(self.composition, self.settings.batch_size, self.processes)
-        self.device = _resolve_device(self.settings.device)
         if _resume is True and (self.out / CHECKPOINT).exists():
             _resume = load_checkpoint(self.out / CHECKPOINT)
         # a run keeps the core's model layout it was trained with (checkpoints before the
         # layout was recorded are layout 1)
         layout = _resume.get("layout", 1) if isinstance(_resume, dict) else ModelSpec.layout
-        self.spec = ModelSpec(self.data.shape, self.data.num_classes,
-                              self.settings.latent_dim, self.settings.width, layout=layout)
+        #: the run planned and checked (`gantrix.plan`): composition, settings, data, models
+        self.plan = plan_run(as_recipe(recipe), data, settings=settings, generator=generator,
+                             discriminator=discriminator, processes=distributed.world_size(),
+                             layout=layout)
+        self.recipe, self.composition = self.plan.recipe, self.plan.composition
+        self.settings, self.data, self.spec = self.plan.settings, self.plan.data, self.plan.spec
+        self.models, self.processes = self.plan.models, self.plan.processes
+        self.device = _resolve_device(self.settings.device)
         self.custom_models = {role: _qualname(model) for role, model in
                               (("generator", generator), ("discriminator", discriminator))
                               if model is not None}
         #: training-only tricks of a loaded run that are not installed (`Trainer.load`): the
         #: run can sample and evaluate, not train.
         self.without = list(_without)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.settings.seed)
-            try:
-                self.models = build_models(self.composition, self.spec, generator, discriminator)
-            except (ValueError, TypeError) as exc:
-                raise GantrixError(f"cannot build models for {self.data.name} "
-                                   f"{tuple(self.data.shape)}: {exc}") from None
-            self._rng = torch.get_rng_state()
-        self.composition.findings.extend(
-            distributed.findings(self.composition.tricks, self.models, self.processes))
+        #: the run's own global random stream: from the models' seeded build on
+        self._rng = RunRandomState(self.plan.rng_after_build, self.device, self.settings.seed)
         self.models.generator.to(self.device)
         self.models.discriminator.to(self.device)
-        self._cuda_rng = None
-        if self.device.type == "cuda":
-            with torch.random.fork_rng(devices=[self.device]):
-                torch.cuda.manual_seed(self.settings.seed)
-                self._cuda_rng = torch.cuda.get_rng_state(self.device)
         optimizers = configure_optimizers(self.composition, self.models,
                                           lr=self.settings.lr or DEFAULT_LR)
         z_rng = torch.Generator(self.device).manual_seed(self.settings.seed + 1)
@@ -207,25 +153,13 @@ class Trainer:
         if isinstance(_resume, dict):  # else a run stopped before its first checkpoint
             self._restore(_resume)
             self.resumed_from = self.step
+        self._sampler = Sampler(self.composition, self.models, self.spec, self.device)
         distributed.same_on_every_rank([self.models.generator, self.models.discriminator])
 
-    # ------------------------------------------------------------------ construction
-
-    @staticmethod
-    def _load_data(data: Any, settings: dict) -> tuple[Data, str]:
-        seed = settings.get("seed", 0)
-        if data is None:
-            data = settings.get("data")
-        if data is None:
-            raise GantrixError(f"no data: pass --data ({', '.join(BUILTIN)}, an image folder "
-                               "or a .npy/.pt file)")
-        if isinstance(data, Data):
-            return data, data.name
-        if isinstance(data, torch.Tensor):
-            return TensorData("tensor", data, seed=seed), "tensor"
-        loaded = load_data(data, seed=seed, image_size=settings.get("image_size"),
-                           skip_bad_images=settings.get("skip_bad_images", False))
-        return loaded, describe_source(str(data))
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding of the run's plan (composition, settings, models), errors first."""
+        return self.plan.findings
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, steps: int | None = None, device: str | None = None,
@@ -279,9 +213,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs; only tensors and plain containers. Called while
         the trainer owns the global random state (inside `fit`)."""
-        rng = {"torch": torch.get_rng_state(), "z": self.stepper.rng.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        rng = {**RunRandomState.state_dict(self.device), "z": self.stepper.rng.get_state()}
         return {
             "sampling": {"tricks": [t.name for t in self.composition.tricks if t.samples()],
                          "custom_models": dict(self.custom_models)},
@@ -325,9 +257,7 @@ class Trainer:
             raise GantrixError(f"the checkpoint in {self.out} does not fit this run's models, "
                                f"optimizers or data: {str(exc).strip()}{hint}") from None
         self.composition.hook.gantrix_load_state_dict(state=state["tricks"], models=self.models)
-        self._rng = state["rng"]["torch"]
-        if self.device.type == "cuda" and "cuda" in state["rng"]:
-            self._cuda_rng = state["rng"]["cuda"]
+        self._rng.load(state["rng"])
         self.stepper.steps = int(state["step"])
         self.stepper.d_steps = int(state["d_steps"])
         # checkpoints written before generator steps could be several: one update a step
@@ -337,51 +267,12 @@ class Trainer:
         self._interval = (int(log["interval_steps"]), float(log["interval_seconds"]))
         self.elapsed = float(log["elapsed"])
 
-    @contextlib.contextmanager
-    def _own_rng(self) -> Iterator[None]:
-        """Swap the trainer's random state into torch's global generator(s) and back."""
-        outer = torch.get_rng_state()
-        outer_cuda = torch.cuda.get_rng_state(self.device) if self._cuda_rng is not None else None
-        torch.set_rng_state(self._rng)
-        if self._cuda_rng is not None:
-            torch.cuda.set_rng_state(self._cuda_rng, self.device)
-        try:
-            yield
-        finally:
-            self._rng = torch.get_rng_state()
-            torch.set_rng_state(outer)
-            if outer_cuda is not None:
-                self._cuda_rng = torch.cuda.get_rng_state(self.device)
-                torch.cuda.set_rng_state(outer_cuda, self.device)
+    def _signals(self):
+        """Ctrl-C and SIGTERM ask `fit` to stop after the current step (`stop_requests`)."""
+        return stop_requests(self._ask_to_stop)
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """Ctrl-C and SIGTERM ask the loop to stop after the current step (a second one
-        stops at once); outside the main thread, signals are left alone.
-
-        A process of a distributed run that leaves with an error is ending, and when the
-        error is a lost peer, the launcher's SIGTERM follows within a tenth of a second: it
-        is ignored from then on, so that it cannot kill the process before its message
-        (where the last checkpoint is) is printed."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def ask_to_stop(signum, frame):
-            if self._stop is not None:
-                raise KeyboardInterrupt
-            self._stop = signum
-
-        old = {s: signal.signal(s, ask_to_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        except BaseException:
-            if distributed.active():
-                old[signal.SIGTERM] = signal.SIG_IGN
-            raise
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
+    def _ask_to_stop(self, signum: int) -> None:
+        self._stop = signum
 
     # ------------------------------------------------------------------ files
 
@@ -504,7 +395,7 @@ class Trainer:
         self._last_checkpoint = self.resumed_from
         progress = Progress(s.steps, self._progress if self.writer else False)
         self._stop = None
-        with self._own_rng(), self._signals(), distributed.peers_watched(self._kept):
+        with self._rng.owned(), self._signals(), distributed.peers_watched(self._kept):
             if self.out is not None and self._last_checkpoint is None:
                 self.save_checkpoint()
                 self._last_checkpoint = self.step
@@ -557,7 +448,7 @@ class Trainer:
     @property
     def sampler(self) -> nn.Module:
         """The generator to sample from: an averaged copy when a trick publishes one."""
-        return self.models.extra.get("generator_ema") or self.models.generator
+        return self._sampler.generator
 
     def sample(self, n: int, labels: torch.Tensor | Sequence[int] | None = None, *,
                seed: int = 0, strict: bool = True) -> torch.Tensor:
@@ -569,62 +460,16 @@ class Trainer:
         if n < 1:
             raise GantrixError(f"the number of samples must be at least 1, got {n}")
         if labels is not None:
-            labels = self._check_labels(labels, n)
+            labels = check_labels(labels, n, self.data.num_classes, self.data.name)
             if strict and not self.conditional:
                 raise GantrixError("this model is not conditional (no trick feeds labels to "
                                    "the generator); sample without labels")
-        gen = self.sampler
-        was_training = gen.training
-        gen.eval()
-        chunks = []
-        rng = torch.Generator(self.device).manual_seed(seed)
-        devices = [self.device] if self.device.type == "cuda" else []
-        try:
-            with torch.no_grad(), torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
-                for lo in range(0, n, 500):
-                    m = min(500, n - lo)
-                    z = draw_latent(self.composition.hook, m, self.spec.latent_dim,
-                                    device=self.device, generator=rng)
-                    batch = Batch(real=torch.zeros(m, *self.spec.shape, device=self.device),
-                                  critic=self.models.discriminator, phase="generator",
-                                  step=self.stepper.g_steps, z=z, hook=self.composition.hook)
-                    if labels is not None:
-                        batch.fake_labels = labels[lo:lo + m].to(self.device)
-                    self.composition.hook.gantrix_condition(batch=batch)
-                    chunks.append(gen(z, **batch.generator_inputs).float().cpu() * self.data.scale)
-        finally:
-            gen.train(was_training)
-        return torch.cat(chunks)
+        return self._sampler.sample(n, labels, seed=seed, step=self.stepper.g_steps) * self.data.scale
 
     @property
     def conditional(self) -> bool:
-        """Whether the generator takes class labels: a trick routes the batch's
-        ``fake_labels`` to it as ``generator_inputs["labels"]`` (cgan, acgan, projection)."""
-        batch = Batch(real=torch.zeros(1, *self.spec.shape, device=self.device),
-                      critic=self.models.discriminator, phase="generator",
-                      step=self.stepper.g_steps,
-                      z=torch.zeros(1, self.spec.latent_dim, device=self.device),
-                      hook=self.composition.hook)
-        batch.fake_labels = torch.zeros(1, dtype=torch.long, device=self.device)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            self.composition.hook.gantrix_condition(batch=batch)  # codes may be drawn
-        return "labels" in batch.generator_inputs
-
-    def _check_labels(self, labels, n: int) -> torch.Tensor:
-        k = self.data.num_classes
-        if not k:
-            raise GantrixError(f"{self.data.name} has no class labels; sample without labels")
-        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-        if len(labels) == 1:
-            labels = labels.expand(n)
-        if len(labels) != n:
-            labels = labels.repeat(math.ceil(n / len(labels)))[:n]
-        bad = labels[(labels < 0) | (labels >= k)]
-        if len(bad):
-            raise GantrixError(f"label {int(bad[0])} is out of range; {self.data.name} has "
-                               f"classes 0 to {k - 1}")
-        return labels
+        """Whether the generator takes class labels (`Sampler.takes_labels`)."""
+        return self._sampler.takes_labels(self.stepper.g_steps)
 
     def evaluate(self, n: int | None = None, seed: int = 0) -> dict:
         """The quality metrics (`gantrix.metrics`) on ``n`` samples (by default the papers'
@@ -675,8 +520,6 @@ def _installed_part(recipe: Recipe, state: dict) -> tuple[Recipe, list[str]]:
     checkpoint records as not needed to sample; and their names. A missing trick that is
     needed (or any, for a checkpoint that records nothing) is left for the composition to
     report, with the plugin that would provide it."""
-    from .registry import catalogue
-
     known = catalogue().tricks
     needed = state.get("sampling", {}).get("tricks")
     if needed is None:
@@ -684,3 +527,18 @@ def _installed_part(recipe: Recipe, state: dict) -> tuple[Recipe, list[str]]:
     dropped = list(dict.fromkeys(s.name for s in recipe.specs
                                  if s.name not in known and s.name not in needed))
     return recipe.without(dropped), dropped
+
+
+def _settings_signature(init):
+    """``init``'s signature with the settings (`gantrix.settings.Settings`) as keyword
+    arguments in place of ``**settings``, so that help() and notebooks show them."""
+    signature = inspect.signature(init)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=f"{p.type.__name__} | None")
+               for name, p in SETTINGS.items() if name not in signature.parameters]
+    init.__signature__ = signature.replace(parameters=params)
+    return init
+
+
+_settings_signature(Trainer.__init__)

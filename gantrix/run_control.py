@@ -1,0 +1,94 @@
+"""What a training loop owns while it runs: its random state, swapped into torch's global
+generators and back, and the signals that ask it to stop.
+
+Reproducibility: a run's global random stream (used by tricks: interpolation weights,
+noise, augmentations) is its own, checkpointed with it, so a resumed run draws what the
+uninterrupted run would have drawn, and a notebook's own random state is left as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Callable, Iterator
+
+import torch
+
+from . import distributed
+
+
+class RunRandomState:
+    """A run's global random state: the CPU generator's and, on CUDA, its device's."""
+
+    def __init__(self, cpu: torch.Tensor, device: torch.device, seed: int):
+        self.cpu = cpu
+        self.device = device
+        self.cuda: torch.Tensor | None = None
+        if device.type == "cuda":
+            with torch.random.fork_rng(devices=[device]):
+                torch.cuda.manual_seed(seed)
+                self.cuda = torch.cuda.get_rng_state(device)
+
+    def load(self, saved: dict[str, torch.Tensor]) -> None:
+        """Take the state a checkpoint recorded (`state_dict`'s ``torch`` and ``cuda``)."""
+        self.cpu = saved["torch"]
+        if self.cuda is not None and "cuda" in saved:
+            self.cuda = saved["cuda"]
+
+    @staticmethod
+    def state_dict(device: torch.device) -> dict[str, torch.Tensor]:
+        """The global state now (called while a run owns it)."""
+        state = {"torch": torch.get_rng_state()}
+        if device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(device)
+        return state
+
+    @contextlib.contextmanager
+    def owned(self) -> Iterator[None]:
+        """Swap this state into torch's global generator(s), and back when done."""
+        outer = torch.get_rng_state()
+        outer_cuda = torch.cuda.get_rng_state(self.device) if self.cuda is not None else None
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
+        try:
+            yield
+        finally:
+            self.cpu = torch.get_rng_state()
+            torch.set_rng_state(outer)
+            if outer_cuda is not None:
+                self.cuda = torch.cuda.get_rng_state(self.device)
+                torch.cuda.set_rng_state(outer_cuda, self.device)
+
+
+@contextlib.contextmanager
+def stop_requests(request: Callable[[int], None]) -> Iterator[None]:
+    """Ctrl-C and SIGTERM call ``request(signum)``, asking the loop to stop after the current
+    step; a second one stops at once (KeyboardInterrupt). Outside the main thread, signals
+    are left alone.
+
+    A process of a distributed run that leaves with an error is ending, and when the error
+    is a lost peer, the launcher's SIGTERM follows within a tenth of a second: it is ignored
+    from then on, so that it cannot kill the process before its message (where the last
+    checkpoint is) is printed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked = []
+
+    def ask_to_stop(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        request(signum)
+
+    old = {s: signal.signal(s, ask_to_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except BaseException:
+        if distributed.active():
+            old[signal.SIGTERM] = signal.SIG_IGN
+        raise
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
