@@ -288,13 +288,30 @@ def test_progress_line_on_a_terminal_only():
     bar.update(25, lambda: {"d_loss": 0.5, "g_loss": 1.25, "d/gradient-penalty": 0.1}, rate=50.0,
                force=True)
     bar.close()
-    assert tty.text == "\rstep 25/100 | d_loss 0.5 g_loss 1.25 | 50.0 steps/s | eta 0:01   \n"
+    last = tty.text.split("\r")[-1]
+    assert last.endswith("\n")
+    assert "25/100" in last and "50.00step/s" in last and "<00:01" in last  # rate and eta
+    assert "d_loss=0.5, g_loss=1.25" in last and "gradient-penalty" not in last
     pipe = _Stream(False)
     bar = Progress(100, stream=pipe)
     asked = []
     bar.update(25, lambda: asked.append(1) or {"d_loss": 0.5}, rate=50.0, force=True)
     bar.close()
     assert pipe.text == "" and not asked  # nothing drawn, nothing read back
+
+
+def test_progress_reads_the_losses_only_when_it_redraws():
+    from gantrix.progress import Progress
+
+    tty = _Stream(True)
+    bar = Progress(100, stream=tty)
+    asked = []
+    for step in range(1, 51):  # within 0.2 s: one redraw
+        bar.update(step, lambda: asked.append(step) or {"d_loss": 0.5}, rate=50.0)
+    assert asked == [1]
+    bar.update(100, lambda: asked.append(100) or {"d_loss": 0.25}, rate=50.0)  # the end: drawn
+    bar.close()
+    assert asked == [1, 100] and "100/100" in tty.text.split("\r")[-1]
 
 
 #: two generator updates per training step, from a uniform prior.
