@@ -80,39 +80,31 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _setting_options() -> list[inspect.Parameter]:
-    """One option of ``gantrix train`` per run setting (`gantrix.settings.Settings`): its
-    type, its help and range from the table; a bool setting is a flag."""
-    from gantrix.settings import SETTINGS
-
-    options = []
-    for name, param in SETTINGS.items():
-        text = OPTION_HELP.get(name) or f"{param.help[0].upper()}{param.help[1:]}."
-        if param.choices is not None and name not in OPTION_HELP:
-            text += f" One of: {', '.join(param.choices)}."
-        names = (_flag(name), *((SHORT[name],) if name in SHORT else ()))
-        if param.type is bool:
-            option, annotation = typer.Option(False, *names, help=text), bool
-        else:
-            option, annotation = typer.Option(None, *names, help=text), Optional[param.type]
-        options.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
-                                         default=option, annotation=annotation))
-    return options
+def _setting_option(name: str, param) -> inspect.Parameter:
+    """The option of ``gantrix train`` for run setting ``name`` (`gantrix.settings.Settings`):
+    its type and help from the table; a bool setting is a flag."""
+    text = OPTION_HELP.get(name) or f"{param.help[0].upper()}{param.help[1:]}."
+    if param.choices is not None and name not in OPTION_HELP:
+        text += f" One of: {', '.join(param.choices)}."
+    names = (_flag(name), *((SHORT[name],) if name in SHORT else ()))
+    if param.type is bool:
+        option, annotation = typer.Option(False, *names, help=text), bool
+    else:
+        option, annotation = typer.Option(None, *names, help=text), Optional[param.type]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                             annotation=annotation)
 
 
 def _with_setting_options(command: Callable) -> Callable:
     """``command(..., **settings)`` as typer sees it: with an option per setting."""
-    signature = inspect.signature(command)
-    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    params += _setting_options()
+    from gantrix.settings import with_setting_parameters
 
     @functools.wraps(command)
     def with_options(*args, **kwargs):
         return command(*args, **kwargs)
 
-    with_options.__signature__ = signature.replace(parameters=params)
-    with_options.__annotations__ = {p.name: p.annotation for p in params}
-    return with_options
+    del with_options.__wrapped__  # typer reads the signature set here, not command's
+    return with_setting_parameters(with_options, _setting_option)
 
 
 def train(

@@ -69,6 +69,7 @@ from .models import (CONV, KERNELS, ROLES, SMALLEST_SIDES, WIDENABLE, BatchStati
                      ConvCritic, ConvGenerator, FeatureCritic, ModelSpec, Models, find_layers,
                      insert_before_last, last_layer, last_widenable, layer_stack, output_module,
                      require_images, widen_first_layer, widen_input)
+from .optim import adam
 from .params import Param
 from .trick import Architecture, Loss, Policy, Regularizer, Trick
 
@@ -99,17 +100,6 @@ class _Distributed:
 
 #: the data-parallel helpers (`_Distributed`): ``distributed.rand(n, ...)``, ...
 distributed = _Distributed()
-
-
-def __getattr__(name: str):
-    # `adam` lives in gantrix.step, which imports the composition machinery: loaded on first
-    # use so that importing the plugin API stays cheap.
-    if name == "adam":
-        from .step import adam
-
-        globals()["adam"] = adam
-        return adam
-    raise AttributeError(f"module 'gantrix.plugin' has no attribute {name!r}")
 
 
 __all__ = [

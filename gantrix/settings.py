@@ -14,8 +14,9 @@ data set's own `DATA_DEFAULTS`).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 from .compose import Composition
 from .data import Data
@@ -99,6 +100,22 @@ SETTINGS = {f.name: Param(f.name, **f.metadata["param"]) for f in fields(Setting
 SETTINGS_DEFAULTS = {name: p.default for name, p in SETTINGS.items()}
 #: what a resumed run keeps as it was configured (the others, steps and device, may change).
 FIXED_ON_RESUME = tuple(f.name for f in fields(Settings) if not f.metadata["resumable"])
+
+
+def with_setting_parameters(function: Callable,
+                            parameter: Callable[[str, Param], inspect.Parameter]) -> Callable:
+    """``function`` (which takes ``**settings``) with a signature that lists one keyword
+    parameter per setting, made by ``parameter(name, param)``, in place of ``**settings``:
+    what help(), notebooks and typer (the CLI's options) read. Settings already named in the
+    signature are left as they are."""
+    signature = inspect.signature(function)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params += [parameter(name, p) for name, p in SETTINGS.items()
+               if name not in signature.parameters]
+    function.__signature__ = signature.replace(parameters=params)
+    function.__annotations__ = {p.name: p.annotation for p in params
+                                if p.annotation is not inspect.Parameter.empty}
+    return function
 
 
 def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from .errors import CompositionError, GantrixError, ModelTransformError
 from .findings import Finding
 from .hookspecs import call_plugin
 from .models import ROLES, ModelSpec, Models, default_model
+from .optim import adam
 from .precision import Precision
 
 DEFAULT_LR = 2e-4
@@ -82,16 +83,6 @@ def checked_models(composition: Composition, spec: ModelSpec,
     if any(f.severity == "error" for f in findings):
         raise CompositionError(findings)
     return models, findings
-
-
-def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """``torch.optim.Adam``, fused (one kernel for all the parameters: about 3× faster steps
-    for the small 2-D models on a CPU) where this torch and these parameters allow it."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, ValueError):  # an older torch, or parameters fused Adam cannot take
-        return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
 def configure_optimizers(composition: Composition, models: Models,

@@ -45,11 +45,11 @@ from .plan import as_recipe, plan_run
 from .precision import Precision
 from .progress import Progress, host_values
 from .recipe import Recipe
-from .registry import catalogue
 from .run_control import RunRandomState, stop_requests
 from .run_folder import CHECKPOINT, CONFIG, EVAL, LOSSES, SAMPLES
+from .run_state import custom_models_message, installed_part, qualname, trick_state
 from .sampling import Sampler, check_labels
-from .settings import SETTINGS
+from .settings import with_setting_parameters
 from .step import DEFAULT_LR, ComposedStep, configure_optimizers
 from .tally import LossTally
 
@@ -124,7 +124,7 @@ class Trainer:
         self.settings, self.data, self.spec = self.plan.settings, self.plan.data, self.plan.spec
         self.models, self.processes = self.plan.models, self.plan.processes
         self.device = _resolve_device(self.settings.device)
-        self.custom_models = {role: _qualname(model) for role, model in
+        self.custom_models = {role: qualname(model) for role, model in
                               (("generator", generator), ("discriminator", discriminator))
                               if model is not None}
         #: training-only tricks of a loaded run that are not installed (`Trainer.load`): the
@@ -190,7 +190,7 @@ class Trainer:
         if not path.exists():
             raise GantrixError(f"{run} has no checkpoint yet")
         state = load_checkpoint(path)
-        recipe, without = _installed_part(Recipe(config=run / CONFIG), state)
+        recipe, without = installed_part(Recipe(config=run / CONFIG), state)
         return cls(recipe, out=run, device=device, progress=False, generator=generator,
                    discriminator=discriminator, _resume=state, _without=without)
 
@@ -200,15 +200,6 @@ class Trainer:
     def step(self) -> int:
         """Training steps done so far (each: the critic updates, then the generator's)."""
         return self.stepper.steps
-
-    def _trick_state(self) -> dict:
-        merged: dict = {}
-        for part in self.composition.hook.gantrix_state_dict():
-            for key in part or {}:
-                if key in merged:
-                    raise RuntimeError(f"two tricks checkpoint a state under {key!r}")
-            merged.update(part or {})
-        return merged
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs; only tensors and plain containers. Called while
@@ -225,7 +216,7 @@ class Trainer:
                        "discriminator": self.models.discriminator.state_dict()},
             "optimizers": {k: o.state_dict() for k, o in self.stepper.optimizers.items()},
             "scalers": self.stepper.precision.state_dict(),
-            "tricks": self._trick_state(),
+            "tricks": trick_state(self.composition),
             "rng": rng,
             "data": self.data.state_dict(),
             "log": {**self.tally.state_dict(),
@@ -238,7 +229,7 @@ class Trainer:
         absent = {role: name for role, name in recorded.items()
                   if role not in self.custom_models}
         if absent and not (self.without and set(absent) == {"discriminator"}):
-            raise GantrixError(_custom_models_message(self.out, recorded, absent))
+            raise GantrixError(custom_models_message(self.out, recorded, absent))
         parts = ["generator"] if self.without else ["generator", "discriminator"]
         try:
             for role in parts:
@@ -500,45 +491,5 @@ class Trainer:
 MAX_SKIPPED_STEPS = 50
 
 
-def _qualname(model: nn.Module) -> str:
-    cls = type(model)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _custom_models_message(run: Path | None, recorded: dict, absent: dict) -> str:
-    trained = ", ".join(f"{role} {name}" for role, name in recorded.items())
-    missing = " and ".join(absent)
-    args = ", ".join(f"{role}=..." for role in recorded)
-    return (f"the run in {run} was trained with your own modules ({trained}); gantrix cannot "
-            f"rebuild them, so the {missing} must be passed again: in Python, "
-            f"Trainer.load({str(run)!r}, {args}) (or Trainer.resume to train on) with new "
-            f"instances built as for training; their weights are loaded from the checkpoint")
-
-
-def _installed_part(recipe: Recipe, state: dict) -> tuple[Recipe, list[str]]:
-    """``recipe`` (a run's config) without the tricks that are not installed and that the
-    checkpoint records as not needed to sample; and their names. A missing trick that is
-    needed (or any, for a checkpoint that records nothing) is left for the composition to
-    report, with the plugin that would provide it."""
-    known = catalogue().tricks
-    needed = state.get("sampling", {}).get("tricks")
-    if needed is None:
-        return recipe, []
-    dropped = list(dict.fromkeys(s.name for s in recipe.specs
-                                 if s.name not in known and s.name not in needed))
-    return recipe.without(dropped), dropped
-
-
-def _settings_signature(init):
-    """``init``'s signature with the settings (`gantrix.settings.Settings`) as keyword
-    arguments in place of ``**settings``, so that help() and notebooks show them."""
-    signature = inspect.signature(init)
-    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                 annotation=f"{p.type.__name__} | None")
-               for name, p in SETTINGS.items() if name not in signature.parameters]
-    init.__signature__ = signature.replace(parameters=params)
-    return init
-
-
-_settings_signature(Trainer.__init__)
+with_setting_parameters(Trainer.__init__, lambda name, param: inspect.Parameter(
+    name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=f"{param.type.__name__} | None"))
