@@ -103,8 +103,7 @@ def _with_setting_options(command: Callable) -> Callable:
     def with_options(*args, **kwargs):
         return command(*args, **kwargs)
 
-    del with_options.__wrapped__  # typer reads the signature set here, not command's
-    return with_setting_parameters(with_options, _setting_option)
+    return with_setting_parameters(with_options, _setting_option)  # command's, extended
 
 
 def train(

@@ -9,6 +9,8 @@
     gantrix.Trainer(recipe, "ring8", out="runs/ring").fit()   # train, checkpoint, plot
 
 Names are imported lazily: ``import gantrix`` loads no plugin, no torch model and no triton.
+A run is planned once by `gantrix.plan.plan_run` (what `Trainer` trains and ``gantrix check``
+reports); a plugin imports the declared plugin API, `gantrix.plugin`, and nothing else.
 """
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ _EXPORTS = {
     "ComposedStep": "step",
     "build_models": "step",
     "Trainer": "trainer",
+    "plan_run": "plan",
+    "RunPlan": "plan",
+    "Settings": "settings",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,6 +14,7 @@ data set's own `DATA_DEFAULTS`).
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
@@ -121,9 +122,11 @@ def with_setting_parameters(function: Callable,
 def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:
     """``values`` checked against `SETTINGS` (``where`` names their source in errors),
     without the ones that are None."""
-    unknown = set(values) - set(SETTINGS)
+    unknown = sorted(set(values) - set(SETTINGS))
     if unknown:
-        raise GantrixError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; "
+        close = [c for name in unknown for c in difflib.get_close_matches(name, SETTINGS, n=1)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise GantrixError(f"{where}: unknown setting(s) {', '.join(unknown)}{hint}; "
                            f"allowed: {', '.join(SETTINGS)}")
     return {k: SETTINGS[k].validate(v, where) for k, v in values.items() if v is not None}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gantrix import Architecture, Finding, GantrixError, Param, hookimpl
+from gantrix.plugin import Architecture, Finding, GantrixError, Param, hookimpl
 
 
 class PerSlotGenerator(nn.Module):

@@ -14,8 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gantrix import Architecture, hookimpl
-from gantrix.models import find_layers
+from gantrix.plugin import Architecture, find_layers, hookimpl
 
 
 class ToMinusOneOne(nn.Module):
