@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -125,7 +126,7 @@ def train(
     from gantrix import distributed
     from gantrix.metrics import format_metrics
     from gantrix.recipe import Recipe
-    from gantrix.settings import FIXED_ON_RESUME
+    from gantrix.settings import FIXED_ON_RESUME, SETTINGS
     from gantrix.trainer import Trainer
 
     # a flag left off is not given (False would override the recipe's table)
@@ -145,7 +146,9 @@ def train(
                  if name in settings or (name == "data" and data is not None)]
         if given or fixed:
             raise GantrixError(f"--resume continues a run as it was configured; drop "
-                               f"{', '.join(given + fixed)} (only --steps and --device may change)")
+                               f"{', '.join(given + fixed)} (only "
+                               f"{', '.join(_flag(n) for n in SETTINGS if n not in FIXED_ON_RESUME)}"
+                               f" may change)")
         trainer = Trainer.resume(resume, progress=progress, **settings)
         where = (f"step {trainer.resumed_from}" if trainer.resumed_from is not None
                  else "the start (no checkpoint yet)")
@@ -171,8 +174,16 @@ def train(
              f"-> {out}")
     if trainer.writer:
         _show_findings(trainer)
+    started, evaluated = time.perf_counter(), trainer.eval_seconds
     trainer.fit()  # a torchrun process leaves its group on exit (`gantrix.cli.app.main`)
     if trainer.writer:
+        if trainer.evaluation is not None:
+            wall = time.perf_counter() - started
+            spent = trainer.eval_seconds - evaluated
+            e = trainer.evaluation
+            best = "none" if e.best is None else f"{e.best:.4g} at step {e.best_step}"
+            _say(f"evaluation: {spent:.1f} s of {wall:.1f} s ({100 * spent / max(wall, 1e-9):.0f} "
+                 f"% of this session); best {e.metric} {best} -> {trainer.out / 'best.pt'}")
         result = trainer.evaluate()
         typer.echo(f"done: {trainer.step} steps in {trainer.elapsed:.1f} s; "
                    f"{format_metrics(result)}")

@@ -73,6 +73,10 @@ class Settings:
                          "batches", 0, low=0)
     device: str = _setting(str, "where to train", "auto", choices=("auto", "cpu", "cuda"),
                            resumable=True)
+    threads: int | None = _setting(int, "CPU threads of this run (default: the cores this "
+                                   "process may use, shared among the runs gantrix starts side "
+                                   "by side; OMP_NUM_THREADS when set: gantrix.threads)", low=1,
+                                   optional=True, resumable=True)
     precision: str = _setting(str, "fp32, or autocast to bf16, or fp16 with a loss scaler",
                               "fp32", choices=MODES)
     latent_dim: int = _setting(int, "size of the latent vector z", low=1)
@@ -90,6 +94,13 @@ class Settings:
     checkpoint_every: int = _setting(int, "steps between checkpoints (0: only at the end)",
                                      low=0)
     log_every: int = _setting(int, "steps between lines of metrics.jsonl", low=1)
+    eval_every: int = _setting(int, "steps between evaluations of the data's metric during "
+                               "training, keeping the best generator in best.pt (0: none)", 0,
+                               low=0, resumable=True)
+    eval_metric: str | None = _setting(str, "the metric --eval-every ranks by (default: fid "
+                                       "on images, high_quality on 2-D points)", optional=True)
+    eval_n: int | None = _setting(int, "samples scored at each evaluation (default 2,500)",
+                                  low=2, optional=True)
 
     def table(self) -> dict[str, Any]:
         """For TOML (which has no null): the settings that are set."""

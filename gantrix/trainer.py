@@ -35,12 +35,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import distributed, run_folder
+from . import distributed, run_folder, threads
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from .data import Toy2D
 from .errors import GantrixError
 from .findings import Finding
 from .models import ModelSpec
+from .periodic_eval import PeriodicEvaluation, check_metric, default_metric, load_best
 from .plan import as_recipe, plan_run
 from .precision import Precision
 from .progress import Progress, host_values
@@ -124,6 +125,7 @@ class Trainer:
         self.settings, self.data, self.spec = self.plan.settings, self.plan.data, self.plan.spec
         self.models, self.processes = self.plan.models, self.plan.processes
         self.device = _resolve_device(self.settings.device)
+        threads.for_run(self.settings.threads)  # CPU threads: gantrix.threads' rule
         self.custom_models = {role: qualname(model) for role, model in
                               (("generator", generator), ("discriminator", discriminator))
                               if model is not None}
@@ -142,6 +144,10 @@ class Trainer:
                                    precision=Precision(self.settings.precision, self.device))
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             self.stepper.probe(self.settings.batch_size, self.device)
+        #: evaluation during training (``eval_every``), or None
+        self.evaluation = _periodic_evaluation(self.settings, self.data.is_image)
+        #: the step and score of ``best.pt`` when this trainer was loaded from it
+        self.best: dict[str, Any] | None = None
         self.history: list[dict] = []
         self.tally = LossTally()
         self._interval = (0, 0.0)  # steps and seconds since the last metrics line
@@ -174,8 +180,8 @@ class Trainer:
 
     @classmethod
     def load(cls, run_dir: str | Path, *, device: str | None = None,
-             generator: nn.Module | None = None,
-             discriminator: nn.Module | None = None) -> "Trainer":
+             generator: nn.Module | None = None, discriminator: nn.Module | None = None,
+             checkpoint: str = "last") -> "Trainer":
         """A finished (or checkpointed) run, to sample from or evaluate.
 
         A run trained with your own modules needs them again: pass new instances as
@@ -184,6 +190,9 @@ class Trainer:
         `gantrix.Trick.needed_to_sample`) may be missing from this installation: the run
         is loaded without it (and without the critic's and optimizers' state), listed in
         ``trainer.without``, and can sample and evaluate but not train.
+
+        ``checkpoint="best"`` takes the generator that scored best during training
+        (``best.pt``, written with ``eval_every``; its step and score in ``trainer.best``).
         """
         run = run_folder.existing(run_dir)
         path = run / CHECKPOINT
@@ -191,8 +200,13 @@ class Trainer:
             raise GantrixError(f"{run} has no checkpoint yet")
         state = load_checkpoint(path)
         recipe, without = installed_part(Recipe(config=run / CONFIG), state)
-        return cls(recipe, out=run, device=device, progress=False, generator=generator,
-                   discriminator=discriminator, _resume=state, _without=without)
+        trainer = cls(recipe, out=run, device=device, progress=False, generator=generator,
+                      discriminator=discriminator, _resume=state, _without=without)
+        if checkpoint == "best":
+            trainer.best = load_best(trainer)
+        elif checkpoint != "last":
+            raise GantrixError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+        return trainer
 
     # ------------------------------------------------------------------ state
 
@@ -219,6 +233,7 @@ class Trainer:
             "tricks": trick_state(self.composition),
             "rng": rng,
             "data": self.data.state_dict(),
+            **({"evaluation": self.evaluation.state_dict()} if self.evaluation else {}),
             "log": {**self.tally.state_dict(),
                     "interval_steps": self._interval[0], "interval_seconds": self._interval[1],
                     "elapsed": self.elapsed},
@@ -249,6 +264,8 @@ class Trainer:
                                f"optimizers or data: {str(exc).strip()}{hint}") from None
         self.composition.hook.gantrix_load_state_dict(state=state["tricks"], models=self.models)
         self._rng.load(state["rng"])
+        if self.evaluation is not None and "evaluation" in state:
+            self.evaluation.load_state_dict(state["evaluation"])
         self.stepper.steps = int(state["step"])
         self.stepper.d_steps = int(state["d_steps"])
         # checkpoints written before generator steps could be several: one update a step
@@ -368,6 +385,22 @@ class Trainer:
         self.tally.reset()
         self._interval = (0, 0.0)
 
+    def _evaluate_if_due(self, step: int) -> bool:
+        """Evaluate at every ``eval_every``-th step and the last (`PeriodicEvaluation`). In
+        a distributed run the writer evaluates while the others go on to the next step's
+        first collective, where they wait for it."""
+        s = self.settings
+        if self.evaluation is None or not (step % s.eval_every == 0 or step == s.steps):
+            return False
+        if self.writer:
+            self._write_metrics(self.evaluation.score(self))
+        return True
+
+    @property
+    def eval_seconds(self) -> float:
+        """Seconds this process spent in evaluation during training (all sessions)."""
+        return self.evaluation.seconds if self.evaluation is not None else 0.0
+
     def fit(self) -> "Trainer":
         """Train up to ``steps`` generator updates (continuing where the last call, or the
         checkpoint, left off). Writes the run folder when there is one.
@@ -376,6 +409,9 @@ class Trainer:
         SIGTERM, and `TrainingDiverged` when a loss term stops being finite.
         """
         s = self.settings
+        if self.best is not None:
+            raise GantrixError("this trainer holds best.pt's generator, to sample and evaluate; "
+                               "to train on, resume the run (its last checkpoint)")
         if self.without:
             raise GantrixError(
                 f"this run was loaded without its training-only trick(s) "
@@ -399,7 +435,9 @@ class Trainer:
                     step = self.step
                     if step % s.log_every == 0 or step == s.steps:
                         self._log_line()
-                    if s.sample_every and step % s.sample_every == 0 and step != s.steps:
+                    evaluated = self._evaluate_if_due(step)
+                    if (s.sample_every and step % s.sample_every == 0 or evaluated) \
+                            and step != s.steps:
                         self.save_pictures()
                     if s.checkpoint_every and step % s.checkpoint_every == 0 and step != s.steps:
                         self.save_checkpoint()
@@ -489,6 +527,16 @@ class Trainer:
 #: steps in a row with an update the fp16 scaler skipped before the run counts as diverged
 #: (a loss scale halved this often is below 1e-10: the gradients are not finite at any scale).
 MAX_SKIPPED_STEPS = 50
+
+
+def _periodic_evaluation(settings, is_image: bool) -> PeriodicEvaluation | None:
+    """The run's evaluation during training, its metric checked; None without
+    ``eval_every``."""
+    if not settings.eval_every:
+        return None
+    metric = settings.eval_metric or default_metric(is_image)
+    check_metric(metric, is_image)
+    return PeriodicEvaluation(metric, settings.eval_n)
 
 
 with_setting_parameters(Trainer.__init__, lambda name, param: inspect.Parameter(

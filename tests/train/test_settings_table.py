@@ -28,8 +28,10 @@ def test_every_setting_is_a_trainer_keyword_and_a_train_option(app):
     assert [f.name for f in fields(Settings)] == list(SETTINGS)
 
 
-def test_resume_keeps_every_setting_but_steps_and_device():
-    assert set(SETTINGS) - set(FIXED_ON_RESUME) == {"steps", "device"}
+def test_resume_keeps_what_shapes_the_training():
+    assert {"steps", "device", "eval_every"} <= set(SETTINGS) - set(FIXED_ON_RESUME)
+    assert {"data", "batch_size", "seed", "precision", "latent_dim", "width", "lr",
+            "image_size", "mirror", "eval_metric", "eval_n"} <= set(FIXED_ON_RESUME)
 
 
 def test_a_setting_without_a_hand_written_option_works_from_the_cli(cli, tmp_path):

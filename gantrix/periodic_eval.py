@@ -1,0 +1,138 @@
+"""Evaluation during training (``--eval-every N``): the data's metric every N steps, on one
+fixed set of latent vectors, and the generator that scored best kept in ``best.pt``.
+
+The samples come from one seed (`EVAL_SEED`) drawn the same way at every evaluation, so two
+evaluations differ only by what the generator learned; the seed is the run's, so a resumed
+run evaluates the same latent set. Evaluation forks every random stream it could touch: a
+run with ``--eval-every`` trains exactly the weights of one without.
+
+``best.pt`` holds the generator's weights and those of every module a trick published beside
+it (an averaged generator: ``generator_ema``), the step and the score, written atomically;
+``gantrix eval RUN --checkpoint best`` scores it. Whether higher or lower is better is a
+property of the metric (`BETTER`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import GantrixError
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+BEST = "best.pt"
+#: the seed of the evaluation's latent set (and of any draw a conditioning trick makes).
+EVAL_SEED = 20_260_612
+#: +1 where a higher score is better, -1 where a lower one is.
+BETTER = {"fid": -1, "kid": -1, "kl": -1, "fd": -1,
+          "precision": 1, "recall": 1, "modes": 1, "high_quality": 1, "classes": 1,
+          "confident": 1, "asked_class": 1}
+#: metrics computed in a feature space (`Trainer.evaluate`'s ``metrics``), by the name
+#: `Trainer.evaluate` takes for them.
+FEATURE_METRICS = {"fid": "fid", "kid": "kid", "precision": "pr", "recall": "pr"}
+#: the samples scored at each evaluation when ``eval_n`` is not set.
+DEFAULT_N = 2500
+
+
+def default_metric(is_image: bool) -> str:
+    """The metric ``--eval-every`` uses unless told: FID for images (in the data's default
+    features), the share of high-quality samples for 2-D points."""
+    return "fid" if is_image else "high_quality"
+
+
+def check_metric(name: str, is_image: bool) -> None:
+    """``name`` is a metric `PeriodicEvaluation` can rank runs by, for this kind of data."""
+    if name not in BETTER:
+        import difflib
+
+        close = difflib.get_close_matches(name, BETTER, n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise GantrixError(f"--eval-metric {name!r} is not a metric gantrix can rank by{hint} "
+                           f"(known: {', '.join(BETTER)})")
+    if name in FEATURE_METRICS and not is_image:
+        raise GantrixError(f"--eval-metric {name} needs images (it is computed in image "
+                           f"features); on 2-D points use high_quality, modes or kl")
+
+
+class PeriodicEvaluation:
+    """The evaluations of one run: when they are due, the best score so far, ``best.pt``."""
+
+    def __init__(self, metric: str, n: int | None):
+        self.metric = metric
+        self.n = n or DEFAULT_N
+        self.best: float | None = None
+        self.best_step: int | None = None
+        #: seconds spent evaluating in this process (for the share of the run's time)
+        self.seconds = 0.0
+
+    def score(self, trainer: "Trainer") -> dict[str, Any]:
+        """Evaluate ``trainer``'s generator now; returns the metrics row (``eval/`` keys) and
+        keeps ``best.pt`` when the score improved. Every random stream is left as it was."""
+        start = time.perf_counter()
+        devices = [trainer.device] if trainer.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            feature_metric = FEATURE_METRICS.get(self.metric)
+            result = trainer.evaluate(n=self.n, seed=EVAL_SEED, save=False,
+                                      metrics=[feature_metric] if feature_metric else None)
+        value = result.get(self.metric)
+        if value is None or not math.isfinite(float(value)):
+            raise GantrixError(f"the evaluation gave no finite {self.metric} at step "
+                               f"{trainer.step} (got {value!r}); choose another --eval-metric")
+        value = float(value)
+        improved = self.best is None or BETTER[self.metric] * (value - self.best) > 0
+        if improved:
+            self.best, self.best_step = value, trainer.step
+            if trainer.out is not None and trainer.writer:
+                save_checkpoint(trainer.out / BEST, best_state(trainer, self.metric, value))
+        seconds = time.perf_counter() - start
+        self.seconds += seconds
+        row = {f"eval/{k}": v for k, v in result.items()
+               if isinstance(v, (int, float)) and k != "step"}
+        row.update({"step": trainer.step, f"eval/{self.metric}": value,
+                    "eval/best": self.best, "eval/seconds": seconds})
+        if "features" in result:
+            row["eval/features"] = result["features"]
+        return row
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "n": self.n, "best": self.best,
+                "best_step": self.best_step, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The best score so far of a resumed run (a run evaluated by another metric, or
+        never, starts afresh)."""
+        if state.get("metric") == self.metric and state.get("n") == self.n:
+            self.best, self.best_step = state.get("best"), state.get("best_step")
+            self.seconds = float(state.get("seconds", 0.0))
+
+
+def best_state(trainer: "Trainer", metric: str, value: float) -> dict[str, Any]:
+    """What ``best.pt`` holds: the generator's weights, the published modules' beside it, the
+    step and the score."""
+    extra = {name: module.state_dict() for name, module in trainer.models.extra.items()
+             if isinstance(module, torch.nn.Module)}
+    return {"step": trainer.step, "metric": metric, "value": value,
+            "generator": trainer.models.generator.state_dict(), "extra": extra}
+
+
+def load_best(trainer: "Trainer") -> dict[str, Any]:
+    """Put ``best.pt``'s weights into ``trainer``'s generator (and published modules);
+    returns its step, metric and score."""
+    if trainer.out is None or not (trainer.out / BEST).exists():
+        raise GantrixError(f"{trainer.out} has no {BEST}: it is written by a run trained with "
+                           f"--eval-every N")
+    state = load_checkpoint(trainer.out / BEST)
+    try:
+        trainer.models.generator.load_state_dict(state["generator"])
+        for name, weights in state.get("extra", {}).items():
+            trainer.models.extra[name].load_state_dict(weights)
+        return {"step": int(state["step"]), "metric": str(state["metric"]),
+                "value": float(state["value"])}
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise GantrixError(f"{trainer.out / BEST} does not fit this run's generator: "
+                           f"{str(exc).strip()}") from None
