@@ -196,8 +196,11 @@ def critic_step_cases(ndf, image, batch):
         real, fake = torch.randn(2, batch, 3, image, image, device=DEV)
         eps = torch.rand(batch, device=DEV)
 
+        def score(x):  # the DCGAN critic ends in a 4×4 conv: (B, 1, 1, 1), one score a sample
+            return critic(x).flatten()
+
         def step():
-            loss = critic(fake).mean() - critic(real).mean() + penalty(critic, real, fake, eps)
+            loss = score(fake).mean() - score(real).mean() + penalty(score, real, fake, eps)
             opt.zero_grad(set_to_none=False)
             loss.backward()
             opt.step()

@@ -74,8 +74,8 @@ def test_cuda_graph_capture():
     eps = torch.rand(16, device="cuda")
     weights = [torch.randn(n, device="cuda") for n in (100, 5000, 77)]
 
-    def step():
-        penalty = gradient_penalty(critic, real, fake, eps=eps)
+    def step():  # the critic is a PatchGAN (a 4×4 map a sample): one score per sample for the penalty
+        penalty = gradient_penalty(lambda x: critic(x).mean(dim=(1, 2, 3)), real, fake, eps=eps)
         loss = penalty + relativistic_loss(critic(real), critic(fake))
         grads = torch.autograd.grad(loss, list(critic.parameters()))
         clip_(weights, 0.5)
