@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 
 MODES = ("fp32", "bf16", "fp16")
+TF32_CHOICES = ("default", "on", "off")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: the scaler's first scale (GradScaler's default); tests lower or raise it.
 INIT_SCALE = 2.0 ** 16
@@ -76,3 +77,49 @@ class Precision:
         for role, scaler in self.scalers.items():
             if role in state:
                 scaler.load_state_dict(state[role])
+
+
+def tf32_state() -> dict[str, bool]:
+    """Whether float32 runs in TF32 on CUDA (10-bit mantissa products, fp32 accumulation):
+    cuDNN convolutions (on by default in PyTorch) and matrix products (off by default). On the
+    CPU neither applies: float32 is IEEE float32 there. (The legacy flags are read, not the
+    ``fp32_precision`` strings: PyTorch refuses a mix of the two interfaces.)"""
+    return {"cudnn.allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+            "cuda.matmul.allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32)}
+
+
+def describe_tf32() -> str:
+    """One line saying what "fp32" means on CUDA here, e.g. for a benchmark's header."""
+    state = tf32_state()
+    flags = ", ".join(f"{key}={value}" for key, value in state.items())
+    if all(state.values()):
+        kind = "TF32 convolutions and matrix products"
+    elif state["cudnn.allow_tf32"]:
+        kind = "TF32 convolutions, IEEE fp32 matrix products"
+    elif state["cuda.matmul.allow_tf32"]:
+        kind = "IEEE fp32 convolutions, TF32 matrix products"
+    else:
+        kind = "IEEE fp32 throughout"
+    return f"fp32 on CUDA = {kind} ({flags})"
+
+
+def set_tf32(choice: str) -> None:
+    """``on``: TF32 for convolutions and matrix products; ``off``: neither (IEEE fp32);
+    ``default``: leave PyTorch's flags as they are."""
+    if choice not in TF32_CHOICES:
+        raise ValueError(f"tf32 must be one of {', '.join(TF32_CHOICES)}, got {choice!r}")
+    if choice != "default":
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = choice == "on"
+
+
+@contextlib.contextmanager
+def ieee_fp32():
+    """TF32 off for convolutions and matrix products inside, restored after: for comparisons
+    of float32 results with a float64 reference at float32 tolerances."""
+    state = tf32_state()
+    set_tf32("off")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = state["cudnn.allow_tf32"]
+        torch.backends.cuda.matmul.allow_tf32 = state["cuda.matmul.allow_tf32"]

@@ -48,3 +48,15 @@ def ran_on(backend):
         else:
             assert module in ("gantrix.kernels.reference", None)
     return check
+
+
+@pytest.fixture
+def no_tf32():
+    """TF32 off (cuDNN convolutions and matrix products) for the test, restored after: on an
+    H100 cuDNN runs float32 convolutions in TF32 by default (a 10-bit mantissa, relative errors
+    near 1e-3), which a comparison with float64 at float32 tolerances would take for a kernel
+    bug."""
+    from gantrix.precision import ieee_fp32
+
+    with ieee_fp32():
+        yield

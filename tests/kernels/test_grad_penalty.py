@@ -26,7 +26,10 @@ def check_penalty(g, *, scale=1.0, ran_on=None, **kw):
     ref = penalty64(x64, **kw)
     (ref * scale).backward()
     assert loss.dtype == torch.float32 and loss.shape == ()
-    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+    # float32 sums of half a million squares (the PyTorch path's vector_norm, blocked by thread)
+    # err by up to ~5e-6 relative, doubled in the squared distance: seen at 1.08e-5, once in three
+    rtol = 1e-5 if g[0].numel() < 100_000 else 5e-5
+    torch.testing.assert_close(loss.double(), ref, rtol=rtol, atol=1e-6)
     assert x.grad.shape == g.shape and x.grad.dtype == g.dtype
     assert not x.grad.isnan().any()
     torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-6)
@@ -116,7 +119,9 @@ def gp64(critic64, real, fake, eps, **kw):
 
 
 @pytest.mark.parametrize("classes", [0, 5])
-def test_gradient_penalty_reaches_critic_weights(backend, device, classes):
+def test_gradient_penalty_reaches_critic_weights(backend, device, classes, no_tf32):
+    """Conv-critic gradients against float64 at rtol 1e-3: TF32 off (``no_tf32``), else cuDNN's
+    TF32 convolutions on a GPU would fail it for a reason that is not the kernel's."""
     torch.manual_seed(0)
     critic = Critic(classes).to(device)
     critic64 = Critic(classes).to(device).double()
@@ -135,6 +140,17 @@ def test_gradient_penalty_reaches_critic_weights(backend, device, classes):
             assert p.grad is None, name
         else:
             torch.testing.assert_close(p.grad.double(), p64.grad, rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_no_tf32_turns_tf32_off_and_restores_it(no_tf32):
+    from gantrix.precision import ieee_fp32, tf32_state
+
+    assert tf32_state() == {"cudnn.allow_tf32": False, "cuda.matmul.allow_tf32": False}
+    torch.backends.cudnn.allow_tf32 = True
+    with ieee_fp32():
+        assert not any(tf32_state().values())
+    assert tf32_state() == {"cudnn.allow_tf32": True, "cuda.matmul.allow_tf32": False}
+    torch.backends.cudnn.allow_tf32 = False  # (the fixture restores what was there before)
 
 
 def test_gradient_penalty_draws_one_eps_per_sample(backend, device):
