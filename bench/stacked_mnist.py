@@ -16,13 +16,14 @@ A cell may add tricks to a config with ``+``: ``dcgan-dquarter+top-k`` or
 trick with those parameters), so a trick's row and the row without it share everything
 else.
 
-``--jobs`` runs cells side by side, one CPU thread each. The table (Markdown) is printed last.
+``--jobs`` runs cells side by side, the usable CPU cores split among them by gantrix's rule
+(`gantrix.threads.split`: cores // jobs, said on stderr; ``--threads`` to choose). The table
+(Markdown) is printed last.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gantrix.metrics import STACKED_SAMPLES
+from gantrix.threads import child_environment, split
 
 CONFIGS = Path(__file__).parent / "stacked-mnist"
 
@@ -54,7 +56,7 @@ def folder_of(cell: str, seed: int) -> str:
 
 def run_cell(cell: str, seed: int, steps: int, runs: Path, threads: int, extra: list[str]) -> dict:
     out = runs / folder_of(cell, seed)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = child_environment(threads)
     scored = json.loads((out / "eval.json").read_text()) if (out / "eval.json").is_file() else {}
     if scored.get("step") == steps and scored.get("samples") == STACKED_SAMPLES:
         return scored
@@ -92,21 +94,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, required=True, help="generator updates per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per run (default: the usable cores // --jobs)")
     parser.add_argument("--runs", type=Path, default=Path("runs/stacked-mnist"))
     parser.add_argument("--train-arg", action="append", default=[],
                         help="an extra argument for gantrix train (repeatable)")
     args = parser.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
+    threads = split(args.jobs, args.threads, "runs").threads
     jobs = [(c, s) for c in args.cells for s in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: run_cell(*job, args.steps, args.runs, args.threads,
+        results = list(pool.map(lambda job: run_cell(*job, args.steps, args.runs, threads,
                                                      args.train_arg), jobs))
     by_cell: dict[str, list[tuple[dict, float]]] = {}
     for (cell, seed), result in zip(jobs, results):
         by_cell.setdefault(cell, []).append((result, seconds_of(args.runs / folder_of(cell, seed))))
+    per_run = f"{threads} thread{'s' * (threads != 1)}"
     print("| composition | steps | seeds | modes (of 1000) | KL | all three digits confident % | "
-          "real data: modes / KL | train time (min, 1 thread) |\n|---|---|---|---|---|---|---|---|")
+          f"real data: modes / KL | train time (min, {per_run}) |\n|---|---|---|---|---|---|---|---|")
     for cell, rows in by_cell.items():
         r = [x for x, _ in rows]
         print(f"| {cell} | {args.steps} | {len(r)} | {stat([x['modes'] for x in r], 1)} | "

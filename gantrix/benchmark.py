@@ -8,7 +8,6 @@ data) is reported with its reason instead of numbers.
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
 import statistics
 import time
@@ -65,18 +64,32 @@ def _run_or_error(recipe: str, data: str, seed: int, steps: int | None):
         return " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
 
 
-def _worker_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
+def worker_pool(jobs: int, threads: int | None = None, what: str = "runs"):
+    """A pool of ``jobs`` worker processes (spawned) that train side by side, the usable
+    cores split among them by `gantrix.threads.split` (which says what it chose), or None
+    for ``jobs=1`` (train in this process). ``gantrix bench quality --jobs`` and
+    ``gantrix ablate --jobs`` use it."""
+    if jobs <= 1:
+        return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .threads import split, worker
+
+    choice = split(jobs, threads, what)
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=worker, initargs=(choice.threads,))
 
 
 def quality_grid(recipes: Sequence[str], datas: Sequence[str], seeds: int, *,
                  steps: int | None = None, report: Callable[[str], None] = print,
                  checkpoint: Callable[[list[Cell]], None] | None = None,
-                 jobs: int = 1) -> list[Cell]:
+                 jobs: int = 1, threads: int | None = None) -> list[Cell]:
     """Run every cell; ``report`` gets a line per run, ``checkpoint`` the cells so far after
     each cell (to write partial results). ``jobs`` > 1 trains that many runs side by side in
-    worker processes, the machine's cores shared among them; every run is seeded, so the
-    numbers are those of ``jobs=1``."""
+    worker processes (`worker_pool`), the usable cores split among them (``threads`` each
+    when given); every run is seeded, so the numbers are those of ``jobs=1`` (with as many
+    threads: `gantrix.threads`)."""
     from .data import load_data
     from .recipe import Recipe
 
@@ -85,14 +98,7 @@ def quality_grid(recipes: Sequence[str], datas: Sequence[str], seeds: int, *,
     for data in datas:
         load_data(data)
     cells = [Cell(recipe, data) for data in datas for recipe in recipes]
-    pool = None
-    if jobs > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_threads, initargs=(threads,))
+    pool = worker_pool(jobs, threads)
     with pool or contextlib.nullcontext():
         pending = [[pool.submit(_run_or_error, c.recipe, c.data, seed, steps)
                     for seed in range(seeds)] for c in cells] if pool else None
@@ -228,7 +234,9 @@ def tables(cells: list[Cell]) -> str:
 
 def machine() -> str:
     """The machine the numbers come from, in one line."""
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+    from .threads import usable_cores
+
+    return (f"{platform.processor() or platform.machine()}, {usable_cores()} CPU cores, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
