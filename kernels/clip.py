@@ -15,13 +15,14 @@ contiguous copy that is written back; the others are clamped where they lie, in 
 """
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 
 import torch
 import triton
 import triton.language as tl
 
-from .dispatch import FP_FUSION, interpreting
+from .dispatch import FP_FUSION, device_guard, interpreting
 from .layout import is_dense, n_blocks
 
 MAX_TENSORS = 128
@@ -83,11 +84,12 @@ def clip_(tensors: list[torch.Tensor], c: float) -> None:
             t = copies[-1][1]
         work.append(t)
         sizes.append(n)
-    for lo in range(0, len(work), MAX_TENSORS):
-        batch_sizes = tuple(sizes[lo:lo + MAX_TENSORS])
-        n_programs, firsts = _plan(batch_sizes)
-        _clamp[(n_programs,)](tuple(work[lo:lo + MAX_TENSORS]), batch_sizes, firsts, float(c), n_programs,
-                              BLOCK=BLOCK, **FP_FUSION)
+    with device_guard(work[0]) if work else contextlib.nullcontext():
+        for lo in range(0, len(work), MAX_TENSORS):
+            batch_sizes = tuple(sizes[lo:lo + MAX_TENSORS])
+            n_programs, firsts = _plan(batch_sizes)
+            _clamp[(n_programs,)](tuple(work[lo:lo + MAX_TENSORS]), batch_sizes, firsts, float(c), n_programs,
+                                  BLOCK=BLOCK, **FP_FUSION)
     for original, copy in copies:
         original.copy_(copy)
     torch.autograd.graph.increment_version(tensors)  # the kernel wrote behind autograd's back

@@ -16,6 +16,7 @@ gantrix.kernels`` (and so ``import gantrix``) never imports it.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -82,6 +83,17 @@ def use_triton(*tensors: torch.Tensor) -> bool:
     if reason is not None:
         raise RuntimeError(f"{ENV}=triton, but the Triton kernels cannot run here: {reason}")
     return True
+
+
+def device_guard(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
+    """The context every Triton launch runs in: ``torch.cuda.device(tensor.device)`` for a CUDA
+    tensor, so that the launch goes to that device's current stream even when another device
+    is current (tensors on ``cuda:1`` while the current device is 0: a user's model-parallel
+    parameters, a process that never called ``set_device``); nothing for a CPU tensor (Triton's
+    interpreter). Cheap: it swaps the current device only when it differs."""
+    if tensor.device.type == "cuda":
+        return torch.cuda.device(tensor.device)
+    return contextlib.nullcontext()
 
 
 def triton_op(name: str):

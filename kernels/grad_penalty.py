@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .dispatch import FP_FUSION, interpreting
+from .dispatch import FP_FUSION, device_guard, interpreting
 from .layout import dense_rows, empty_packed_rows, n_blocks, next_power_of_2
 
 # Elements per program (CHUNK) and per load (BLOCK). In Triton's interpreter every program
@@ -102,18 +102,19 @@ class GradNormPenalty(torch.autograd.Function):
         loss = torch.empty((), device=grad.device, dtype=torch.float32)
         padded = next_power_of_2(per_row)
         tile_rows = min(BLOCK_B * BLOCK_P // padded, DIRECT_ROWS)
-        if padded <= BLOCK_P and batch <= DIRECT_TILES * tile_rows:  # small samples: one launch
-            src, width, stride = rows, per_row, rows.stride(0)
-            tile = dict(SQUARE=True, BLOCK_B=tile_rows, BLOCK_P=padded)
-        else:  # partial sums of squares first, then the penalty over them
-            n_parts = n_blocks(per_row, CHUNK)
-            part = torch.empty((batch, n_parts), device=grad.device, dtype=torch.float32)
-            _row_sumsq[(batch, n_parts)](rows, part, per_row, rows.stride(0), n_parts, CHUNK=CHUNK, BLOCK=BLOCK,
-                                         **FP_FUSION)
-            src, width, stride = part, n_parts, n_parts
-            tile = dict(SQUARE=False, BLOCK_B=BLOCK_B, BLOCK_P=BLOCK_P)
-        _penalty[(1,)](src, coef, loss, batch, width, stride, float(center), float(weight),
-                       ONE_SIDED=bool(one_sided), num_warps=PENALTY_WARPS, **tile, **FP_FUSION)
+        with device_guard(grad):  # (launches go to the tensors' device, see dispatch)
+            if padded <= BLOCK_P and batch <= DIRECT_TILES * tile_rows:  # small samples: one launch
+                src, width, stride = rows, per_row, rows.stride(0)
+                tile = dict(SQUARE=True, BLOCK_B=tile_rows, BLOCK_P=padded)
+            else:  # partial sums of squares first, then the penalty over them
+                n_parts = n_blocks(per_row, CHUNK)
+                part = torch.empty((batch, n_parts), device=grad.device, dtype=torch.float32)
+                _row_sumsq[(batch, n_parts)](rows, part, per_row, rows.stride(0), n_parts, CHUNK=CHUNK, BLOCK=BLOCK,
+                                             **FP_FUSION)
+                src, width, stride = part, n_parts, n_parts
+                tile = dict(SQUARE=False, BLOCK_B=BLOCK_B, BLOCK_P=BLOCK_P)
+            _penalty[(1,)](src, coef, loss, batch, width, stride, float(center), float(weight),
+                           ONE_SIDED=bool(one_sided), num_warps=PENALTY_WARPS, **tile, **FP_FUSION)
         ctx.save_for_backward(rows, coef)
         ctx.squeeze = grad.dim() == 1
         return loss
@@ -125,6 +126,7 @@ class GradNormPenalty(torch.autograd.Function):
         batch = rows.shape[0]
         per_row = rows.numel() // batch
         dgrad = empty_packed_rows(rows)
-        _scale_rows[(batch, n_blocks(per_row, CHUNK))](
-            rows, coef, grad_out, dgrad, per_row, rows.stride(0), CHUNK=CHUNK, BLOCK=BLOCK, **FP_FUSION)
+        with device_guard(rows):
+            _scale_rows[(batch, n_blocks(per_row, CHUNK))](
+                rows, coef, grad_out, dgrad, per_row, rows.stride(0), CHUNK=CHUNK, BLOCK=BLOCK, **FP_FUSION)
         return (dgrad.squeeze(1) if ctx.squeeze else dgrad), None, None, None

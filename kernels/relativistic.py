@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .dispatch import FP_FUSION, interpreting
+from .dispatch import FP_FUSION, device_guard, interpreting
 from .layout import dense, is_dense, n_blocks, next_power_of_2
 
 KINDS = {"sgan": 0, "lsgan": 1, "hinge": 2}
@@ -177,12 +177,13 @@ class RelativisticLoss(torch.autograd.Function):
                            dtype=torch.float32)
         loss = torch.empty((), device=device, dtype=torch.float32)
         stats = torch.empty(4, device=device, dtype=torch.float32)  # mean r, mean f, Sa, Sb
-        if not one_program:
-            _sums[(n_programs if average else 1,)](real, fake, part, loss, stats, n, n_programs,
-                                                    AVERAGE=average, BLOCK=BLOCK, **FP_FUSION)
-        consts = dict(KIND=KINDS[kind], AVERAGE=average, SIGN=-1.0 if for_generator else 1.0, BLOCK=BLOCK)
-        _loss[(n_programs,)](real, fake, part, loss, stats, n, n_programs, ONE_PROGRAM=one_program,
-                             BLOCK_P=next_power_of_2(n_programs), **consts, **FP_FUSION)
+        with device_guard(real):  # (launches go to the tensors' device, see dispatch)
+            if not one_program:
+                _sums[(n_programs if average else 1,)](real, fake, part, loss, stats, n, n_programs,
+                                                        AVERAGE=average, BLOCK=BLOCK, **FP_FUSION)
+            consts = dict(KIND=KINDS[kind], AVERAGE=average, SIGN=-1.0 if for_generator else 1.0, BLOCK=BLOCK)
+            _loss[(n_programs,)](real, fake, part, loss, stats, n, n_programs, ONE_PROGRAM=one_program,
+                                 BLOCK_P=next_power_of_2(n_programs), **consts, **FP_FUSION)
         ctx.save_for_backward(real, fake, stats)
         ctx.consts = consts
         ctx.n_programs = n_programs
@@ -193,6 +194,7 @@ class RelativisticLoss(torch.autograd.Function):
     def backward(ctx, grad_out):
         real, fake, stats = ctx.saved_tensors
         dreal, dfake = torch.empty_like(real), torch.empty_like(fake)
-        _grads[(ctx.n_programs,)](real, fake, stats, grad_out, dreal, dfake, real.numel(), ctx.n_programs,
-                                  **ctx.consts, **FP_FUSION)
+        with device_guard(real):
+            _grads[(ctx.n_programs,)](real, fake, stats, grad_out, dreal, dfake, real.numel(), ctx.n_programs,
+                                      **ctx.consts, **FP_FUSION)
         return dreal, dfake, None, None, None
