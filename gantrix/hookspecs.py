@@ -5,7 +5,7 @@ There are two levels, as in pytest and datasette.
 **Discovery hooks** are called on the one global plugin manager (`gantrix.registry`), into
 which gantrix's built-in modules (``gantrix.registry.BUILTIN_PLUGINS``) and every installed
 entry point of group ``gantrix`` are registered. They tell gantrix what exists: tricks,
-recipes, CLI commands.
+recipes, trackers, CLI commands.
 
 **Run hooks** are called on a plugin manager built for one composed recipe
 (`gantrix.compose.Composition`): each chosen trick is instantiated with its parameters and
@@ -85,6 +85,44 @@ def gantrix_register_recipes(
     ``"name:key=value,..."`` string or a table with ``name`` and params); the summary is
     the file's or mapping's ``summary``. Registering a name twice is an error that names
     both plugins.
+    """
+
+
+@hookspec
+def gantrix_register_trackers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register experiment trackers: services a run's metrics lines and sample pictures
+    also go to (``gantrix train --log NAME[,NAME...]``; the ``log`` setting).
+
+    ``register(name, factory, *, packages=(), install="", summary="")``: ``name`` is
+    kebab-case and unique (what users type after ``--log``); ``packages`` are the modules
+    the tracker imports, each imported when a run that asks for the tracker is set up,
+    before any file is written: one that cannot be imported stops the run with a
+    `GantrixError` that names it and shows ``install``, the command that installs it
+    (``pip install 'gantrix[tensorboard]'``); ``summary`` is one line (by default the first
+    of the factory's docstring). Registering a name twice is an error that names both
+    plugins. Import the packages inside the factory, not at module level, so the plugin
+    loads where they are not installed.
+
+    ``factory(run_dir=..., config=..., step=...)`` opens the tracker for one training
+    session, in the process that writes the run folder (rank 0) only: ``run_dir`` is the
+    run folder (a `pathlib.Path`; write files inside it), ``config`` the run's settings
+    (the ``[train]`` table of its config.toml) with its tricks under ``"tricks"``, and
+    ``step`` the training step the session starts from (0, or the checkpoint's when
+    resumed: anything an interrupted session logged after it is stale). It returns the
+    tracker, an object with
+
+    - ``log_metrics(values, step)``: ``values`` is ``{name: float}``, the numbers of one
+      line of metrics.jsonl (losses and terms, gradient norms, timings, tricks' log values,
+      evaluation scores), ``step`` the line's training step;
+    - ``log_image(name, path, step)`` (optional): a sample picture of the run (``name``
+      ``"samples"``), ``path`` the PNG file in the run folder;
+    - ``close()`` (optional): called once when `Trainer.fit` ends, also when it stops with
+      an error.
+
+    An exception of the factory stops the run before its first step (a `GantrixError`
+    naming the tracker); one of a tracker's methods is a warning, after which that tracker
+    gets nothing more in this session: metrics.jsonl stays the run's full record. Trackers
+    are called inside the training loop: they must not draw from torch's random streams.
     """
 
 

@@ -1,4 +1,5 @@
-"""Discovery: the one global plugin manager, and the catalogue of tricks and recipes.
+"""Discovery: the one global plugin manager, and the catalogue of tricks, recipes and
+trackers.
 
 gantrix's own plugins are the modules listed in `BUILTIN_PLUGINS` (as pytest, datasette and
 llm list theirs); every other plugin is an installed entry point in group ``gantrix``. Both
@@ -70,6 +71,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gantrix.plugins.schedules",
     "gantrix.plugins.selu",
     "gantrix.plugins.spectral_norm",
+    "gantrix.plugins.trackers",
     "gantrix.plugins.unrolled",
     "gantrix.plugins.weights",
 )
@@ -87,7 +89,8 @@ def kebab_case(name: str) -> str:
 @dataclass
 class PluginInfo:
     """One loaded (or failed) plugin, as ``gantrix plugins`` shows it: every error it met,
-    and the names of the tricks and recipes it contributed (none once it failed)."""
+    and the names of the tricks, recipes and trackers it contributed (none once it
+    failed)."""
 
     name: str
     distribution: str
@@ -97,6 +100,7 @@ class PluginInfo:
     errors: list[str] = field(default_factory=list)
     tricks: list[str] = field(default_factory=list)
     recipes: list[str] = field(default_factory=list)
+    trackers: list[str] = field(default_factory=list)
 
     @property
     def error(self) -> str | None:
@@ -128,6 +132,19 @@ class RecipeEntry:
         return self.data.get("summary", "")
 
 
+@dataclass(frozen=True)
+class TrackerEntry:
+    """A tracker (`gantrix.hookspecs.gantrix_register_trackers`): its factory, which plugin
+    registered it, the modules it needs and the command that installs them."""
+
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    packages: tuple[str, ...] = ()
+    install: str = ""
+    summary: str = ""
+
+
 class Catalogue:
     """Everything the loaded plugins registered, what the environment skipped, and the
     warnings about the environment itself."""
@@ -140,6 +157,7 @@ class Catalogue:
         self.warnings = list(warnings)
         self.tricks: dict[str, type[Trick]] = {}
         self.recipes: dict[str, RecipeEntry] = {}
+        self.trackers: dict[str, TrackerEntry] = {}
         for info in plugins:
             if not info.errors:
                 self._collect(info)
@@ -149,10 +167,14 @@ class Catalogue:
         went well (a failed plugin contributes nothing), and record every error."""
         tricks: dict[str, type[Trick]] = {}
         recipes: dict[str, RecipeEntry] = {}
+        trackers: dict[str, TrackerEntry] = {}
         plugin = self.pm.get_plugin(info.name)
         calls = (("gantrix_register_tricks", lambda cls: self._add_trick(cls, tricks)),
                  ("gantrix_register_recipes",
-                  lambda name, data: self._add_recipe(name, data, recipes, info)))
+                  lambda name, data: self._add_recipe(name, data, recipes, info)),
+                 ("gantrix_register_trackers",
+                  lambda name, factory, **more: self._add_tracker(name, factory, more,
+                                                                  trackers, info)))
         for hook, register in calls:
             try:
                 hookspecs.call_plugin(self.pm, hook, plugin, register=register)
@@ -165,7 +187,8 @@ class Catalogue:
             cls.plugin = info.distribution
         self.tricks.update(tricks)
         self.recipes.update(recipes)
-        info.tricks, info.recipes = list(tricks), list(recipes)
+        self.trackers.update(trackers)
+        info.tricks, info.recipes, info.trackers = list(tricks), list(recipes), list(trackers)
 
     def _add_trick(self, cls: type[Trick], staged: dict[str, type[Trick]]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Trick)):
@@ -192,6 +215,31 @@ class Catalogue:
             raise ValueError(f"recipe {name!r} is already registered by {other}")
         staged[name] = RecipeEntry(name, data, info.distribution, source)
 
+    def _add_tracker(self, name: str, factory: Any, more: dict[str, Any],
+                     staged: dict[str, TrackerEntry], info: PluginInfo) -> None:
+        unknown = sorted(set(more) - {"packages", "install", "summary"})
+        if unknown:
+            raise TypeError(f"register() of tracker {name!r} got unknown keyword(s) "
+                            f"{', '.join(unknown)}; it takes packages, install and summary")
+        if not isinstance(name, str) or not KEBAB_CASE.fullmatch(name):
+            raise ValueError(f"tracker name {name!r} is not kebab-case: lowercase letters and "
+                             f"digits, words joined by single hyphens, e.g. "
+                             f"{kebab_case(str(name))!r}")
+        if not callable(factory):
+            raise TypeError(f"register() of tracker {name!r} takes a factory (a class or "
+                            f"function that opens the tracker for a run), got {factory!r}")
+        packages = more.get("packages", ())
+        packages = (packages,) if isinstance(packages, str) else tuple(packages)
+        if not all(isinstance(p, str) and p for p in packages):
+            raise TypeError(f"tracker {name!r}: packages must be module names, got {packages!r}")
+        if name in self.trackers or name in staged:
+            other = self.trackers[name].plugin if name in self.trackers else "this plugin"
+            raise ValueError(f"tracker {name!r} is already registered by {other}")
+        summary = more.get("summary") or (getattr(factory, "__doc__", None) or "").strip()
+        staged[name] = TrackerEntry(name, factory, info.distribution, packages,
+                                    str(more.get("install") or ""),
+                                    summary.splitlines()[0] if summary else "")
+
     def withdraw(self, name: str, error: str) -> None:
         """Record ``error`` on plugin ``name`` and take back all it contributed (for a
         failure found after loading, such as a CLI command that clashes)."""
@@ -201,7 +249,9 @@ class Catalogue:
             del self.tricks[trick]
         for recipe in info.recipes:
             del self.recipes[recipe]
-        info.tricks, info.recipes = [], []
+        for tracker in info.trackers:
+            del self.trackers[tracker]
+        info.tricks, info.recipes, info.trackers = [], [], []
         if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
 
@@ -225,6 +275,13 @@ class Catalogue:
         except KeyError:
             raise self._unknown("recipe", name, self.recipes, where) from None
 
+    def tracker(self, name: str, where: str = "") -> TrackerEntry:
+        """The tracker called ``name`` (``where``: as for `trick`)."""
+        try:
+            return self.trackers[name]
+        except KeyError:
+            raise self._unknown("tracker", name, self.trackers, where) from None
+
     def _unknown(self, what: str, name: str, known, where: str) -> UnknownNameError:
         """The error for a name no loaded plugin provides: which installed plugins the
         environment skipped or failed to load (it may be theirs), else, when no known name
@@ -239,10 +296,11 @@ class Catalogue:
         error = UnknownNameError(what, name, known, where=where)
         if error.suggestions:
             return error
-        listing = "gantrix list" if what == "trick" else "gantrix recipes"
+        listing = {"trick": "gantrix list", "recipe": "gantrix recipes"}.get(what)
+        shows = (f"{listing} shows what is" if listing else
+                 f"the {what}s there are: {', '.join(sorted(known)) or 'none'}")
         return UnknownNameError(what, name, known, where=where, hint=(
-            f": no installed plugin provides it (is its plugin installed? {listing} shows "
-            f"what is)"))
+            f": no installed plugin provides it (is its plugin installed? {shows})"))
 
 
 def _names(var: str) -> set[str] | None:
@@ -401,6 +459,11 @@ def tricks(kind: str | None = None) -> dict[str, type[Trick]]:
         raise UnknownNameError("kind", kind, KINDS)
     found = catalogue().tricks
     return {n: c for n, c in sorted(found.items()) if kind is None or c.kind == kind}
+
+
+def trackers() -> dict[str, TrackerEntry]:
+    """The trackers (``--log`` names) by name."""
+    return dict(sorted(catalogue().trackers.items()))
 
 
 def make(name: str, **params: Any) -> Trick:

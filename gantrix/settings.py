@@ -94,6 +94,9 @@ class Settings:
     checkpoint_every: int = _setting(int, "steps between checkpoints (0: only at the end)",
                                      low=0)
     log_every: int = _setting(int, "steps between lines of metrics.jsonl", low=1)
+    log: str | None = _setting(str, "trackers that also get every metrics line and sample "
+                               "picture, comma-separated: tensorboard, wandb, or a plugin's "
+                               "(metrics.jsonl is always written)", optional=True)
     eval_every: int = _setting(int, "steps between evaluations of the data's metric during "
                                "training, keeping the best generator in best.pt (0: none)", 0,
                                low=0, resumable=True)
