@@ -15,6 +15,11 @@ few bytes (``--max-local``).
 
     python bench/compile_cuda.py                # sm_90 (H100/H200) and sm_80 (A100)
     python bench/compile_cuda.py --arch 90 --quick
+    python bench/compile_cuda.py --arch 90 --clip-tensors 10 120   # clip_'s compile time only
+
+``--clip-tensors N ...`` times the first call of ``clip_`` on N tensors of random sizes, each
+count from a cold start (in-memory kernel cache cleared, a fresh on-disk Triton cache), and then
+a second list of the same count with other sizes (does a new parameter list compile again?).
 
 Nothing is launched and no GPU is needed; timings of the kernels need ``bench/kernels.py`` on a
 GPU. This leans on Triton internals (the driver interface and ``JITFunction.run``) as of
@@ -113,10 +118,37 @@ def exercise(quick: bool) -> None:
                         loss.backward()
         sizes = [4 * 64 * 4 * 4, 64, 128 * 64 * 4 * 4, 128, 1, 7, 1001]
         clip_mod.clip_([torch.randn(n, dtype=dtype) for n in sizes], 0.01)
-    if not quick:  # a 120-tensor launch, as in the benchmark (one kernel specialised on 120 pointers)
+    if not quick:  # a 120-tensor list, as in the benchmark (the same kernel as for 7: no recompile)
         gen = torch.Generator().manual_seed(0)
         sizes = torch.randint(1000, 40_000, (120,), generator=gen).tolist()
         clip_mod.clip_([torch.randn(n) for n in sizes], 0.01)
+
+
+def clip_compile_seconds(counts, capability: int) -> list[tuple[int, float, float, int]]:
+    """(count, first call s, another list of that count s, kernels compiled) per tensor count,
+    each from a cold start: the clip kernels' in-memory caches cleared and a fresh on-disk
+    Triton cache."""
+    from gantrix.kernels import clip as clip_mod
+
+    kernels = [fn for fn in vars(clip_mod).values() if isinstance(fn, JITFunction)]
+    rows = []
+    for count in counts:
+        gen = torch.Generator().manual_seed(count)
+        lists = [[torch.randn(n) for n in torch.randint(1000, 40_000, (count,), generator=gen).tolist()]
+                 for _ in range(2)]
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["TRITON_CACHE_DIR"] = cache
+            for fn in kernels:
+                fn.device_caches.clear()
+            times = []
+            for tensors in lists:
+                start = time.perf_counter()
+                clip_mod.clip_(tensors, 0.01)
+                times.append(time.perf_counter() - start)
+            compiled = sum(len(fn.device_caches[capability][0]) for fn in kernels
+                           if capability in fn.device_caches)
+        rows.append((count, times[0], times[1], compiled))
+    return rows
 
 
 def compiled_kernels(capability: int):
@@ -168,10 +200,23 @@ def main(argv=None) -> int:
     parser.add_argument("--max-local", type=int, default=16,
                         help="bytes of stack and local memory per thread a kernel may use (spills) before "
                              "it counts as a problem; older Triton releases spill a few bytes in places")
+    parser.add_argument("--clip-tensors", type=int, nargs="+",
+                        help="only time clip_'s first call (its compile) for these tensor counts")
     args = parser.parse_args(argv)
 
     original_run = JITFunction.run
     JITFunction.run = compile_only(original_run)
+    if args.clip_tensors:
+        try:
+            print("| sm | tensors | first call s (compile) | another list of as many s | kernels compiled |")
+            print("|---|---:|---:|---:|---:|")
+            for capability in args.arch:
+                driver.set_active(CompileOnlyCuda(capability))
+                for count, first, second, compiled in clip_compile_seconds(args.clip_tensors, capability):
+                    print(f"| {capability} | {count} | {first:.2f} | {second:.2f} | {compiled} |", flush=True)
+        finally:
+            JITFunction.run = original_run
+        return 0
     problems = []
     rows = []
     try:

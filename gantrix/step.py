@@ -36,6 +36,35 @@ DEFAULT_BETAS = (0.5, 0.999)
 DataSource = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
 
 
+def latent_generator(device: torch.device | str, seed: int) -> torch.Generator:
+    """The generator that draws a run's latent vectors, on ``device`` (so that z is drawn
+    where it is used: no host-to-device copy a step), seeded with ``seed``."""
+    return torch.Generator(torch.device(device)).manual_seed(seed)
+
+
+def load_generator_state(generator: torch.Generator, state: torch.Tensor) -> str:
+    """Restore ``generator`` from ``state``, a ``get_state()`` of a generator that may have
+    lived on another kind of device; returns ``"exact"`` or ``"reseeded"``.
+
+    The states of the CPU's generator (Mersenne Twister, 5,056 bytes) and CUDA's (Philox:
+    seed and offset, 16 bytes) do not convert into each other: a checkpoint written on CUDA
+    and resumed or sampled on the CPU (or the reverse) cannot continue the same stream. Where
+    the state's size is this generator's own it is restored exactly (same device kind: a
+    resumed run is bit-identical); otherwise the generator is seeded from a hash of the state,
+    so the run goes on, deterministically (the same checkpoint always gives the same stream
+    on the new device), with a fresh latent stream.
+    """
+    state = state.detach().to("cpu", torch.uint8).contiguous()
+    if state.numel() == generator.get_state().numel():
+        generator.set_state(state)
+        return "exact"
+    import hashlib
+
+    digest = hashlib.sha256(state.numpy().tobytes()).digest()
+    generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return "reseeded"
+
+
 def build_models(composition: Composition, spec: ModelSpec,
                  generator: nn.Module | None = None,
                  discriminator: nn.Module | None = None) -> Models:

@@ -1,21 +1,30 @@
-"""Triton kernel for in-place weight clipping: one launch for up to MAX_TENSORS tensors of a dtype.
+"""Triton kernel for in-place weight clipping: one launch, one compiled kernel, for any list.
 
-The tensors reach the kernel as a tuple of arguments (Triton specialises the kernel on the
-tuple's length), not as a table of pointers in device memory: a table would have to be
-copied to the device on every call (or cached and kept valid), and Triton's interpreter cannot
-load through pointers read from memory, so CI could not run it. The kernel loops over the
-tuple at compile time; the blocks of all tensors, in order, are dealt round robin to a fixed
-number of programs, so small and large tensors share the work evenly. Full blocks are read
-without a mask, so the compiler can use 16-byte vector loads and stores (tensors start
-16-byte aligned); only each tensor's partial last block is masked. Kernel arguments are
-limited in size (4 KiB on older CUDA), hence at most MAX_TENSORS per launch.
+The tensors of a group (one device and dtype) are clamped by one launch of one kernel whose
+code does not depend on how many tensors there are: the kernel takes the tensor at the lowest
+address as its base pointer and a small table of block starts, in elements from that base
+(address differences: every tensor of the group lies in the same address space). Full blocks
+are read without a mask (16-byte vector loads: the starts are declared multiples of 16 bytes
+when every tensor is 16-byte aligned, as PyTorch's allocations are); each tensor's partial last
+block is a (start, count) pair read with a mask. The programs take the blocks round robin, so
+small and large tensors share the work evenly.
 
-Tensors whose elements do not fill one dense block (a strided slice) are clamped through a
-contiguous copy that is written back; the others are clamped where they lie, in memory order.
+Before, the tensors reached the kernel as a tuple of arguments and the kernel was unrolled once
+per tensor: its compile time grew with the tensor count (the 120-tensor version took 54 s) and
+every new list compiled again. Now the kernel compiles once (per dtype and alignment), in about
+a second, whatever the list.
+
+The table is built on the host and copied to the device once per list of (address, size)
+pairs, then cached: a training loop clips the same parameters every step, so from the second
+call on nothing is copied (and the call can be captured in a CUDA graph: warm up first).
+Triton's interpreter runs the same code on CPU tensors (offsets added to a pointer argument,
+no pointer read from memory), so CI tests it.
+
+Tensors whose elements do not fill one dense block (a strided slice) are clamped by PyTorch
+where they lie (``clamp_``; rare: parameters are dense).
 """
 from __future__ import annotations
 
-import contextlib
 from functools import lru_cache
 
 import torch
@@ -23,12 +32,13 @@ import triton
 import triton.language as tl
 
 from .dispatch import FP_FUSION, device_guard, interpreting
-from .layout import is_dense, n_blocks
+from .layout import is_dense
 
-MAX_TENSORS = 128
 # Elements per block and the most programs. In Triton's interpreter each program and op costs
 # Python time, so there a few programs take many blocks each.
 BLOCK, MAX_PROGRAMS = (4096, 3) if interpreting() else (4096, 1024)
+#: lists of (address, size) whose tables are kept on their device
+CACHED_TABLES = 64
 
 
 @triton.jit
@@ -37,59 +47,63 @@ def _clamped(x, c):
     return tl.clamp(x.to(tl.float32), -c, c, propagate_nan=tl.PropagateNan.ALL).to(x.dtype)
 
 
-@triton.jit
-def _clamp(ptrs, sizes, firsts, c, n_programs, BLOCK: tl.constexpr):
+@triton.jit(do_not_specialize=["n_full", "n_part", "n_programs"])  # one compile for every list
+def _clamp(BASE, FULL, n_full, PART, n_part, c, n_programs, BLOCK: tl.constexpr, ALIGN: tl.constexpr):
     pid = tl.program_id(0)
-    for i in tl.static_range(len(ptrs)):
-        # block k of tensor i is block first_i + k of the concatenation, which program
-        # (first_i + k) mod n_programs owns; firsts[i] = first_i mod n_programs
-        k0 = (pid - firsts[i] + n_programs) % n_programs
-        n_full = sizes[i] // BLOCK
-        for k in range(k0, n_full, n_programs):  # full blocks: no mask, so vector loads
-            offs = k * BLOCK + tl.arange(0, BLOCK)
-            x = tl.load(ptrs[i] + offs)
-            tl.store(ptrs[i] + offs, _clamped(x, c))
-        if (firsts[i] + n_full) % n_programs == pid:  # the partial last block, if any
-            offs = n_full * BLOCK + tl.arange(0, BLOCK)
-            mask = offs < sizes[i]
-            x = tl.load(ptrs[i] + offs, mask=mask)
-            tl.store(ptrs[i] + offs, _clamped(x, c), mask=mask)
+    for j in range(pid, n_full, n_programs):  # full blocks: no mask, so vector loads
+        start = tl.multiple_of(tl.load(FULL + j), ALIGN)
+        offs = start + tl.arange(0, BLOCK)
+        x = tl.load(BASE + offs)
+        tl.store(BASE + offs, _clamped(x, c))
+    for j in range(pid, n_part, n_programs):  # each tensor's partial last block
+        start = tl.load(PART + 2 * j)
+        count = tl.load(PART + 2 * j + 1)
+        offs = tl.arange(0, BLOCK)
+        mask = offs < count
+        x = tl.load(BASE + start + offs, mask=mask)
+        tl.store(BASE + start + offs, _clamped(x, c), mask=mask)
 
 
-@lru_cache(maxsize=256)
-def _plan(sizes: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
-    """The grid and each tensor's first program for tensors of these sizes (see ``_clamp``).
-
-    Cached: a training loop clips the same parameter list every step, and for a hundred
-    tensors this plan costs about as much host time as the launch itself.
-    """
-    blocks = [n_blocks(n, BLOCK) for n in sizes]
-    n_programs = min(sum(blocks), MAX_PROGRAMS)
-    firsts, first = [], 0
-    for count in blocks:
-        firsts.append(first % n_programs)
-        first += count
-    return n_programs, tuple(firsts)
+@lru_cache(maxsize=CACHED_TABLES)
+def _table(spans: tuple[tuple[int, int], ...], item: int, device: torch.device):
+    """For tensors at these (address, size) spans: the index of the base (lowest address), the
+    full blocks' starts and the partial blocks' (start, count) pairs, in elements from the base,
+    as int64 tensors on ``device``; and the alignment (in elements) of every start."""
+    base_index = min(range(len(spans)), key=lambda i: spans[i][0])
+    base = spans[base_index][0]
+    full, part = [], []
+    aligned = True
+    for address, n in spans:
+        start = (address - base) // item
+        aligned = aligned and address % 16 == 0
+        n_full = n // BLOCK
+        full.extend(range(start, start + n_full * BLOCK, BLOCK))
+        if n % BLOCK:
+            part += (start + n_full * BLOCK, n % BLOCK)
+    n_full = len(full)
+    full += [0] * (n_full % 2)  # the pairs start 16 bytes aligned: one specialisation of PART
+    table = torch.tensor(full + part + [0, 0], dtype=torch.int64).to(device)
+    full_t, part_t = table[:n_full], table[len(full):]
+    return base_index, full_t, n_full, part_t, len(part) // 2, max(16 // item, 1) if aligned else 1
 
 
 def clip_(tensors: list[torch.Tensor], c: float) -> None:
     """Clamp ``tensors`` (one device and dtype) in place to [−c, c]."""
-    work, sizes, copies = [], [], []
+    work, spans = [], []
     for t in tensors:  # host time per tensor counts here: lists of 100+ tensors are common
         n = t.numel()
         if not n:
             continue
         if not (t.is_contiguous() or is_dense(t.shape, t.stride())):
-            copies.append((t, t.contiguous()))
-            t = copies[-1][1]
+            t.clamp_(-c, c)  # a strided slice: where it lies
+            continue
         work.append(t)
-        sizes.append(n)
-    with device_guard(work[0]) if work else contextlib.nullcontext():
-        for lo in range(0, len(work), MAX_TENSORS):
-            batch_sizes = tuple(sizes[lo:lo + MAX_TENSORS])
-            n_programs, firsts = _plan(batch_sizes)
-            _clamp[(n_programs,)](tuple(work[lo:lo + MAX_TENSORS]), batch_sizes, firsts, float(c), n_programs,
-                                  BLOCK=BLOCK, **FP_FUSION)
-    for original, copy in copies:
-        original.copy_(copy)
+        spans.append((t.data_ptr(), n))
+    if work:
+        item = work[0].element_size()
+        base_index, full, n_full, part, n_part, align = _table(tuple(spans), item, work[0].device)
+        n_programs = max(1, min(n_full + n_part, MAX_PROGRAMS))
+        with device_guard(work[0]):  # (launches go to the tensors' device, see dispatch)
+            _clamp[(n_programs,)](work[base_index], full, n_full, part, n_part, float(c), n_programs,
+                                  BLOCK=BLOCK, ALIGN=align, **FP_FUSION)
     torch.autograd.graph.increment_version(tensors)  # the kernel wrote behind autograd's back

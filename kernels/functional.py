@@ -255,7 +255,7 @@ def clip_(params: Iterable[torch.Tensor] | torch.Tensor, c: float) -> None:
     """Clamp every tensor of ``params`` in place to [−c, c] (WGAN weight clipping); returns None.
 
     Takes any mix of sizes, dtypes and devices (``model.parameters()`` works as is). CUDA
-    tensors are grouped by device and dtype: one Triton launch per group (per 128 tensors), or
+    tensors are grouped by device and dtype: one Triton launch per group (any count), or
     two ``_foreach`` launches on the PyTorch path. On CPU a large tensor is clamped where it is
     met (one pass) and the small ones together by the ``_foreach`` pair, whose two passes cost
     less than a Python call per tensor; lists of a hundred tensors and more are common. Nothing

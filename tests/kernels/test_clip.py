@@ -1,4 +1,5 @@
 """clip_ on both backends, against torch.clamp on copies."""
+import pytest
 import torch
 import torch.nn as nn
 
@@ -59,3 +60,23 @@ def test_single_tensor(backend, device):
     t = torch.randn(100, device=device) * 5
     clip_(t, 1.5)
     assert t.abs().max() <= 1.5
+
+
+def test_views_of_one_flat_buffer_and_a_tensor_twice(backend, device):
+    flat = torch.randn(20_000, device=device)
+    views = [flat[:4096], flat[4096:4100], flat[4100:13_000].view(89, 100), flat[13_000:]]
+    check(views + [views[1]], 0.25)  # (a tensor twice: clamped twice, the same)
+    assert flat.abs().max() <= 0.25
+
+
+def test_a_new_list_reuses_the_kernel_and_the_same_list_its_table(backend, device):
+    from gantrix.kernels import clip as clip_mod  # (imports triton: the interpreter in CI)
+
+    if backend != "triton":
+        pytest.skip("the Triton path's table")
+    before = clip_mod._table.cache_info()
+    params = [torch.randn(int(n), device=device) for n in (10, 5000, 70, 4096)]
+    clip_(params, 0.1)
+    clip_(params, 0.1)
+    after = clip_mod._table.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
