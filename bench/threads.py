@@ -19,9 +19,9 @@ Configurations (``--configs``):
   (``torch.set_num_interop_threads(1)`` before any work).
 
 Every run is its own process (``python bench/threads.py --child``), started together with
-the others of its cell; each builds its trainer and trains ``--warmup`` steps, then all
-start the timed steps at once (a barrier on their stdin), for ``--steps`` steps or
-``--max-seconds``, whichever ends first. A cell is the median over the runs of the median
+the others of its cell; each builds its trainer and trains its warm-up steps (`WORKLOADS`),
+then all start the timed steps at once (a barrier on their stdin); warm-up and timed steps
+each stop at ``--max-seconds`` if they are not done (as a user's Ctrl-C would). A cell is the median over the runs of the median
 ``step_time`` of their metrics lines (each the mean over ``log_every`` steps); the ratio is
 to torch's defaults alone in the same table. Configurations that come to the same threads and
 environment for a number of jobs (``split`` alone is ``default`` where torch already uses
@@ -96,23 +96,32 @@ def child(args: argparse.Namespace) -> None:
     threads = args.threads or torch.get_num_threads()  # torch's default, kept as it is
     trainer = Trainer(recipe, data, steps=warmup, threads=threads, device="cpu",
                       progress=False, log_every=log_every, sample_every=0, checkpoint_every=0)
-    trainer.fit()
+    signal.signal(signal.SIGTERM, lambda *_: None)  # a late stop, after fit, is ignored
+
+    def fit_for(seconds: float) -> None:
+        """``trainer.fit()``, stopped (SIGTERM, as a user would) after ``seconds``."""
+        timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.start()
+        try:
+            trainer.fit()
+        except TrainingInterrupted:  # the steps so far count
+            pass
+        timer.cancel()
+
+    fit_for(args.max_seconds)  # the warm-up, as long as a measurement at most
+    warmup = trainer.step
     print("ready", flush=True)
     sys.stdin.readline()  # the go: every run of the cell is warm
-    warm = len(trainer.history)
+    warm, warm_seconds = len(trainer.history), trainer.elapsed
     trainer.settings.steps = warmup + steps  # the schedules keep the warm-up's length
-    signal.signal(signal.SIGTERM, lambda *_: None)  # a late stop, after fit, is ignored
-    timer = threading.Timer(args.max_seconds, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
     start = time.perf_counter()
-    try:
-        trainer.fit()
-    except TrainingInterrupted:  # --max-seconds: the steps so far are the measurement
-        pass
-    timer.cancel()
+    fit_for(args.max_seconds)
     rows = [r["step_time"] for r in trainer.history[warm:] if r.get("step_time")]
+    done = trainer.step - warmup
+    if not rows and done:  # stopped before a metrics line: the mean of the steps done
+        rows = [(trainer.elapsed - warm_seconds) / done]
     print(json.dumps({"median": statistics.median(rows) if rows else None, "rows": len(rows),
-                      "steps": trainer.step - warmup, "seconds": time.perf_counter() - start,
+                      "steps": done, "seconds": time.perf_counter() - start,
                       "threads": torch.get_num_threads(),
                       "interop": torch.get_num_interop_threads()}), flush=True)
 
@@ -175,7 +184,8 @@ def table(workload: str, configs: list[str], jobs_list: list[int], cores: int, a
         config = CONFIGS[name]
         cells = []
         for jobs in jobs_list:
-            key = (config.per_run(jobs, cores), config.passive, config.interop, jobs)
+            key = (config.per_run(jobs, cores) or args.torch_threads, config.passive,
+                   config.interop, jobs)
             if key not in measured:
                 measured[key] = cell(workload, config, jobs, cores, args)
                 print(f"{workload}, {config.label}, {jobs} job(s): "
@@ -215,14 +225,14 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS))
     parser.add_argument("--jobs", type=int, nargs="+", help="runs side by side (default 1 2 3)")
     parser.add_argument("--max-seconds", type=float, default=None,
-                        help="cap of a run's timed steps (default 15; --quick 5)")
+                        help="cap of a run's warm-up and of its timed steps (default 10; --quick 5)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--interop", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.max_seconds is None:
-        args.max_seconds = 5.0 if args.quick else 15.0
+        args.max_seconds = 5.0 if args.quick else 10.0
     if args.child:
         child(args)
         return
@@ -236,6 +246,7 @@ def main() -> None:
     if jobs_list[0] < 1:
         parser.error("--jobs must be at least 1")
     cores = usable_cores()
+    args.torch_threads = torch.get_num_threads()  # what a run under torch's defaults gets
     start = time.perf_counter()
     words = ["python", "bench/threads.py", *sys.argv[1:]]
     print(f"Command: `{' '.join(words)}`\n\nMachine: {platform.machine()}, {cores} usable CPU "
