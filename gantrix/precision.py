@@ -42,18 +42,27 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def grad_scale(self, role: str) -> float | None:
-        """The current loss scale of ``role``'s scaler (None without one)."""
+    def grad_scale(self, role: str) -> torch.Tensor | float | None:
+        """The current loss scale of ``role``'s scaler (None without one): the scaler's own
+        0-d float32 tensor on the device once it has scaled a loss (read without waiting for
+        the device: ``GradScaler.get_scale`` would read it back with ``.item()``), its
+        initial scale as a float before that. Scales are powers of 2, so multiplying by it
+        and by its reciprocal is exact either way."""
         scaler = self.scalers.get(role)
-        return None if scaler is None else float(scaler.get_scale())
+        if scaler is None:
+            return None
+        scale = getattr(scaler, "_scale", None)  # (GradScaler's device copy of its scale)
+        return scaler.get_scale() if scale is None else scale
 
     def backward_and_step(self, role: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
                           before_step: Callable[[], None] = lambda: None,
-                          after_backward: Callable[[], None] = lambda: None) -> bool:
+                          after_backward: Callable[[], None] = lambda: None) -> bool | torch.Tensor:
         """Backward ``loss`` and step ``optimizer``: ``after_backward`` runs on the gradients
         as the backward left them (still scaled under fp16: averaging them over processes
         there makes every process's scaler see the same inf/NaN), ``before_step`` on the
-        unscaled gradients. False when the scaler skipped the step (inf/NaN gradients)."""
+        unscaled gradients. Whether the optimizer stepped: True without a scaler; under fp16 a
+        0-d bool tensor on the device, False when the scaler skipped the step (inf/NaN
+        gradients: its scale went down), so that nothing is read back here."""
         scaler = self.scalers.get(role)
         if scaler is None:
             loss.backward()
@@ -65,10 +74,10 @@ class Precision:
         after_backward()
         scaler.unscale_(optimizer)
         before_step()
-        scale = scaler.get_scale()
+        before = scaler._scale.clone()  # (on the device; update() changes it in place)
         scaler.step(optimizer)
         scaler.update()
-        return scaler.get_scale() >= scale
+        return scaler._scale >= before
 
     def state_dict(self) -> dict[str, Any]:
         return {role: scaler.state_dict() for role, scaler in self.scalers.items()}

@@ -161,9 +161,10 @@ class ComposedStep:
         self.steps = 0
         self.d_steps = 0
         self.g_steps = 0
-        #: steps in a row in which the fp16 scaler skipped an update (inf/NaN gradients).
-        self.skipped_steps = 0
-        self._skipped = False
+        # steps in a row in which the fp16 scaler skipped an update (inf/NaN gradients), on
+        # the device (see ``skipped_steps``); this step's skip so far (a bool or a device bool)
+        self._skipped_run: torch.Tensor | int = 0
+        self._skipped: torch.Tensor | bool = False
 
     def _batch(self, real: torch.Tensor, labels, phase: str, *, critic: Callable | None = None,
                step: int | None = None, graph: bool | None = None) -> Batch:
@@ -276,7 +277,9 @@ class ComposedStep:
             role, total, opt, lambda: self._schedule(role, opt),
             after_backward=lambda: distributed.average_gradients(
                 p for group in opt.param_groups for p in group["params"]))
-        self._skipped = self._skipped or not stepped
+        if stepped is not True:  # fp16: a device bool, combined without reading it back
+            skipped = torch.logical_not(stepped)
+            self._skipped = skipped if self._skipped is False else torch.logical_or(skipped, self._skipped)
         prefix = "d" if role == "discriminator" else "g"
         out = {f"{prefix}_loss": loss.detach()}
         out.update({f"{prefix}/{k}": v.detach() for k, v in terms.items()})
@@ -351,8 +354,20 @@ class ComposedStep:
         for _ in range(self.generator_steps()):
             out.update(self.generator_step(*pull(), data=pull))
         self.steps += 1
-        self.skipped_steps = self.skipped_steps + 1 if self._skipped else 0
+        if isinstance(self._skipped, torch.Tensor):
+            self._skipped_run = torch.where(self._skipped, self._skipped_run + 1, 0)
         return out
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps in a row, up to the last, in which the fp16 scaler skipped an update. Under
+        fp16 this reads a device value back (the host waits for the step to finish): read it
+        at log lines; without a scaler it is 0 and reads nothing."""
+        return int(self._skipped_run)
+
+    @skipped_steps.setter
+    def skipped_steps(self, value: int) -> None:
+        self._skipped_run = value
 
 
 def draw_latent(hook, n: int, dim: int, *, device: torch.device | str,

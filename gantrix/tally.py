@@ -20,7 +20,7 @@ class _Group:
     """Steps that returned the same names (a lazy regularizer's term comes and goes)."""
 
     total: torch.Tensor       # (k,) sums
-    count: int
+    count: int | torch.Tensor  # steps added (a 0-d device count once a step came with ``keep``)
     bad_step: torch.Tensor    # (k,) first step with a non-finite value, or -1
     bad_value: torch.Tensor   # (k,) that value
 
@@ -42,23 +42,29 @@ class LossTally:
         self.counts: dict[str, int] = {}
         self._groups: dict[tuple[str, ...], _Group] = {}
 
-    def add(self, out: dict[str, torch.Tensor], step: int) -> None:
-        """Add one step's values (scalars on any device); no host synchronisation."""
+    def add(self, out: dict[str, torch.Tensor], step: int, keep: torch.Tensor | None = None) -> None:
+        """Add one step's values (scalars on any device); no host synchronisation. ``keep``, a
+        0-d bool tensor on the device, says whether the step counts (an fp16 step whose update
+        the scaler skipped does not): decided on the device, not read back."""
         names = tuple(out)
         if not names:
             return
         # float64 sums of float32 losses do not round (for any realistic spread of their
         # magnitudes), so a run resumed mid-interval logs the numbers of an uninterrupted one
         values = torch.stack([out[k].detach().float().reshape(()) for k in names]).double()
+        added = values if keep is None else torch.where(keep, values, 0.0)
+        one = 1 if keep is None else keep.to(torch.float64)
         group = self._groups.get(names)
         if group is None:
             none = torch.full_like(values, -1)
-            self._groups[names] = _Group(values.clone(), 1, none, torch.zeros_like(values))
+            self._groups[names] = _Group(added.clone(), one, none, torch.zeros_like(values))
             group = self._groups[names]
         else:
-            group.total += values
-            group.count += 1
+            group.total += added
+            group.count = group.count + one
         new = ~torch.isfinite(values) & (group.bad_step < 0)
+        if keep is not None:
+            new &= keep
         group.bad_step = torch.where(new, float(step), group.bad_step)
         group.bad_value = torch.where(new, values, group.bad_value)
 
@@ -68,9 +74,15 @@ class LossTally:
         first: NotFinite | None = None
         read = {}
         for names, group in self._groups.items():
-            total, bad_step, bad_value = torch.stack(
-                [group.total, group.bad_step, group.bad_value]).tolist()
-            read[names] = (total, group.count)
+            rows = [group.total, group.bad_step, group.bad_value]
+            if isinstance(group.count, torch.Tensor):  # read in the same transfer
+                rows.append(group.count.expand_as(group.total))
+            rows = torch.stack(rows).tolist()
+            total, bad_step, bad_value = rows[:3]
+            count = int(rows[3][0]) if len(rows) == 4 else group.count
+            if not count:
+                continue
+            read[names] = (total, count)
             for name, step, value in zip(names, bad_step, bad_value):
                 if step >= 0 and (first is None or step < first.step):
                     first = NotFinite(name, value, int(step))

@@ -15,8 +15,7 @@ ROOT = Path(__file__).parents[2]
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout")
 def test_gpu_check_rehearsal_on_cpu(tmp_path):
-    env = dict(os.environ, OUT=str(tmp_path), PYTHON=shutil.which("python") or "python3",
-               )
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=shutil.which("python") or "python3")
     env.pop("GANTRIX_KERNELS", None)
     done = subprocess.run(["bash", "bench/gpu_check.sh", "--device", "cpu"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
