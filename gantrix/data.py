@@ -65,6 +65,12 @@ class Data:
         """``n`` real samples drawn without touching the training stream (for plots)."""
         raise NotImplementedError
 
+    def place(self, device: torch.device | str, *, force: bool = False) -> bool:
+        """Keep the samples on ``device`` from now on, so that training batches are indexed
+        there (no host-to-device copy a step); True when they moved. Data that is drawn, not
+        stored, stays where it is (the default)."""
+        return False
+
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -165,6 +171,10 @@ TOYS = ("ring8", "grid25", "spiral")
 # --------------------------------------------------------------------------- data sets
 
 
+#: the most of a device's free memory a data set may take to be kept there (`TensorData.place`)
+DEVICE_SHARE = 0.25
+
+
 class TensorData(Data):
     """A finite data set served in shuffled epochs (a fresh permutation per epoch).
 
@@ -194,12 +204,33 @@ class TensorData(Data):
     def __len__(self) -> int:
         return len(self.x)
 
+    def place(self, device, *, force=False):
+        """Move the samples (and labels) to ``device`` once, when they are a tensor in memory
+        (not an array read from disk) that takes at most DEVICE_SHARE of the device's free
+        memory (``force`` skips that check: tests). The data order is still drawn on the host
+        (the same order on every device, kept in checkpoints) and copied to the device once
+        an epoch; batches are then indexed there."""
+        device = torch.device(device)
+        if isinstance(self.x, np.ndarray) or (self.x.device == device and not force):
+            return False
+        if device.type == "cuda" and not force:
+            free, _ = torch.cuda.mem_get_info(device)
+            if self.x.numel() * self.x.element_size() > DEVICE_SHARE * free:
+                return False
+        self.x = self.x.to(device)
+        self.labels = None if self.labels is None else self.labels.to(device)
+        self._order_on_device = None
+        self._placed = True
+        return True
+
     def get(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        """The samples at ``idx`` (all of them when None) as float32."""
+        """The samples at ``idx`` (all of them when None) as float32, on ``idx``'s device."""
         if idx is None:
             idx = torch.arange(len(self))
         if isinstance(self.x, np.ndarray):
             batch = torch.from_numpy(np.ascontiguousarray(self.x[idx.numpy()]))
+        elif idx.device != self.x.device:  # placed on a device, asked from the host
+            batch = self.x[idx.to(self.x.device)].to(idx.device)
         else:
             batch = self.x[idx]
         if self._scaled:
@@ -209,23 +240,37 @@ class TensorData(Data):
     def next_indices(self, n: int) -> torch.Tensor:
         """The next ``n`` positions of the data order, starting a new epoch when one ends."""
         picks = []
+        placed = getattr(self, "_placed", False)
         while n > 0:
             if self.pos == len(self.order):
                 self.order = torch.randperm(len(self.x), generator=self.rng)
                 self.pos = 0
-            take = self.order[self.pos:self.pos + n]
+                self._order_on_device = None
+            order = self.order
+            if placed:  # indices where the samples are: one copy an epoch, not one a step
+                if getattr(self, "_order_on_device", None) is None:
+                    self._order_on_device = self.order.to(self.x.device)
+                order = self._order_on_device
+            take = order[self.pos:self.pos + n]
             self.pos += len(take)
             n -= len(take)
             picks.append(take)
         return torch.cat(picks)
 
+    def _labels(self, idx: torch.Tensor) -> torch.Tensor | None:
+        if self.labels is None:
+            return None
+        if idx.device != self.labels.device:
+            return self.labels[idx.to(self.labels.device)].to(idx.device)
+        return self.labels[idx]
+
     def next_batch(self, n):
         idx = self.next_indices(n)
-        return self.get(idx), None if self.labels is None else self.labels[idx]
+        return self.get(idx), self._labels(idx)
 
     def next_shard(self, n):
         idx = distributed.shard(self.next_indices(n))
-        return self.get(idx), None if self.labels is None else self.labels[idx]
+        return self.get(idx), self._labels(idx)
 
     def reference(self, n, seed=0):
         idx = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(seed))[:n]
@@ -241,6 +286,7 @@ class TensorData(Data):
                                f"samples, but {self.name} has {len(self.x)}")
         self.rng.set_state(state["rng"])
         self.order = state["order"].clone()
+        self._order_on_device = None
         self.pos = int(state["pos"])
 
 
@@ -267,6 +313,9 @@ class Mirrored(Data):
     def __len__(self) -> int:
         return len(self.inner)
 
+    def place(self, device, *, force=False):
+        return self.inner.place(device, force=force)
+
     def next_batch(self, n):
         x, labels = self.inner.next_batch(n)
         return self._flipped(x, torch.rand(len(x), generator=self.rng) < 0.5), labels
@@ -277,9 +326,10 @@ class Mirrored(Data):
 
     @staticmethod
     def _flipped(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-        x = x.clone()
-        x[flip] = x[flip].flip(-1)
-        return x
+        # a selection, not boolean-mask indexing (which waits for the device on CUDA); the
+        # coin flips are drawn on the host, copied where the samples are
+        flip = flip.to(x.device, non_blocking=True).view((-1,) + (1,) * (x.dim() - 1))
+        return torch.where(flip, x.flip(-1), x)
 
     def reference(self, n, seed=0):
         return self.inner.reference(n, seed)

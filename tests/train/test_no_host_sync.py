@@ -113,3 +113,29 @@ def test_the_tally_keeps_or_drops_a_step_on_the_device():
     assert tally.means() == {"d_loss": 2.0} and tally.counts == {"d_loss": 2}
     tally.add({"g_loss": torch.tensor(5.0)}, 4, keep=torch.tensor(False))
     assert tally.read() is None and "g_loss" not in tally.means()
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_data_placed_on_the_device_serves_the_same_batches(mirror):
+    """Memory-sized data is moved to the training device once (`Data.place`, on CUDA from
+    Trainer._pull) and batches are indexed there; the order is still drawn on the host, so the
+    batches are the ones the host path serves (here the device path runs on CPU tensors)."""
+    from gantrix.data import Mirrored, TensorData
+
+    x = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8)
+    labels = torch.arange(50) % 3
+
+    def make():
+        data = TensorData("t", x, labels, seed=1)
+        return Mirrored(data, seed=2) if mirror else data
+    host, placed = make(), make()
+    assert placed.place("cpu", force=True)
+    for n in (7, 20, 40, 33):  # across epochs
+        a, b = host.next_batch(n), placed.next_batch(n)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    state = host.state_dict()
+    placed.load_state_dict(state)
+    host.load_state_dict(state)
+    assert torch.equal(host.next_batch(9)[0], placed.next_batch(9)[0])
+    inner = placed.inner if mirror else placed
+    assert torch.equal(inner.get(torch.tensor([3, 1])), (x[[3, 1]].float() / 127.5 - 1))
