@@ -91,7 +91,7 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
                      weight: float = 10.0, center: float = 1.0,
                      eps: torch.Tensor | Callable[..., torch.Tensor] | None = None,
                      one_sided: bool = False, critic_kwargs: Mapping[str, Any] | None = None,
-                     grad_scale: float | None = None, **legacy_kwargs) -> torch.Tensor:
+                     grad_scale: float | torch.Tensor | None = None, **legacy_kwargs) -> torch.Tensor:
     """The WGAN-GP penalty of ``critic`` at random points between ``real`` and ``fake`` samples.
 
     x̂_b = fake_b + eps_b·(real_b − fake_b), one ``eps_b ~ U[0, 1)`` per sample, drawn with
@@ -106,7 +106,9 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
     gradient is then taken from ``grad_scale``·Σ out (a float16 gradient of the unscaled
     output underflows to zero for a critic with small input gradients) and divided by it in
     float32 before the norm, as PyTorch's AMP notes do for gradient penalties. Without it
-    (float32, bfloat16) the gradient of the output itself is used.
+    (float32, bfloat16) the gradient of the output itself is used. The scale may be a float
+    or the scaler's own 0-d tensor on the device (``scaler._scale``): a tensor is not read
+    back, so nothing waits on the GPU (``GradScaler.get_scale()`` reads it with ``.item()``).
 
     Extra inputs of the critic (a cGAN's labels) go in the ``critic_kwargs`` dict, whatever
     their names: ``gradient_penalty(D, real, fake, critic_kwargs={"labels": y})`` — or close

@@ -177,3 +177,14 @@ def test_gradient_penalty_detaches_inputs_and_works_under_no_grad(backend, devic
         loss = gradient_penalty(critic, real, fake)
     loss.backward()
     assert critic.weight.grad is not None and gen.weight.grad is None
+
+
+def test_grad_scale_as_the_scalers_device_tensor(backend, device):
+    """fp16's loss scale may come as the scaler's 0-d tensor (not read back): same penalty."""
+    torch.manual_seed(0)
+    critic = nn.Linear(6, 1).to(device)
+    real, fake = torch.randn(2, 4, 6, device=device)
+    eps = torch.rand(4, device=device)
+    as_float = gradient_penalty(critic, real, fake, eps=eps, grad_scale=1024.0)
+    as_tensor = gradient_penalty(critic, real, fake, eps=eps, grad_scale=torch.tensor(1024.0, device=device))
+    torch.testing.assert_close(as_tensor, as_float, rtol=0, atol=0)
