@@ -204,9 +204,13 @@ def _processes(trainer) -> str:
 def _launch(ctx: typer.Context, nproc: int, run: Path) -> None:
     """Run this same ``gantrix train`` command in ``nproc`` processes through torch's own
     launcher (``python -m torch.distributed.run --standalone``), with the run folder fixed
-    to ``run`` so that every process writes to one place."""
+    to ``run`` so that every process writes to one place. On the CPU the usable cores are
+    split among the processes (`gantrix.threads.split`, said on stderr; ``--threads`` is
+    each process's), given to them as ``OMP_NUM_THREADS``."""
     import subprocess
     import sys
+
+    import torch
 
     from gantrix import distributed
     from gantrix.settings import check_shared_batch
@@ -232,7 +236,12 @@ def _launch(ctx: typer.Context, nproc: int, run: Path) -> None:
         words += ["--out", str(run)]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc}", "-m", "gantrix", "train", *words]
-    code = subprocess.call(command)
+    env = None  # on CUDA, torchrun's one CPU thread a process
+    if ctx.params.get("device") == "cpu" or not torch.cuda.is_available():
+        from gantrix.threads import child_environment, split
+
+        env = child_environment(split(nproc, ctx.params.get("threads"), "processes").threads)
+    code = subprocess.call(command, env=env)
     if code == 2:  # a user mistake, which the processes printed
         raise typer.Exit(code)
     if code:
@@ -302,21 +311,61 @@ def sample(
 def evaluate(
     run: Path = typer.Argument(..., help="A run folder."),
     n: Optional[int] = typer.Option(None, "--n", "-n", help="Samples to score (default 2,500; "
-                                    "26,000 on stacked-mnist, as the papers)."),
-    seed: int = typer.Option(0, help="Seed of the latent vectors."),
+                                    "26,000 on stacked-mnist, as the papers; with --metric "
+                                    "10,000, or half a smaller real set)."),
+    seed: int = typer.Option(0, help="Seed of the latent vectors (and of the real draw)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
+    metric: List[str] = typer.Option([], "--metric", "-m", metavar="fid|kid|pr",
+                                     help="FID, KID or precision/recall (pr) against the real "
+                                          "data, in a feature space; repeatable."),
+    features: Optional[str] = typer.Option(None, "--features", metavar="inception|classifier",
+                                           help="The --metric's feature space (default: "
+                                                "Inception where its extra and weights are "
+                                                "there, else the data's classifier)."),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights",
+                                                     help="The Inception-V3 weights file (never "
+                                                          "downloaded)."),
 ) -> None:
     """Score a run's generator: modes on 2-D data and stacked-mnist; classes, confidence and
-    Fréchet distance on digits and mnist."""
+    Fréchet distance on digits and mnist; with --metric, FID, KID and precision/recall on
+    any images, in a named feature space, beside the real data's own."""
+    from gantrix.evaluation import check_metrics, format_result, save_result
+    from gantrix.features import CHOICES
     from gantrix.metrics import format_metrics
     from gantrix.trainer import EVAL
 
     if n is not None and n < 2:
         raise GantrixError(f"--n must be at least 2, got {n}")
+    if metric:
+        metric = check_metrics(metric)
+        if features is not None and features not in CHOICES:
+            from gantrix.errors import UnknownNameError
+
+            raise UnknownNameError("feature space", features, CHOICES,
+                                   hint=f" for --features (one of: {', '.join(CHOICES)})")
+    elif features is not None or inception_weights is not None:
+        raise GantrixError("--features and --inception-weights choose the space of --metric "
+                           "fid/kid/pr; add --metric")
     trainer = _load_run(run, device)
-    result = trainer.evaluate(n=n, seed=seed)
-    typer.echo(f"step {trainer.step}: {format_metrics(result)}")
-    typer.echo(f"saved {Path(run) / EVAL}", err=True)
+    if metric:
+        from gantrix import evaluation
+
+        result = evaluation.evaluate(trainer, metric, n=n, seed=seed, features=features,
+                                     inception_weights=inception_weights,
+                                     report=lambda line: typer.echo(line, err=True))
+        for note in result["notes"]:
+            typer.echo(f"note: {note}", err=True)
+        lines = format_result(result)
+        typer.echo(f"step {trainer.step}: {lines[0]}")
+        for line in lines[1:]:
+            typer.echo(line)
+    else:
+        result = trainer.evaluate(n=n, seed=seed, save=False)
+        typer.echo(f"step {trainer.step}: {format_metrics(result)}")
+    try:
+        typer.echo(f"saved {save_result(Path(run), result, EVAL)}", err=True)
+    except GantrixError as exc:
+        typer.secho(f"note: {exc}", fg=typer.colors.YELLOW, err=True)
 
 
 def quality(

@@ -23,6 +23,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import GantrixError
 
 if TYPE_CHECKING:
+    from .settings import Settings
     from .trainer import Trainer
 
 BEST = "best.pt"
@@ -61,6 +62,16 @@ def check_metric(name: str, is_image: bool) -> None:
 
 class PeriodicEvaluation:
     """The evaluations of one run: when they are due, the best score so far, ``best.pt``."""
+
+    @classmethod
+    def for_run(cls, settings: "Settings", is_image: bool) -> "PeriodicEvaluation | None":
+        """The evaluation a run's settings ask for (``eval_every``, ``eval_metric``,
+        ``eval_n``), its metric checked; None without ``eval_every``."""
+        if not settings.eval_every:
+            return None
+        metric = settings.eval_metric or default_metric(is_image)
+        check_metric(metric, is_image)
+        return cls(metric, settings.eval_n)
 
     def __init__(self, metric: str, n: int | None):
         self.metric = metric

@@ -90,3 +90,24 @@ def append_metrics(out: Path, row: dict) -> None:
     """Add one line to metrics.jsonl."""
     with open(out / METRICS, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def config_toml(tricks: list[str], recipes: list[str], train: dict,
+                custom_models: dict[str, str]) -> str:
+    """A run's config.toml: its composed ``tricks`` (re-runnable trick strings), the named
+    ``recipes`` it was built from, its ``[train]`` settings, and a note of the user's own
+    modules it used (which it cannot record): ``gantrix train --config`` re-runs it."""
+    import tomli_w
+
+    head = ("# gantrix run configuration; re-run it with\n"
+            "#   gantrix train --config config.toml --out NEW_FOLDER\n")
+    if custom_models:
+        head += ("# this run used your own modules (" + ", ".join(
+            f"{role}: {name}" for role, name in custom_models.items()) + "), which are "
+            "not recorded here;\n# load it with Trainer.load(run, generator=..., "
+            "discriminator=...)\n")
+    body: dict = {"tricks": tricks}
+    if recipes:
+        body["summary"] = f"built from recipe {' + '.join(recipes)}"
+    body["train"] = train
+    return head + tomli_w.dumps(body)

@@ -359,6 +359,12 @@ class ComposedStep:
         return out
 
     @property
+    def skipped(self) -> torch.Tensor | bool:
+        """Whether the fp16 scaler skipped an update of the last step: False without a
+        scaler, else a bool on the device (nothing is read back)."""
+        return self._skipped
+
+    @property
     def skipped_steps(self) -> int:
         """Steps in a row, up to the last, in which the fp16 scaler skipped an update. Under
         fp16 this reads a device value back (the host waits for the step to finish): read it

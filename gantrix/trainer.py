@@ -35,13 +35,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import distributed, run_folder, threads
+from . import distributed, run_folder, threads, trackers
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
 from .data import Toy2D
 from .errors import GantrixError
 from .findings import Finding
 from .models import ModelSpec
-from .periodic_eval import PeriodicEvaluation, check_metric, default_metric, load_best
+from .periodic_eval import PeriodicEvaluation, load_best
 from .plan import as_recipe, plan_run
 from .precision import Precision
 from .progress import Progress, host_values
@@ -50,8 +50,9 @@ from .run_control import RunRandomState, stop_requests
 from .run_folder import CHECKPOINT, CONFIG, EVAL, LOSSES, SAMPLES
 from .run_state import custom_models_message, installed_part, qualname, trick_state
 from .sampling import Sampler, check_labels
-from .settings import with_setting_parameters
-from .step import DEFAULT_LR, ComposedStep, configure_optimizers
+from .settings import FIXED_ON_RESUME, SETTINGS, with_setting_parameters
+from .step import (DEFAULT_LR, ComposedStep, configure_optimizers, latent_generator,
+                   load_generator_state)
 from .tally import LossTally
 
 #: points drawn for a 2-D sample plot, images in an image grid.
@@ -112,6 +113,7 @@ class Trainer:
         self.writer = distributed.is_writer()
         if self.out is not None and not _resume and self.writer:
             run_folder.check_new(self.out)
+        loading = isinstance(_resume, dict)  # Trainer.load: to sample and evaluate
         if _resume is True and (self.out / CHECKPOINT).exists():
             _resume = load_checkpoint(self.out / CHECKPOINT)
         # a run keeps the core's model layout it was trained with (checkpoints before the
@@ -124,6 +126,10 @@ class Trainer:
         self.recipe, self.composition = self.plan.recipe, self.plan.composition
         self.settings, self.data, self.spec = self.plan.settings, self.plan.data, self.plan.spec
         self.models, self.processes = self.plan.models, self.plan.processes
+        #: the trackers of ``log`` (`gantrix.trackers`), checked before any file is written
+        #: (not for a run loaded to sample or evaluate); `fit` opens them (rank 0 only)
+        self.tracking = trackers.Tracking(self.settings.log, self.out, writer=self.writer,
+                                          check=not loading)
         self.device = _resolve_device(self.settings.device)
         threads.for_run(self.settings.threads)  # CPU threads: gantrix.threads' rule
         self.custom_models = {role: qualname(model) for role, model in
@@ -138,14 +144,14 @@ class Trainer:
         self.models.discriminator.to(self.device)
         optimizers = configure_optimizers(self.composition, self.models,
                                           lr=self.settings.lr or DEFAULT_LR)
-        z_rng = torch.Generator(self.device).manual_seed(self.settings.seed + 1)
+        z_rng = latent_generator(self.device, self.settings.seed + 1)
         self.stepper = ComposedStep(self.composition, self.models, self.spec, optimizers, z_rng,
                                    total_steps=self.settings.steps,
                                    precision=Precision(self.settings.precision, self.device))
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             self.stepper.probe(self.settings.batch_size, self.device)
         #: evaluation during training (``eval_every``), or None
-        self.evaluation = _periodic_evaluation(self.settings, self.data.is_image)
+        self.evaluation = PeriodicEvaluation.for_run(self.settings, self.data.is_image)
         #: the step and score of ``best.pt`` when this trainer was loaded from it
         self.best: dict[str, Any] | None = None
         self.history: list[dict] = []
@@ -168,15 +174,21 @@ class Trainer:
         return self.plan.findings
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, steps: int | None = None, device: str | None = None,
-               progress: bool | None = None, generator: nn.Module | None = None,
-               discriminator: nn.Module | None = None) -> "Trainer":
+    def resume(cls, run_dir: str | Path, *, progress: bool | None = None,
+               generator: nn.Module | None = None, discriminator: nn.Module | None = None,
+               **settings: Any) -> "Trainer":
         """The run in ``run_dir``, restored from its last checkpoint (or from the start when
-        it was stopped before its first one); ``steps`` may raise its total."""
+        it was stopped before its first one). ``settings`` may change what a resumed run
+        may change (`gantrix.settings.FIXED_ON_RESUME` lists the rest): ``steps`` may raise
+        its total, ``device``, ``threads`` and ``eval_every`` set this session's."""
+        fixed = sorted(set(settings) & set(FIXED_ON_RESUME))
+        if fixed:
+            free = ", ".join(n for n in SETTINGS if n not in FIXED_ON_RESUME)
+            raise GantrixError(f"a resumed run keeps its {', '.join(fixed)} as it was "
+                               f"configured; only {free} may change")
         run = run_folder.existing(run_dir)
-        return cls(Recipe(config=run / CONFIG), out=run, steps=steps, device=device,
-                   progress=progress, generator=generator, discriminator=discriminator,
-                   _resume=True)
+        return cls(Recipe(config=run / CONFIG), out=run, progress=progress, generator=generator,
+                   discriminator=discriminator, _resume=True, **settings)
 
     @classmethod
     def load(cls, run_dir: str | Path, *, device: str | None = None,
@@ -254,7 +266,7 @@ class Trainer:
                     opt.load_state_dict(state["optimizers"][role])
                 self.stepper.precision.load_state_dict(state.get("scalers", {}))
             self.data.load_state_dict(state["data"])
-            self.stepper.rng.set_state(state["rng"]["z"])
+            load_generator_state(self.stepper.rng, state["rng"]["z"])  # CUDA ↔ CPU too
         except (KeyError, RuntimeError, ValueError) as exc:
             hint = ""
             if not self.custom_models and not recorded:
@@ -291,20 +303,8 @@ class Trainer:
 
     def config_toml(self) -> str:
         """The run as a TOML config: ``gantrix train --config`` re-runs it."""
-        import tomli_w
-
-        head = ("# gantrix run configuration; re-run it with\n"
-                "#   gantrix train --config config.toml --out NEW_FOLDER\n")
-        if self.custom_models:
-            head += ("# this run used your own modules (" + ", ".join(
-                f"{role}: {name}" for role, name in self.custom_models.items()) + "), which are "
-                "not recorded here;\n# load it with Trainer.load(run, generator=..., "
-                "discriminator=...)\n")
-        body = {"tricks": self.composition.specs()}
-        if self.recipe.names:
-            body["summary"] = f"built from recipe {' + '.join(self.recipe.names)}"
-        body["train"] = self.settings.table()
-        return head + tomli_w.dumps(body)
+        return run_folder.config_toml(self.composition.specs(), self.recipe.names,
+                                      self.settings.table(), self.custom_models)
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint, after checking that no loss since the last check diverged
@@ -317,6 +317,7 @@ class Trainer:
         self.history.append(row)
         if self.out is not None and self.writer:
             run_folder.append_metrics(self.out, row)
+        self.tracking.log_metrics(row)
 
     def save_pictures(self) -> None:
         """A sample picture for this step and the loss curves so far."""
@@ -333,30 +334,36 @@ class Trainer:
         elif self.data.shape == (2,):
             plots.scatter_png(path, self.sample(PLOT_POINTS), self.data.reference(PLOT_POINTS),
                               f"{self.data.name}, step {self.step}")
+        self.tracking.log_image("samples", path, self.step)
         if self.history:
             plots.loss_curves_png(self.out / LOSSES, self.history)
 
     # ------------------------------------------------------------------ training
 
     def _pull(self):
+        if self.device.type == "cuda" and getattr(self, "_data_placed", None) != self.device:
+            self._data_placed = self.device  # memory-sized data moves to the GPU once
+            self.data.place(self.device)
         x, y = self.data.next_shard(self.settings.batch_size)
-        return x.to(self.device), None if y is None else y.to(self.device)
+        return (x.to(self.device, non_blocking=True),
+                None if y is None else y.to(self.device, non_blocking=True))
 
     def _account(self, out: dict[str, torch.Tensor], seconds: float) -> None:
         """Tally a step's losses on their device (read back at log lines and checkpoints)."""
         n, secs = self._interval
         self._interval = (n + 1, secs + seconds)
         self.elapsed += seconds
-        skipped = self.stepper.skipped_steps
-        if skipped >= MAX_SKIPPED_STEPS:
-            self._diverged(f"the fp16 loss scaler skipped an update in each of the last "
-                           f"{skipped} steps (their gradients were never finite)", self.step)
-        if not skipped:  # else it overflowed at this loss scale: the scaler lowered it
-            self.tally.add(out, self.step)
+        skipped = self.stepper.skipped  # a skipped step overflowed: the scaler lowered its scale
+        self.tally.add(out, self.step, keep=None if skipped is False else ~skipped)
 
     def _check(self) -> None:
         """Read the tally back; stop with `TrainingDiverged` where a value stopped being
-        finite (in any process: they all stop together)."""
+        finite (in any process: they all stop together), or where the fp16 scaler skipped
+        every update of the last `MAX_SKIPPED_STEPS` steps."""
+        skipped = self.stepper.skipped_steps  # read here, at log lines and checkpoints only
+        if skipped >= MAX_SKIPPED_STEPS:
+            self._diverged(f"the fp16 loss scaler skipped an update in each of the last "
+                           f"{skipped} steps (their gradients were never finite)", self.step)
         bad = self.tally.read()
         elsewhere = distributed.any_rank(bad is not None)
         if bad is not None:
@@ -422,7 +429,9 @@ class Trainer:
         self._last_checkpoint = self.resumed_from
         progress = Progress(s.steps, self._progress if self.writer else False)
         self._stop = None
-        with self._rng.owned(), self._signals(), distributed.peers_watched(self._kept):
+        tracking = self.tracking.open({**s.table(), "tricks": self.composition.specs()},
+                                      self.step)
+        with tracking, self._rng.owned(), self._signals(), distributed.peers_watched(self._kept):
             if self.out is not None and self._last_checkpoint is None:
                 self.save_checkpoint()
                 self._last_checkpoint = self.step
@@ -500,43 +509,52 @@ class Trainer:
         """Whether the generator takes class labels (`Sampler.takes_labels`)."""
         return self._sampler.takes_labels(self.stepper.g_steps)
 
-    def evaluate(self, n: int | None = None, seed: int = 0) -> dict:
-        """The quality metrics (`gantrix.metrics`) on ``n`` samples (by default the papers'
-        count for the data: 2,500, or 26,000 on stacked-mnist); saved as eval.json in the
-        run folder. Empty when the data has no metric (a user's own data)."""
-        from . import metrics
+    def evaluate(self, n: int | None = None, seed: int = 0, *, metrics: Sequence[str] | None = None,
+                 features: str | None = None, inception_weights: str | Path | None = None,
+                 save: bool = True) -> dict:
+        """The data's quality metrics on ``n`` samples, saved as eval.json in the run folder
+        (``save``; a folder that cannot be written is a warning, the result still returned).
 
-        result: dict[str, Any] = {"step": self.step}
-        scorer = metrics.metrics_for(self.settings.data)
-        if isinstance(self.data, Toy2D):
-            result.update(metrics.mode_metrics(self.sample(n or metrics.SAMPLES, seed=seed),
-                                               self.data.target))
-        elif scorer is not None:
-            score, default_n = scorer
-            n = n or default_n
-            if self.data.num_classes == 10 and self.conditional:  # digits, mnist: ask each class
-                labels = torch.arange(n) % 10
-                result.update(score(self.sample(n, labels=labels, seed=seed), labels=labels))
-            else:
-                result.update(score(self.sample(n, seed=seed)))
-        if self.out is not None and self.writer and self.out.is_dir():
-            write_atomic(self.out / EVAL, (json.dumps(result, indent=2) + "\n").encode())
+        Without ``metrics``: `gantrix.metrics`' (modes on 2-D data and stacked-mnist; classes
+        and Fréchet distance on digits and mnist; by default on the papers' 2,500 samples, or
+        26,000 on stacked-mnist; empty for a user's own data). With ``metrics`` (``"fid"``,
+        ``"kid"``, ``"pr"``): `gantrix.evaluation`'s, in ``features`` (``"inception"``,
+        ``"classifier"``, or None: Inception where it can be used, else the data's
+        classifier), the space named in the result's ``"features"``, the real data's own
+        figures beside them (``fid_real``, ...)."""
+        from . import evaluation, metrics as data_metrics
+
+        if metrics is not None:
+            result = evaluation.evaluate(self, metrics, n=n, seed=seed, features=features,
+                                         inception_weights=None if inception_weights is None
+                                         else Path(inception_weights))
+        else:
+            result = {"step": self.step}
+            scorer = data_metrics.metrics_for(self.settings.data)
+            if isinstance(self.data, Toy2D):
+                result.update(data_metrics.mode_metrics(
+                    self.sample(n or data_metrics.SAMPLES, seed=seed), self.data.target))
+            elif scorer is not None:
+                score, default_n = scorer
+                n = n or default_n
+                if self.data.num_classes == 10 and self.conditional:  # digits, mnist: each class
+                    labels = torch.arange(n) % 10
+                    result.update(score(self.sample(n, labels=labels, seed=seed), labels=labels))
+                else:
+                    result.update(score(self.sample(n, seed=seed)))
+        if save and self.out is not None and self.writer and self.out.is_dir():
+            try:
+                evaluation.save_result(self.out, result, EVAL)
+            except GantrixError as exc:
+                import warnings
+
+                warnings.warn(str(exc), stacklevel=2)
         return result
 
 
 #: steps in a row with an update the fp16 scaler skipped before the run counts as diverged
 #: (a loss scale halved this often is below 1e-10: the gradients are not finite at any scale).
 MAX_SKIPPED_STEPS = 50
-
-
-def _periodic_evaluation(settings, is_image: bool) -> PeriodicEvaluation | None:
-    """The run's evaluation during training, its metric checked; None without
-    ``eval_every``."""
-    if not settings.eval_every:
-        return None
-    metric = settings.eval_metric or default_metric(is_image)
-    check_metric(metric, is_image)
-    return PeriodicEvaluation(metric, settings.eval_n)
 
 
 with_setting_parameters(Trainer.__init__, lambda name, param: inspect.Parameter(

@@ -87,14 +87,7 @@ def test_no_host_read_in_fp32_steps(recipe, monkeypatch):
     assert not _steps_without_log_lines(recipe, "fp32", monkeypatch, data=data)
 
 
-FP16_READ = ("Trainer._account reads stepper.skipped_steps every step (one read of a device count "
-             "per fp16 step, gantrix/step.py skipped_steps): it should read it at log lines and "
-             "pass the step's keep flag (stepper._skipped) to LossTally.add(keep=...) (trainer.py, "
-             "another engineer's part)")
-
-
-@pytest.mark.parametrize("precision", ["bf16", pytest.param("fp16", marks=pytest.mark.xfail(
-    strict=True, reason=FP16_READ))])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("recipe", ["wgan-gp", "rasgan", "dcgan"])
 def test_no_host_read_in_mixed_precision_steps(recipe, precision, monkeypatch):
     assert not _steps_without_log_lines(recipe, precision, monkeypatch)

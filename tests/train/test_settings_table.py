@@ -54,3 +54,16 @@ def test_an_unknown_trainer_keyword_names_the_settings():
 
     with pytest.raises(GantrixError, match=r"unknown setting\(s\) stpes \(did you mean steps\?\); allowed: data, steps"):
         Trainer("nonsaturating", "ring8", stpes=3)
+
+
+def test_resume_takes_what_may_change_and_refuses_the_rest(tmp_path):
+    import pytest
+
+    from gantrix import GantrixError
+
+    out = tmp_path / "run"
+    Trainer("nonsaturating", "ring8", out=out, steps=2, batch_size=8, progress=False).fit()
+    resumed = Trainer.resume(out, steps=4, eval_every=2, progress=False)
+    assert (resumed.settings.steps, resumed.settings.eval_every) == (4, 2)
+    with pytest.raises(GantrixError, match="keeps its batch_size, seed as it was configured"):
+        Trainer.resume(out, seed=3, batch_size=4)
