@@ -251,11 +251,20 @@ def _launch(ctx: typer.Context, nproc: int, run: Path) -> None:
         raise typer.Exit(code)
 
 
-def _load_run(run: Path, device: str | None):
+#: the --checkpoint option of sample and eval.
+CHECKPOINT_OPTION = typer.Option("last", "--checkpoint", metavar="last|best",
+                                 help="The last checkpoint, or best.pt: the generator that "
+                                      "scored best during training (--eval-every).")
+
+
+def _load_run(run: Path, device: str | None, checkpoint: str = "last"):
     """The trained run, saying on stderr which training-only tricks it was loaded without."""
     from gantrix.trainer import Trainer
 
-    trainer = Trainer.load(run, device=device)
+    trainer = Trainer.load(run, device=device, checkpoint=checkpoint)
+    if trainer.best is not None:
+        b = trainer.best
+        typer.echo(f"best.pt: step {b['step']}, {b['metric']} {b['value']:.4g}", err=True)
     if trainer.without:
         typer.echo(f"note: {', '.join(trainer.without)} (trained with, not installed) only "
                    "trains; sampling and scoring do not need it", err=True)
@@ -270,6 +279,7 @@ def sample(
                                          "one label, or a comma-separated list (repeated to n)."),
     seed: int = typer.Option(0, help="Seed of the latent vectors."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
+    checkpoint: str = CHECKPOINT_OPTION,
 ) -> None:
     """Draw samples from a trained run (from its averaged generator when it has one)."""
     import numpy as np
@@ -286,7 +296,7 @@ def sample(
             picked = [int(v) for v in labels.split(",") if v.strip()]
         except ValueError:
             raise GantrixError(f"--labels must be integers separated by commas, got {labels!r}") from None
-    trainer = _load_run(run, device)
+    trainer = _load_run(run, device, checkpoint)
     x = trainer.sample(n, labels=picked, seed=seed)
     if out.suffix.lower() == ".npy":
         import io
@@ -325,6 +335,7 @@ def evaluate(
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights",
                                                      help="The Inception-V3 weights file (never "
                                                           "downloaded)."),
+    checkpoint: str = CHECKPOINT_OPTION,
 ) -> None:
     """Score a run's generator: modes on 2-D data and stacked-mnist; classes, confidence and
     Fréchet distance on digits and mnist; with --metric, FID, KID and precision/recall on
@@ -346,7 +357,7 @@ def evaluate(
     elif features is not None or inception_weights is not None:
         raise GantrixError("--features and --inception-weights choose the space of --metric "
                            "fid/kid/pr; add --metric")
-    trainer = _load_run(run, device)
+    trainer = _load_run(run, device, checkpoint)
     if metric:
         from gantrix import evaluation
 
@@ -356,12 +367,12 @@ def evaluate(
         for note in result["notes"]:
             typer.echo(f"note: {note}", err=True)
         lines = format_result(result)
-        typer.echo(f"step {trainer.step}: {lines[0]}")
+        typer.echo(f"step {result['step']}: {lines[0]}")
         for line in lines[1:]:
             typer.echo(line)
     else:
         result = trainer.evaluate(n=n, seed=seed, save=False)
-        typer.echo(f"step {trainer.step}: {format_metrics(result)}")
+        typer.echo(f"step {result['step']}: {format_metrics(result)}")
     try:
         typer.echo(f"saved {save_result(Path(run), result, EVAL)}", err=True)
     except GantrixError as exc:

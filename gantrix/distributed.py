@@ -352,3 +352,16 @@ def findings(tricks, models, processes: int) -> list[Finding]:
                 f"each process's 1/{processes} of the batch, so this run is not the "
                 f"one-process run (on CUDA, nn.SyncBatchNorm makes them global)", ()))
     return found
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device a run asks for (``auto``, ``cpu``, ``cuda``): in a distributed run, this
+    process's own (``cuda:LOCAL_RANK`` or the CPU); ``auto`` is CUDA where torch sees it."""
+    if active():
+        return device()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GantrixError("device 'cuda' asked for, but torch sees no CUDA device; "
+                           "use --device cpu (or auto)")
+    return torch.device(name)

@@ -37,7 +37,9 @@ import torch
 from . import features as feats
 from .atomic import write_atomic
 from .cache import cache_dir
+from .data import Toy2D
 from .errors import GantrixError, UnknownNameError
+from .metrics import SAMPLES, metrics_for, mode_metrics
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -275,6 +277,35 @@ def default_n(total: int | None) -> int:
     return DEFAULT_N if total is None else max(2, min(DEFAULT_N, total // 2))
 
 
+def scored_step(trainer: "Trainer") -> dict[str, Any]:
+    """The step whose generator is scored: the last, or best.pt's (``"checkpoint": "best"``)."""
+    if trainer.best is not None:
+        return {"step": trainer.best["step"], "checkpoint": "best"}
+    return {"step": trainer.step}
+
+
+def data_metrics(trainer: "Trainer", n: int | None, seed: int) -> dict[str, Any]:
+    """`gantrix.metrics`' figures for the run's data: modes on 2-D data and stacked-mnist,
+    classes and Fréchet distance on digits and mnist (a conditional model asked for each
+    class in turn), on ``n`` samples (by default the papers' count); only the step for a
+    user's own data."""
+    result = scored_step(trainer)
+    data = trainer.data
+    if isinstance(data, Toy2D):
+        result.update(mode_metrics(trainer.sample(n or SAMPLES, seed=seed), data.target))
+        return result
+    scorer = metrics_for(trainer.settings.data)
+    if scorer is not None:
+        score, default_n = scorer
+        n = n or default_n
+        if data.num_classes == 10 and trainer.conditional:  # digits, mnist: each class
+            labels = torch.arange(n) % 10
+            result.update(score(trainer.sample(n, labels=labels, seed=seed), labels=labels))
+        else:
+            result.update(score(trainer.sample(n, seed=seed)))
+    return result
+
+
 def evaluate(trainer: "Trainer", metrics: Iterable[str], *, n: int | None = None, seed: int = 0,
              features: str | None = None, inception_weights: Path | None = None,
              report: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -309,7 +340,7 @@ def evaluate(trainer: "Trainer", metrics: Iterable[str], *, n: int | None = None
     fake = generated_features(trainer.sample, n, seed, space, num_classes)
     generated = time.perf_counter() - start
     start = time.perf_counter()
-    result: dict[str, Any] = {"step": trainer.step, "features": space.name,
+    result: dict[str, Any] = {**scored_step(trainer), "features": space.name,
                               "feature_space": {"name": space.name, "key": space.key,
                                                 "description": space.description, **space.info},
                               "samples": n, "real_samples": n_real, "seed": seed}

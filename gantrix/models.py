@@ -441,3 +441,10 @@ class FeatureCritic(nn.Module):
                                f"{self.owner} reads, did not run: a trick replaced it "
                                f"after {self.owner} transformed the critic")
         return out, features
+
+
+def grad_norm(model: nn.Module) -> float | None:
+    """The L2 norm of all of ``model``'s parameter gradients together (read back: for log
+    lines), or None when none has a gradient."""
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else None

@@ -96,3 +96,22 @@ def loss_curves_png(path: Path, history: list[dict]) -> None:
             ax.legend(fontsize=7)
     fig.tight_layout()
     _save_figure(fig, path)
+
+
+#: points drawn for a 2-D sample plot, images in an image grid.
+PLOT_POINTS = 1000
+GRID_IMAGES = 64
+
+
+def sample_picture(path: Path, data, sample, title: str) -> bool:
+    """A picture of ``sample(n, ...)``'s samples of ``data`` at ``path``: a grid of images
+    (a conditional model's classes in turn), or 2-D points over the data's own; False when
+    the data has no picture (other vectors)."""
+    if data.is_image:
+        labels = torch.arange(GRID_IMAGES) % data.num_classes if data.num_classes else None
+        grid_png(path, sample(GRID_IMAGES, labels=labels, strict=False))
+    elif data.shape == (2,):
+        scatter_png(path, sample(PLOT_POINTS), data.reference(PLOT_POINTS), title)
+    else:
+        return False
+    return True

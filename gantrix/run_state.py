@@ -1,15 +1,22 @@
-"""What loading a run needs beyond its weights: the tricks' merged checkpoint state, which
-of a run's tricks this installation lacks and sampling does not need, and the message for a
-run trained with the user's own modules (which gantrix cannot rebuild)."""
+"""A run's checkpoint, going out and coming back: the tricks' merged state, the weights,
+optimizers, data order and latent stream loaded into a trainer (`load_weights`), which of a
+run's tricks this installation lacks and sampling does not need, and the message for a run
+trained with the user's own modules (which gantrix cannot rebuild)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from .compose import Composition
+from .errors import GantrixError
 from .recipe import Recipe
 from .registry import catalogue
+from .step import load_generator_state
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
 def trick_state(composition: Composition) -> dict:
@@ -53,3 +60,33 @@ def installed_part(recipe: Recipe, state: dict) -> tuple[Recipe, list[str]]:
     dropped = list(dict.fromkeys(s.name for s in recipe.specs
                                  if s.name not in known and s.name not in needed))
     return recipe.without(dropped), dropped
+
+
+def load_weights(trainer: "Trainer", state: dict[str, Any]) -> None:
+    """Load a checkpoint's models, optimizers, loss scalers, data order and latent stream
+    into ``trainer`` (only the generator, for a run loaded without its training-only tricks:
+    ``trainer.without``); a clear `GantrixError` when they do not fit, or when the run was
+    trained with the user's own modules and they were not given again."""
+    recorded = state.get("sampling", {}).get("custom_models", {})
+    absent = {role: name for role, name in recorded.items()
+              if role not in trainer.custom_models}
+    if absent and not (trainer.without and set(absent) == {"discriminator"}):
+        raise GantrixError(custom_models_message(trainer.out, recorded, absent))
+    parts = ["generator"] if trainer.without else ["generator", "discriminator"]
+    stepper = trainer.stepper
+    try:
+        for role in parts:
+            trainer.models.by_role(role).load_state_dict(state["models"][role])
+        if not trainer.without:
+            for role, opt in stepper.optimizers.items():
+                opt.load_state_dict(state["optimizers"][role])
+            stepper.precision.load_state_dict(state.get("scalers", {}))
+        trainer.data.load_state_dict(state["data"])
+        load_generator_state(stepper.rng, state["rng"]["z"])  # CUDA <-> CPU too
+    except (KeyError, RuntimeError, ValueError) as exc:
+        hint = ""
+        if not trainer.custom_models and not recorded:
+            hint = ("\n(if the run was trained with your own modules, pass them: "
+                    "Trainer.load(run, generator=..., discriminator=...))")
+        raise GantrixError(f"the checkpoint in {trainer.out} does not fit this run's models, "
+                           f"optimizers or data: {str(exc).strip()}{hint}") from None

@@ -26,21 +26,20 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from . import distributed, run_folder, threads, trackers
-from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
-from .data import Toy2D
+from . import distributed, evaluation, plots, run_folder, threads, trackers
+from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import GantrixError
 from .findings import Finding
-from .models import ModelSpec
+from .models import ModelSpec, grad_norm
 from .periodic_eval import PeriodicEvaluation, load_best
 from .plan import as_recipe, plan_run
 from .precision import Precision
@@ -48,16 +47,12 @@ from .progress import Progress, host_values
 from .recipe import Recipe
 from .run_control import RunRandomState, stop_requests
 from .run_folder import CHECKPOINT, CONFIG, EVAL, LOSSES, SAMPLES
-from .run_state import custom_models_message, installed_part, qualname, trick_state
+from .run_state import installed_part, load_weights, qualname, trick_state
 from .sampling import Sampler, check_labels
 from .settings import FIXED_ON_RESUME, SETTINGS, with_setting_parameters
-from .step import (DEFAULT_LR, ComposedStep, configure_optimizers, latent_generator,
-                   load_generator_state)
+from .step import DEFAULT_LR, ComposedStep, configure_optimizers, latent_generator
 from .tally import LossTally
 
-#: points drawn for a 2-D sample plot, images in an image grid.
-PLOT_POINTS = 1000
-GRID_IMAGES = 64
 
 class TrainingInterrupted(GantrixError):
     """The run was stopped by a signal after saving a checkpoint; ``exit_code`` is 128+signal."""
@@ -69,22 +64,6 @@ class TrainingInterrupted(GantrixError):
 
 class TrainingDiverged(GantrixError):
     """A loss or term became NaN or infinite; the last good checkpoint is kept."""
-
-
-def _resolve_device(name: str) -> torch.device:
-    if distributed.active():  # each process has its device: cuda:LOCAL_RANK or the CPU
-        return distributed.device()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GantrixError("device 'cuda' asked for, but torch sees no CUDA device; "
-                           "use --device cpu (or auto)")
-    return torch.device(name)
-
-
-def _grad_norm(model: nn.Module) -> float | None:
-    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else None
 
 
 class Trainer:
@@ -130,7 +109,7 @@ class Trainer:
         #: (not for a run loaded to sample or evaluate); `fit` opens them (rank 0 only)
         self.tracking = trackers.Tracking(self.settings.log, self.out, writer=self.writer,
                                           check=not loading)
-        self.device = _resolve_device(self.settings.device)
+        self.device = distributed.resolve_device(self.settings.device)
         threads.for_run(self.settings.threads)  # CPU threads: gantrix.threads' rule
         self.custom_models = {role: qualname(model) for role, model in
                               (("generator", generator), ("discriminator", discriminator))
@@ -252,28 +231,7 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        recorded = state.get("sampling", {}).get("custom_models", {})
-        absent = {role: name for role, name in recorded.items()
-                  if role not in self.custom_models}
-        if absent and not (self.without and set(absent) == {"discriminator"}):
-            raise GantrixError(custom_models_message(self.out, recorded, absent))
-        parts = ["generator"] if self.without else ["generator", "discriminator"]
-        try:
-            for role in parts:
-                self.models.by_role(role).load_state_dict(state["models"][role])
-            if not self.without:
-                for role, opt in self.stepper.optimizers.items():
-                    opt.load_state_dict(state["optimizers"][role])
-                self.stepper.precision.load_state_dict(state.get("scalers", {}))
-            self.data.load_state_dict(state["data"])
-            load_generator_state(self.stepper.rng, state["rng"]["z"])  # CUDA ↔ CPU too
-        except (KeyError, RuntimeError, ValueError) as exc:
-            hint = ""
-            if not self.custom_models and not recorded:
-                hint = ("\n(if the run was trained with your own modules, pass them: "
-                        "Trainer.load(run, generator=..., discriminator=...))")
-            raise GantrixError(f"the checkpoint in {self.out} does not fit this run's models, "
-                               f"optimizers or data: {str(exc).strip()}{hint}") from None
+        load_weights(self, state)
         self.composition.hook.gantrix_load_state_dict(state=state["tricks"], models=self.models)
         self._rng.load(state["rng"])
         if self.evaluation is not None and "evaluation" in state:
@@ -320,21 +278,13 @@ class Trainer:
         self.tracking.log_metrics(row)
 
     def save_pictures(self) -> None:
-        """A sample picture for this step and the loss curves so far."""
+        """A sample picture for this step (`gantrix.plots.sample_picture`) and the loss
+        curves so far."""
         if self.out is None or not self.writer:
             return
-        from . import plots
-
         path = self.out / SAMPLES / f"step_{self.step:06d}.png"
-        if self.data.is_image:
-            labels = None
-            if self.data.num_classes:
-                labels = torch.arange(GRID_IMAGES) % self.data.num_classes
-            plots.grid_png(path, self.sample(GRID_IMAGES, labels=labels, strict=False))
-        elif self.data.shape == (2,):
-            plots.scatter_png(path, self.sample(PLOT_POINTS), self.data.reference(PLOT_POINTS),
-                              f"{self.data.name}, step {self.step}")
-        self.tracking.log_image("samples", path, self.step)
+        if plots.sample_picture(path, self.data, self.sample, f"{self.data.name}, step {self.step}"):
+            self.tracking.log_image("samples", path, self.step)
         if self.history:
             plots.loss_curves_png(self.out / LOSSES, self.history)
 
@@ -384,8 +334,8 @@ class Trainer:
         row.update(distributed.mean_over_ranks(self.tally.means()))
         for values in self.composition.hook.gantrix_log_values():
             row.update({k: float(v) for k, v in (values or {}).items()})
-        row["grad_norm/discriminator"] = _grad_norm(self.models.discriminator)
-        row["grad_norm/generator"] = _grad_norm(self.models.generator)
+        row["grad_norm/discriminator"] = grad_norm(self.models.discriminator)
+        row["grad_norm/generator"] = grad_norm(self.models.generator)
         row["step_time"] = secs / n if n else None
         row["elapsed"] = self.elapsed
         self._write_metrics(row)
@@ -522,32 +472,16 @@ class Trainer:
         ``"classifier"``, or None: Inception where it can be used, else the data's
         classifier), the space named in the result's ``"features"``, the real data's own
         figures beside them (``fid_real``, ...)."""
-        from . import evaluation, metrics as data_metrics
-
         if metrics is not None:
             result = evaluation.evaluate(self, metrics, n=n, seed=seed, features=features,
                                          inception_weights=None if inception_weights is None
                                          else Path(inception_weights))
         else:
-            result = {"step": self.step}
-            scorer = data_metrics.metrics_for(self.settings.data)
-            if isinstance(self.data, Toy2D):
-                result.update(data_metrics.mode_metrics(
-                    self.sample(n or data_metrics.SAMPLES, seed=seed), self.data.target))
-            elif scorer is not None:
-                score, default_n = scorer
-                n = n or default_n
-                if self.data.num_classes == 10 and self.conditional:  # digits, mnist: each class
-                    labels = torch.arange(n) % 10
-                    result.update(score(self.sample(n, labels=labels, seed=seed), labels=labels))
-                else:
-                    result.update(score(self.sample(n, seed=seed)))
+            result = evaluation.data_metrics(self, n, seed)
         if save and self.out is not None and self.writer and self.out.is_dir():
             try:
                 evaluation.save_result(self.out, result, EVAL)
             except GantrixError as exc:
-                import warnings
-
                 warnings.warn(str(exc), stacklevel=2)
         return result
 

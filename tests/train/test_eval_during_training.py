@@ -98,3 +98,20 @@ def test_the_cli_says_what_evaluation_cost(cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert "evaluation:" in result.output and "best high_quality" in result.output
     assert (out / BEST).exists() and "eval_every = 2" in (out / "config.toml").read_text()
+
+
+def test_sample_and_eval_the_best_checkpoint_from_the_cli(cli, tmp_path):
+    out = tmp_path / "run"
+    Trainer("nonsaturating", "ring8", out=out, **RUN, **EVAL).fit()
+    best = torch.load(out / BEST, weights_only=True)
+    result = cli("eval", out, "--checkpoint", "best", "--n", "300")
+    assert result.exit_code == 0, result.output
+    assert f"best.pt: step {best['step']}" in result.output
+    assert f"step {best['step']}: modes" in result.output
+    saved = json.loads((out / "eval.json").read_text())
+    assert (saved["step"], saved["checkpoint"]) == (best["step"], "best")
+    picture = tmp_path / "best.png"
+    assert cli("sample", out, "--checkpoint", "best", "--out", picture).exit_code == 0
+    assert picture.exists()
+    wrong = cli("eval", out, "--checkpoint", "newest")
+    assert wrong.exit_code == 2 and "'last' or 'best'" in wrong.output
