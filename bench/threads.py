@@ -17,6 +17,8 @@ Configurations (``--configs``):
 - ``passive-split``: both.
 - ``interop1``: torch's default threads and one inter-op thread
   (``torch.set_num_interop_threads(1)`` before any work).
+- ``gantrix``: no count given, as a user starting trainings by hand: gantrix's rule, and
+  the runs share the cores through the cache's running folder (`gantrix.threads.Sharing`).
 
 Every run is its own process (``python bench/threads.py --child``), started together with
 the others of its cell; each builds its trainer and trains its warm-up steps (`WORKLOADS`),
@@ -59,7 +61,7 @@ CLEARED = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THRE
 class Config:
     label: str
     #: threads for a run of ``jobs``: None = torch's default
-    threads: str = "default"  # "default", "split" or "one"
+    threads: str = "default"  # "default", "split", "one" or "gantrix" (chosen by the run)
     passive: bool = False
     interop: int | None = None
 
@@ -78,6 +80,8 @@ CONFIGS = {
     "passive": Config("torch defaults, OMP_WAIT_POLICY=PASSIVE", passive=True),
     "passive-split": Config("split, OMP_WAIT_POLICY=PASSIVE", "split", passive=True),
     "interop1": Config("torch defaults, 1 inter-op thread", interop=1),
+    "gantrix": Config("gantrix's default: each run started alone, sharing by the running folder",
+                      "gantrix"),
 }
 DEFAULT_CONFIGS = ["default", "split", "one", "passive", "interop1"]
 
@@ -93,7 +97,8 @@ def child(args: argparse.Namespace) -> None:
     from gantrix.trainer import Trainer, TrainingInterrupted
 
     recipe, data, steps, warmup, log_every = (QUICK if args.quick else WORKLOADS)[args.workload]
-    threads = args.threads or torch.get_num_threads()  # torch's default, kept as it is
+    # torch's default, kept as it is; or none given: gantrix chooses (and shares) the count
+    threads = None if args.gantrix_default else (args.threads or torch.get_num_threads())
     trainer = Trainer(recipe, data, steps=warmup, threads=threads, device="cpu",
                       progress=False, log_every=log_every, sample_every=0, checkpoint_every=0)
     signal.signal(signal.SIGTERM, lambda *_: None)  # a late stop, after fit, is ignored
@@ -143,7 +148,8 @@ def cell(workload: str, config: Config, jobs: int, cores: int, args) -> dict:
                "--max-seconds", str(args.max_seconds),
                *(["--quick"] if args.quick else []),
                *(["--threads", str(threads)] if threads else []),
-               *(["--interop", str(config.interop)] if config.interop else [])]
+               *(["--interop", str(config.interop)] if config.interop else []),
+               *(["--gantrix-default"] if config.threads == "gantrix" else [])]
     runs = [subprocess.Popen(command, env=environment(config), stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
     try:
@@ -185,7 +191,7 @@ def table(workload: str, configs: list[str], jobs_list: list[int], cores: int, a
         cells = []
         for jobs in jobs_list:
             key = (config.per_run(jobs, cores) or args.torch_threads, config.passive,
-                   config.interop, jobs)
+                   config.interop, jobs, config.threads == "gantrix")
             if key not in measured:
                 measured[key] = cell(workload, config, jobs, cores, args)
                 print(f"{workload}, {config.label}, {jobs} job(s): "
@@ -229,6 +235,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--gantrix-default", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--interop", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.max_seconds is None:

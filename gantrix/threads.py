@@ -23,19 +23,29 @@ Whatever starts several trainings (``gantrix bench quality --jobs``, ``gantrix t
 give each its share and print what it chose, and starts its workers with
 `child_environment` (``OMP_NUM_THREADS`` set, before they import torch).
 
-Two trainings started by hand know nothing of each other; when the load average at start
-is above the usable cores, gantrix says so once, with the ``--threads`` hint (`say_busy`).
+Two trainings started by hand learn of each other through a folder of the cache
+(`RUNNING`: one file per training process, named by its process id, removed at the end,
+and ignored once its process is gone, so kill -9 leaves nothing stale): a run whose count
+comes from the cores (no ``--threads``, no ``OMP_NUM_THREADS``) looks every `RECOUNT_S`
+seconds at how many trainings are live and takes its share, usable cores // trainings
+(`Sharing`). On 2 cores two default ring8 runs side by side then take 1.78x the time of
+one alone instead of 7.9x (bench/RESULTS.md). When the load average at start is above the
+usable cores, gantrix also says so once, with the ``--threads`` hint (`say_busy`).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from .cache import cache_dir
 
 #: the cgroup v2 CPU limit (``"max 100000"`` or ``"QUOTA PERIOD"`` in microseconds) and the
 #: cgroup v1 pair; module attributes, so tests can point them at files of their own.
@@ -213,3 +223,81 @@ def worker(threads: int) -> None:
     intra-op threads, and nothing more said about threads or load."""
     os.environ[QUIET_ENV] = "1"
     torch.set_num_threads(threads)
+
+
+#: the folder (in the cache) where this machine's trainings note that they run.
+RUNNING = "running"
+#: seconds between two counts of the live trainings.
+RECOUNT_S = 2.0
+
+
+def _running_dir() -> Path:
+    return cache_dir() / RUNNING
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or a platform that cannot tell: count it
+    return True
+
+
+def live_trainings() -> int:
+    """How many trainings run on this machine now (this one included when it is in
+    `running`): the files of the `RUNNING` folder whose process is alive."""
+    try:
+        names = [p.name for p in _running_dir().iterdir()]
+    except OSError:
+        return 1
+    pids = {int(n) for n in names if n.isdigit()}
+    return max(1, sum(_alive(pid) for pid in pids))
+
+
+@contextlib.contextmanager
+def running():
+    """This process counts as a training (`live_trainings`) while the block runs. Where the
+    cache folder cannot be written, nothing is counted and nothing fails."""
+    path = _running_dir() / str(os.getpid())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError:
+        path = None
+    try:
+        yield
+    finally:
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+class Sharing:
+    """A run's share of the cores among the trainings on this machine, kept up to date:
+    `update` (called at the run's log lines) recounts at most every `RECOUNT_S` seconds
+    and sets usable cores // trainings. Only for a count that came from the cores: one set
+    by ``--threads``, ``OMP_NUM_THREADS`` or this process stays as it is."""
+
+    def __init__(self, choice: Choice, say: Callable[[str], None] = _say):
+        self.choice = choice
+        self.adaptive = choice.source == "cores" and choice.jobs == 1
+        self.say = say
+        self.last = -math.inf
+
+    def update(self, now: float | None = None) -> int:
+        """Recount when due; returns this run's intra-op threads."""
+        now = time.monotonic() if now is None else now
+        if not self.adaptive or now - self.last < RECOUNT_S:
+            return torch.get_num_threads()
+        self.last = now
+        trainings = live_trainings()
+        share = max(1, self.choice.cores // trainings)
+        if share != torch.get_num_threads():
+            torch.set_num_threads(share)
+            if not os.environ.get(QUIET_ENV):
+                self.say(f"{trainings} trainings on this machine: {share} CPU "
+                         f"thread{'s' * (share != 1)} for this one "
+                         f"({self.choice.cores} usable cores // {trainings})")
+        return share

@@ -110,7 +110,8 @@ class Trainer:
         self.tracking = trackers.Tracking(self.settings.log, self.out, writer=self.writer,
                                           check=not loading)
         self.device = distributed.resolve_device(self.settings.device)
-        threads.for_run(self.settings.threads)  # CPU threads: gantrix.threads' rule
+        #: this run's share of the CPU cores (`gantrix.threads`), kept up to date in `fit`
+        self._cores = threads.Sharing(threads.for_run(self.settings.threads))
         self.custom_models = {role: qualname(model) for role, model in
                               (("generator", generator), ("discriminator", discriminator))
                               if model is not None}
@@ -329,6 +330,7 @@ class Trainer:
 
     def _log_line(self) -> None:
         self._check()
+        self._cores.update()
         n, secs = self._interval
         row: dict[str, Any] = {"step": self.step}
         row.update(distributed.mean_over_ranks(self.tally.means()))
@@ -381,7 +383,8 @@ class Trainer:
         self._stop = None
         tracking = self.tracking.open({**s.table(), "tricks": self.composition.specs()},
                                       self.step)
-        with tracking, self._rng.owned(), self._signals(), distributed.peers_watched(self._kept):
+        with tracking, threads.running(), self._rng.owned(), self._signals(), \
+                distributed.peers_watched(self._kept):
             if self.out is not None and self._last_checkpoint is None:
                 self.save_checkpoint()
                 self._last_checkpoint = self.step

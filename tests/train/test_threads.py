@@ -212,3 +212,61 @@ def test_the_measurement_runs():
     assert "| threads a run | alone | 2 side by side |" in result.stdout
     assert "| one thread each (1/1) |" in result.stdout
     assert "Load average before the table" in result.stdout
+
+
+# --------------------------------------------------------------------------- runs started by hand
+
+
+@pytest.fixture
+def running_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANTRIX_CACHE", str(tmp_path))
+    return tmp_path / threads.RUNNING
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_live_trainings_count_the_processes_alive(running_dir):
+    running_dir.mkdir()
+    for pid in (os.getppid(), _dead_pid()):
+        (running_dir / str(pid)).touch()
+    (running_dir / "not-a-pid").touch()
+    assert threads.live_trainings() == 1  # the parent; the dead one left no trace that counts
+    with threads.running():
+        assert (running_dir / str(os.getpid())).exists()
+        assert threads.live_trainings() == 2
+    assert not (running_dir / str(os.getpid())).exists()
+
+
+def test_a_run_takes_its_share_of_the_cores_among_the_trainings(running_dir, monkeypatch):
+    said = []
+    before = torch.get_num_threads()
+    running_dir.mkdir()
+    (running_dir / str(os.getppid())).touch()  # another training, alive
+    torch.set_num_threads(1)
+    try:
+        sharing = threads.Sharing(threads.Choice(4, "cores", 4), say=said.append)
+        with threads.running():
+            assert sharing.update(now=100.0) == 2 and torch.get_num_threads() == 2
+            assert "2 trainings on this machine: 2 CPU threads" in said[0]
+            (running_dir / str(os.getppid())).unlink()  # the other one ended
+            assert sharing.update(now=101.0) == 2  # not recounted within RECOUNT_S
+            assert sharing.update(now=100.0 + threads.RECOUNT_S) == 4
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("source", ["--threads", "OMP_NUM_THREADS", "this process"])
+def test_a_chosen_count_is_not_shared_out(running_dir, source):
+    running_dir.mkdir()
+    (running_dir / str(os.getppid())).touch()
+    before = torch.get_num_threads()
+    sharing = threads.Sharing(threads.Choice(before, source, 4))
+    with threads.running():
+        assert sharing.update(now=100.0) == before == torch.get_num_threads()
