@@ -24,6 +24,7 @@ def test_critic_step_case_runs_on_the_dcgan_critic(mode, monkeypatch):
     """The "WGAN-GP critic step" case: the DCGAN critic's (B, 1, 1, 1) output reaches the
     penalty as one score per sample (it crashed there), on both backends (Triton through the
     interpreter on CPU)."""
+    monkeypatch.setenv("GANTRIX_KERNELS", "auto")  # the cases set it: restored after the test
     bench = load_bench()
     (op, size, impls, _), = bench.critic_step_cases(ndf=4, image=16, batch=4)
     assert op == "WGAN-GP critic step"
