@@ -109,9 +109,12 @@ def fid(real, fake) -> float:
 def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     """Unbiased MMD² of two equal-sized sets with the cubic polynomial kernel."""
     m, d = x.shape
-    k_xx = (x @ x.T / d + 1) ** 3
-    k_yy = (y @ y.T / d + 1) ** 3
-    k_xy = (x @ y.T / d + 1) ** 3
+
+    def kernel(a, b):  # (aᵀb/d + 1)³, cubed by two products: np.power is many times slower
+        k = a @ b.T / d + 1
+        return k * k * k
+
+    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
     off = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
     return float(off - 2 * k_xy.sum() / (m * m))
 
