@@ -70,6 +70,11 @@ def _eager_loop(trainer, recipe: str, batch: int):
     dim = trainer.spec.latent_dim
     bce = torch.nn.functional.binary_cross_entropy_with_logits
 
+    def rasgan(d_real, d_fake, real_target: float):
+        """RaSGAN's loss: real logits against ``real_target``, fakes against the other."""
+        return 0.5 * (bce(d_real - d_fake.mean(), torch.full_like(d_real, real_target))
+                      + bce(d_fake - d_real.mean(), torch.full_like(d_fake, 1 - real_target)))
+
     def score(x):
         return critic(x).reshape(x.shape[0], -1).mean(1)
 
@@ -88,8 +93,7 @@ def _eager_loop(trainer, recipe: str, batch: int):
                 (g,) = torch.autograd.grad(score(x_hat).sum(), x_hat, create_graph=True)
                 loss = d_fake.mean() - d_real.mean() + 10.0 * ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
             else:
-                loss = 0.5 * (bce(d_real - d_fake.mean(), torch.ones_like(d_real))
-                              + bce(d_fake - d_real.mean(), torch.zeros_like(d_fake)))
+                loss = rasgan(d_real, d_fake, 1.0)
             opt_d.zero_grad(set_to_none=True)
             loss.backward()
             opt_d.step()
@@ -100,8 +104,7 @@ def _eager_loop(trainer, recipe: str, batch: int):
             loss_g = -d_fake.mean()
         else:
             d_real = score(real_batch())
-            loss_g = 0.5 * (bce(d_real - d_fake.mean(), torch.zeros_like(d_real))
-                            + bce(d_fake - d_real.mean(), torch.ones_like(d_fake)))
+            loss_g = rasgan(d_real, d_fake, 0.0)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()

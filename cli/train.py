@@ -126,7 +126,7 @@ def train(
     from gantrix import distributed
     from gantrix.metrics import format_metrics
     from gantrix.recipe import Recipe
-    from gantrix.settings import FIXED_ON_RESUME, SETTINGS
+    from gantrix.settings import FIXED_ON_RESUME, RESUMABLE
     from gantrix.trainer import Trainer
 
     # a flag left off is not given (False would override the recipe's table)
@@ -147,7 +147,7 @@ def train(
         if given or fixed:
             raise GantrixError(f"--resume continues a run as it was configured; drop "
                                f"{', '.join(given + fixed)} (only "
-                               f"{', '.join(_flag(n) for n in SETTINGS if n not in FIXED_ON_RESUME)}"
+                               f"{', '.join(_flag(n) for n in RESUMABLE)}"
                                f" may change)")
         trainer = Trainer.resume(resume, progress=progress, **settings)
         where = (f"step {trainer.resumed_from}" if trainer.resumed_from is not None

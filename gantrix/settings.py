@@ -115,6 +115,8 @@ SETTINGS = {f.name: Param(f.name, **f.metadata["param"]) for f in fields(Setting
 SETTINGS_DEFAULTS = {name: p.default for name, p in SETTINGS.items()}
 #: what a resumed run keeps as it was configured (the others, steps and device, may change).
 FIXED_ON_RESUME = tuple(f.name for f in fields(Settings) if not f.metadata["resumable"])
+#: what a resumed run may change (steps, device, ...): the rest of `SETTINGS`.
+RESUMABLE = tuple(name for name in SETTINGS if name not in FIXED_ON_RESUME)
 
 
 def with_setting_parameters(function: Callable,

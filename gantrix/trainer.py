@@ -49,7 +49,7 @@ from .run_control import RunRandomState, stop_requests
 from .run_folder import CHECKPOINT, CONFIG, EVAL, LOSSES, SAMPLES
 from .run_state import installed_part, load_weights, qualname, trick_state
 from .sampling import Sampler, check_labels
-from .settings import FIXED_ON_RESUME, SETTINGS, with_setting_parameters
+from .settings import FIXED_ON_RESUME, RESUMABLE, with_setting_parameters
 from .step import DEFAULT_LR, ComposedStep, configure_optimizers, latent_generator
 from .tally import LossTally
 
@@ -163,9 +163,8 @@ class Trainer:
         its total, ``device``, ``threads`` and ``eval_every`` set this session's."""
         fixed = sorted(set(settings) & set(FIXED_ON_RESUME))
         if fixed:
-            free = ", ".join(n for n in SETTINGS if n not in FIXED_ON_RESUME)
             raise GantrixError(f"a resumed run keeps its {', '.join(fixed)} as it was "
-                               f"configured; only {free} may change")
+                               f"configured; only {', '.join(RESUMABLE)} may change")
         run = run_folder.existing(run_dir)
         return cls(Recipe(config=run / CONFIG), out=run, progress=progress, generator=generator,
                    discriminator=discriminator, _resume=True, **settings)
