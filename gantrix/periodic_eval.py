@@ -36,6 +36,8 @@ BETTER = {"fid": -1, "kid": -1, "kl": -1, "fd": -1,
 #: metrics computed in a feature space (`Trainer.evaluate`'s ``metrics``), by the name
 #: `Trainer.evaluate` takes for them.
 FEATURE_METRICS = {"fid": "fid", "kid": "kid", "precision": "pr", "recall": "pr"}
+#: what `gantrix.metrics.mode_metrics` measures on 2-D points.
+POINT_METRICS = ("high_quality", "modes", "kl")
 #: the samples scored at each evaluation when ``eval_n`` is not set.
 DEFAULT_N = 2500
 
@@ -57,7 +59,10 @@ def check_metric(name: str, is_image: bool) -> None:
                            f"(known: {', '.join(BETTER)})")
     if name in FEATURE_METRICS and not is_image:
         raise GantrixError(f"--eval-metric {name} needs images (it is computed in image "
-                           f"features); on 2-D points use high_quality, modes or kl")
+                           f"features); on 2-D points use {', '.join(POINT_METRICS)}")
+    if not is_image and name not in POINT_METRICS:
+        raise GantrixError(f"--eval-metric {name} is not measured on 2-D points; use "
+                           f"{', '.join(POINT_METRICS)}")
 
 
 class PeriodicEvaluation:

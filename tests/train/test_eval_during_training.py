@@ -82,7 +82,8 @@ def test_a_run_without_evaluation_has_no_best(tmp_path):
 
 
 @pytest.mark.parametrize("metric, needle", [("hihg_quality", "did you mean high_quality"),
-                                            ("fid", "needs images")])
+                                            ("fid", "needs images"),
+                                            ("fd", "not measured on 2-D points")])
 def test_a_metric_that_cannot_rank_this_run_is_refused_before_any_file(tmp_path, metric, needle):
     with pytest.raises(GantrixError, match=needle):
         Trainer("nonsaturating", "ring8", out=tmp_path / "run", eval_metric=metric, **RUN,
