@@ -84,11 +84,13 @@ class VectorCritic(nn.Module):
         return self.net(x.flatten(1)).squeeze(1)
 
 
-def _norm(kind: str | None, channels: int) -> nn.Module:
+def _norm(kind: str | None, channels: int, flat: bool = False) -> nn.Module:
+    """The normalisation ``kind`` of ``channels`` feature maps (``flat``: of a vector of
+    ``channels`` features, after a fully-connected layer)."""
     if kind is None or kind == "none":
         return nn.Identity()
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return nn.BatchNorm1d(channels) if flat else nn.BatchNorm2d(channels)
     if kind == "layer":  # over (C, H, W) per sample, as WGAN-GP's critic
         return nn.GroupNorm(1, channels)
     if kind == "instance":
@@ -114,15 +116,39 @@ def _doublings(size: int, smallest: int, kernel: int) -> int:
     return int(math.log2(size // smallest))
 
 
-def _down(inp: int, out: int, kernel: int, bias: bool = True) -> nn.Conv2d:
-    """A stride-2 convolution that halves an even side (``same`` padding for either kernel)."""
-    return nn.Conv2d(inp, out, kernel, 2, (kernel - 1) // 2, bias=bias)
+#: how the models halve (D) and double (G) the side: ``strided`` convolutions (DCGAN's all-
+#: convolutional layout) or ``pool``, the layout DCGAN replaced: a stride-1 convolution then
+#: 2×2 average pooling in D, 2× nearest-neighbour upsampling then a stride-1 convolution in G.
+RESAMPLINGS = ("strided", "pool")
 
 
-def _up(inp: int, out: int, kernel: int, bias: bool = True) -> nn.ConvTranspose2d:
-    """A stride-2 transposed convolution that doubles the side: `_down`'s transpose."""
-    return nn.ConvTranspose2d(inp, out, kernel, 2, (kernel - 1) // 2,
-                              output_padding=kernel % 2, bias=bias)
+def _check_resample(resample: str) -> None:
+    if resample not in RESAMPLINGS:
+        raise ValueError(f"resample must be one of {RESAMPLINGS}, got {resample!r}")
+
+
+def _down(inp: int, out: int, kernel: int, bias: bool = True,
+          resample: str = "strided") -> list[nn.Module]:
+    """The layer(s) that halve an even side: a stride-2 convolution (``same`` padding for
+    either kernel), or for ``resample="pool"`` a stride-1 one then 2×2 average pooling (an
+    even kernel, padded by half its size, gives one more row and column, which the pooling
+    drops)."""
+    if resample == "pool":
+        return [nn.Conv2d(inp, out, kernel, 1, kernel // 2, bias=bias), nn.AvgPool2d(2)]
+    return [nn.Conv2d(inp, out, kernel, 2, (kernel - 1) // 2, bias=bias)]
+
+
+def _up(inp: int, out: int, kernel: int, bias: bool = True,
+        resample: str = "strided") -> list[nn.Module]:
+    """The layer(s) that double the side: a stride-2 transposed convolution (`_down`'s
+    transpose), or for ``resample="pool"`` 2× nearest upsampling then a stride-1 convolution
+    that keeps the side (an even kernel padded one more on the right and bottom)."""
+    if resample == "pool":
+        pad = [nn.ZeroPad2d((kernel // 2 - 1, kernel // 2) * 2)] if kernel % 2 == 0 else []
+        return [nn.Upsample(scale_factor=2), *pad,
+                nn.Conv2d(inp, out, kernel, 1, 0 if pad else kernel // 2, bias=bias)]
+    return [nn.ConvTranspose2d(inp, out, kernel, 2, (kernel - 1) // 2,
+                               output_padding=kernel % 2, bias=bias)]
 
 
 #: the largest image side `refine` applies to.
@@ -153,32 +179,49 @@ class ConvGenerator(nn.Module):
     confidence from 58 to 77 % on the 8×8 digits and from 73.6 to 82.5 % on MNIST
     (docs/results.md); without normalisation the deeper models trained worse, so the core's
     neutral models are not refined.
+
+    Two options build the layouts DCGAN's rules replaced, for ablations: ``resample="pool"``
+    doubles the side by nearest upsampling and a stride-1 convolution instead of a transposed
+    one (`RESAMPLINGS`), and ``hidden_fc`` starts with fully-connected layers, z → ``c``
+    units → ``c`` maps of ``smallest``×``smallest`` (``c`` the start's channels), instead of
+    the transposed convolution of z (the layer stack then takes z as a vector).
     """
 
     def __init__(self, spec: ModelSpec, norm: str | None = None,
                  act: Callable[[], nn.Module] = nn.ReLU, refine: bool = False,
-                 kernel: int = 4, smallest: int = 4):
+                 kernel: int = 4, smallest: int = 4, resample: str = "strided",
+                 hidden_fc: bool = False):
         super().__init__()
         channels, size, _ = spec.shape
         levels = _doublings(size, smallest, kernel)
+        _check_resample(resample)
         bias = norm is None
         small = _refined(spec, refine)
         width = spec.width * 2 ** (levels if small else levels - 1)
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(spec.latent_dim, width, smallest, 1, 0, bias=bias),
-            _norm(norm, width), act()]
+        #: whether the layer stack takes z as a vector (a fully-connected first layer)
+        self.flat_input = hidden_fc
+        if hidden_fc:
+            layers: list[nn.Module] = [
+                nn.Linear(spec.latent_dim, width, bias=bias), _norm(norm, width, flat=True), act(),
+                nn.Linear(width, width * smallest * smallest, bias=bias),
+                nn.Unflatten(1, (width, smallest, smallest)), _norm(norm, width), act()]
+        else:
+            layers = [nn.ConvTranspose2d(spec.latent_dim, width, smallest, 1, 0, bias=bias),
+                      _norm(norm, width), act()]
         if small:
             layers += [nn.Conv2d(width, width // 2, 3, 1, 1, bias=bias), _norm(norm, width // 2), act()]
             width //= 2
         for _ in range(levels if small else levels - 1):
-            layers += [_up(width, width // 2, kernel, bias), _norm(norm, width // 2), act()]
+            layers += [*_up(width, width // 2, kernel, bias, resample), _norm(norm, width // 2), act()]
             width //= 2
-        layers += [nn.Conv2d(width, channels, 3, 1, 1) if small else
-                   _up(width, channels, kernel), nn.Tanh()]
+        layers += [nn.Conv2d(width, channels, 3, 1, 1)] if small else _up(
+            width, channels, kernel, resample=resample)
+        layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.flatten(1)[:, :, None, None])
+        z = z.flatten(1)
+        return self.net(z if self.flat_input else z[:, :, None, None])
 
 
 class ConvCritic(nn.Module):
@@ -189,27 +232,38 @@ class ConvCritic(nn.Module):
     scores it (a linear layer on the flattened map). ``refine`` makes a 3×3 layer of
     ``width / 2`` channels read the image first and a 3×3 layer (doubling the channels) run
     on the smallest map before the scoring layer.
+
+    For ablations of DCGAN's rules: ``resample="pool"`` halves the side by a stride-1
+    convolution and 2×2 average pooling (`RESAMPLINGS`), and ``hidden_fc`` scores the
+    flattened smallest map with a fully-connected hidden layer (as many units as the map has
+    channels, normalised and activated as the convolutions are) and a linear output.
     """
 
     def __init__(self, spec: ModelSpec, norm: str | None = None,
                  act: Callable[[], nn.Module] = lambda: nn.LeakyReLU(0.2), refine: bool = False,
-                 kernel: int = 4, smallest: int = 4):
+                 kernel: int = 4, smallest: int = 4, resample: str = "strided",
+                 hidden_fc: bool = False):
         super().__init__()
         channels, size, _ = spec.shape
         levels = _doublings(size, smallest, kernel)
+        _check_resample(resample)
         bias = norm is None
         small = _refined(spec, refine)
         width = max(spec.width // 2, 1) if small else spec.width
-        layers: list[nn.Module] = [
-            nn.Conv2d(channels, width, 3, 1, 1) if small else _down(channels, width, kernel),
-            act()]
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1)] if small else _down(
+            channels, width, kernel, resample=resample)
+        layers.append(act())
         for _ in range(levels if small else levels - 1):
-            layers += [_down(width, width * 2, kernel, bias), _norm(norm, width * 2), act()]
+            layers += [*_down(width, width * 2, kernel, bias, resample), _norm(norm, width * 2), act()]
             width *= 2
         if small:
             layers += [nn.Conv2d(width, width * 2, 3, 1, 1, bias=bias), _norm(norm, width * 2), act()]
             width *= 2
-        layers.append(nn.Conv2d(width, 1, smallest, 1, 0))
+        if hidden_fc:
+            layers += [nn.Flatten(), nn.Linear(width * smallest * smallest, width, bias=bias),
+                       _norm(norm, width, flat=True), act(), nn.Linear(width, 1)]
+        else:
+            layers.append(nn.Conv2d(width, 1, smallest, 1, 0))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

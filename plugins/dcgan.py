@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from gantrix.plugin import (KERNELS, SMALLEST_SIDES, Architecture, ConvCritic, ConvGenerator,
                             Finding, GantrixError, Param, find_layers, hookimpl)
@@ -32,11 +33,16 @@ POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn
         nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
         nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
         nn.LPPool1d, nn.LPPool2d, nn.FractionalMaxPool2d, nn.FractionalMaxPool3d)
+UPSAMPLE = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
 BATCHNORM = nn.modules.batchnorm._BatchNorm
 NORM = (BATCHNORM, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 ACTIVATION = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU,
               nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Tanh, nn.Sigmoid, nn.Hardtanh,
               nn.Hardswish, nn.Hardsigmoid, nn.LogSigmoid, nn.Softsign)
+
+
+#: the hidden activations the act switches choose between (DCGAN's LeakyReLU slope, 0.2)
+ACTS = {"relu": nn.ReLU, "leaky": lambda: nn.LeakyReLU(0.2)}
 
 
 def init_weights(model: nn.Module) -> nn.Module:
@@ -61,7 +67,7 @@ def _walk(model: nn.Module) -> list[tuple[str, nn.Module]]:
     for path, m in model.named_modules():
         if "parametrizations" in path.split("."):
             continue
-        if isinstance(m, LAYER + NORM + ACTIVATION + POOL):
+        if isinstance(m, LAYER + NORM + ACTIVATION + POOL + UPSAMPLE):
             found.append((path or type(model).__name__, m))
     return found
 
@@ -97,22 +103,51 @@ class DCGAN(Architecture):
     experiments use: ``kernel=5,smallest=2`` on 32×32 images gives each model one more
     layer, of ``8 · width`` channels at 2×2).
 
-    ``critic_norm``: ``batch`` (the paper's), ``layer`` (per-sample, what a gradient penalty
-    needs) or ``none``. ``output``: ``logit`` (gantrix losses take logits) or ``sigmoid``
-    (the paper's D(x) as a probability; only for code that wants probabilities).
+    ``output``: ``logit`` (gantrix losses take logits) or ``sigmoid`` (the paper's D(x) as a
+    probability; only for code that wants probabilities).
+
+    **One switch per rule.** Each of the §3 guidelines (quoted) is a parameter whose default
+    keeps it; its other value builds the model that breaks that rule alone, everything else
+    as the defaults build it (an ablation compares ``dcgan`` with ``dcgan:hidden_fc=true``),
+    and the check below then warns about exactly that rule:
+
+    - ``resample=pool`` breaks "Replace any pooling layers with strided convolutions
+      (discriminator) and fractional-strided convolutions (generator)": D halves the side
+      by a stride-1 convolution then 2×2 average pooling, G doubles it by nearest-neighbour
+      upsampling then a stride-1 convolution (same kernels and channels);
+    - ``generator_norm=none`` and ``critic_norm=none`` break "Use batchnorm in both the
+      generator and the discriminator" (the paper: it "proved critical to get deep
+      generators to begin learning, preventing the generator from collapsing all samples
+      to a single point"), each for one model; ``critic_norm=layer`` is the per-sample
+      replacement a gradient penalty needs (it keeps D normalised: no warning);
+    - ``hidden_fc=true`` breaks "Remove fully connected hidden layers for deeper
+      architectures": G maps z through a hidden fully-connected layer of as many units as
+      its first map has channels and a fully-connected projection onto that map (instead of
+      the transposed convolution of z), and D scores its flattened last map through a
+      hidden fully-connected layer of as many units as the map has channels;
+    - ``generator_act=leaky`` and ``generator_output=none`` break "Use ReLU activation in
+      generator for all layers except for the output, which uses Tanh" (LeakyReLU(0.2) in
+      G's hidden layers; a linear output, unbounded: the paper saw the bounded Tanh "learn
+      more quickly to saturate and cover the color space");
+    - ``critic_act=relu`` breaks "Use LeakyReLU activation in the discriminator for all
+      layers" (ReLU instead).
 
     The check runs on every convolutional model of the composition, built here or given by
-    the user, and warns about each rule broken: pooling, hidden fully-connected layers,
-    G's output not Tanh, activations other than ReLU in G or LeakyReLU in D, BatchNorm on
-    G's output or D's input layer, a generator without BatchNorm (the critic's
-    normalisation is left to ``critic_norm``: a gradient penalty needs it off).
+    the user, and warns about each rule broken: pooling or fixed upsampling layers, hidden
+    fully-connected layers, G's output not Tanh, activations other than ReLU in G or
+    LeakyReLU in D, BatchNorm on G's output or D's input layer ("Directly applying
+    batchnorm to all layers however, resulted in sample oscillation and model
+    instability"), a generator without BatchNorm, a discriminator without any
+    normalisation (layer norm and spectral normalisation count: a gradient penalty or a
+    Lipschitz bound rules BatchNorm out there).
     """
 
     name = "dcgan"
     summary = "DCGAN all-conv G and D: strided convs, BN, ReLU/Tanh in G, LeakyReLU in D"
     paper = PAPER
     params = (
-        Param("critic_norm", str, "batch", "normalisation in D's hidden layers",
+        Param("critic_norm", str, "batch", "rule 2: normalisation in D's hidden layers (layer: "
+              "what a gradient penalty needs; none: no normalisation)",
               choices=("batch", "layer", "none")),
         Param("output", str, "logit", "D's output: a logit or a Sigmoid probability",
               choices=("logit", "sigmoid")),
@@ -126,6 +161,19 @@ class DCGAN(Architecture):
               "scores (2 on 32×32 images: DCGAN-tensorflow's depth)", choices=SMALLEST_SIDES),
         Param("refine", bool, True, "for images up to 32×32: a 3×3 layer after G's 4×4 start "
               "and a 3×3 output layer, D mirrored (false: the paper's layout)"),
+        # one switch per rule of §3, each breaking that rule alone (for ablations)
+        Param("resample", str, "strided", "rule 1: strided convs (pool: D pools, G upsamples, "
+              "with stride-1 convs)", choices=("strided", "pool")),
+        Param("generator_norm", str, "batch", "rule 2: BatchNorm in G's hidden layers (none: "
+              "no normalisation)", choices=("batch", "none")),
+        Param("hidden_fc", bool, False, "breaks rule 3: a fully-connected hidden layer in G "
+              "(after z's projection) and in D (before its score)"),
+        Param("generator_act", str, "relu", "rule 4: G's hidden activation (leaky: "
+              "LeakyReLU(0.2))", choices=("relu", "leaky")),
+        Param("generator_output", str, "tanh", "rule 4: G's output activation (none: linear)",
+              choices=("tanh", "none")),
+        Param("critic_act", str, "leaky", "rule 5: D's activation (relu: ReLU)",
+              choices=("leaky", "relu")),
     )
 
     def features(self) -> set[str]:
@@ -147,11 +195,16 @@ class DCGAN(Architecture):
         width = self.critic_width if role == "discriminator" and self.critic_width else self.width
         if width is not None:
             spec = dataclasses.replace(spec, width=width)
-        layout = dict(refine=self.refine, kernel=self.kernel, smallest=self.smallest)
+        layout = dict(refine=self.refine, kernel=self.kernel, smallest=self.smallest,
+                      resample=self.resample, hidden_fc=self.hidden_fc)
         if role == "generator":
-            return init_weights(ConvGenerator(spec, norm="batch", act=nn.ReLU, **layout))
+            norm = None if self.generator_norm == "none" else self.generator_norm
+            generator = ConvGenerator(spec, norm=norm, act=ACTS[self.generator_act], **layout)
+            if self.generator_output == "none":
+                del generator.net[-1]  # the Tanh: G's output is its last layer's, linear
+            return init_weights(generator)
         norm = None if self.critic_norm == "none" else self.critic_norm
-        critic = ConvCritic(spec, norm=norm, act=lambda: nn.LeakyReLU(0.2), **layout)
+        critic = ConvCritic(spec, norm=norm, act=ACTS[self.critic_act], **layout)
         if self.output == "sigmoid":
             critic.net.append(nn.Sigmoid())
         return init_weights(critic)
@@ -186,6 +239,8 @@ def _violations(model: nn.Module, walked: list[tuple[str, nn.Module]], role: str
 
     found = [f"{name(p, m)}: pooling layer; DCGAN replaces pooling by strided convolutions"
              for p, m in walked if isinstance(m, POOL)]
+    found += [f"{name(p, m)}: fixed upsampling layer; DCGAN replaces it by fractionally-"
+              "strided (transposed) convolutions" for p, m in walked if isinstance(m, UPSAMPLE)]
     # G's first layer may be a linear projection of z, D's last a linear score.
     allowed = next(m for _, m in walked if isinstance(m, LAYER)) if role == "generator" else last
     found += [f"{name(p, m)}: hidden fully-connected layer; DCGAN removes them (only G's "
@@ -214,7 +269,21 @@ def _violations(model: nn.Module, walked: list[tuple[str, nn.Module]], role: str
         found += [f"{name(p, m)}: BatchNorm on the input layer; DCGAN leaves it out there "
                   "(it made samples oscillate)" for p, m in walked
                   if id(m) in input_block and isinstance(m, BATCHNORM)]
+        # BatchNorm's replacements count: a gradient penalty needs layer norm instead,
+        # spectral normalisation (a parametrization of the weights) normalises too
+        if (len(layers) > 2 and not any(isinstance(m, NORM) for _, m in walked)
+                and not _reparametrized(model)):  # a hidden layer that could be normalised
+            found.append("has no normalisation; DCGAN puts BatchNorm in every discriminator "
+                         "layer but the input (layer norm or spectral norm where a gradient "
+                         "penalty or a Lipschitz bound rules BatchNorm out)")
     return found
+
+
+def _reparametrized(model: nn.Module) -> bool:
+    """Whether a layer of ``model`` has its weight reparametrized (spectral or weight
+    normalisation, as a parametrization or as the older forward pre-hook)."""
+    return any(parametrize.is_parametrized(m) or hasattr(m, "weight_orig") or hasattr(m, "weight_g")
+               for m in model.modules())
 
 
 @hookimpl
