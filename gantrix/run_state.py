@@ -1,4 +1,5 @@
-"""A run's checkpoint, going out and coming back: the tricks' merged state, the weights,
+"""A run's checkpoint, going out and coming back: written and read back (`save_checkpoint`;
+`load_checkpoint`, which also checks its structure), the tricks' merged state, the weights,
 optimizers, data order and latent stream loaded into a trainer (`load_weights`), which of a
 run's tricks this installation lacks and sampling does not need, and the message for a run
 trained with the user's own modules (which gantrix cannot rebuild)."""
@@ -9,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from . import checkpoint
+from .checkpoint import save_checkpoint
+from .checkpoint_structure import check_structure
 from .compose import Composition
 from .errors import GantrixError
 from .recipe import Recipe
@@ -17,6 +21,17 @@ from .step import load_generator_state
 
 if TYPE_CHECKING:
     from .trainer import Trainer
+
+__all__ = ["custom_models_message", "installed_part", "load_checkpoint", "load_weights",
+           "qualname", "save_checkpoint", "trick_state"]
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A run's checkpoint at ``path``: a gantrix checkpoint that loads safely
+    (`gantrix.checkpoint.load_checkpoint`) and holds what the core reads, each key of the
+    kind it should be (`gantrix.checkpoint_structure`); else a `GantrixError` that names
+    the file and the key."""
+    return check_structure(checkpoint.load_checkpoint(path), Path(path))
 
 
 def trick_state(composition: Composition) -> dict:
