@@ -58,6 +58,32 @@ def _same(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
         raise ValueError(f"{names} must be on the same device, got {a.device} and {b.device}")
 
 
+def _flag(value, name: str) -> bool:
+    """A switch: True or False (1 and 0 too); not a truthy string such as ``"no"``."""
+    if isinstance(value, bool):
+        return value
+    if type(value) is int and value in (0, 1) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def _loss_scale(value) -> float | torch.Tensor | None:
+    """``gradient_penalty``'s ``grad_scale``: None, a finite number > 0, or a 0-d
+    floating-point tensor (a GradScaler's ``_scale``), whose value is not read back."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or not value.is_floating_point():
+            raise TypeError(f"grad_scale must be a number or a 0-d floating-point tensor (the "
+                            f"GradScaler's scale), got a {value.dtype} tensor of shape "
+                            f"{tuple(value.shape)}")
+        return value
+    value = _number(value, "grad_scale")
+    if not 0.0 < value < math.inf:
+        raise ValueError(f"grad_scale must be a finite number > 0 (range (0, inf)), got {value}")
+    return value
+
+
 def _nonnegative(value, name: str) -> float:
     """A finite real number ≥ 0 (a penalty's weight or target norm)."""
     value = _number(value, name)
@@ -73,7 +99,8 @@ def grad_norm_penalty(grad: torch.Tensor, *, center: float = 1.0, weight: float 
     The norm of each sample b is taken over all its non-batch dims (never over dim 1 alone, nor
     over the whole batch). ``one_sided`` penalises only norms above ``center``:
     max(0, ‖g_b‖ − center)². ``center=0`` gives weight · mean_b ‖g_b‖², the R1/R2 penalty.
-    ``weight`` and ``center`` are finite and ≥ 0 (a ValueError names the one that is not).
+    ``weight`` and ``center`` are finite and ≥ 0 (a ValueError names the one that is not);
+    ``one_sided`` is True or False (a TypeError otherwise).
 
     ``grad`` is usually the input gradient from ``torch.autograd.grad(..., create_graph=True)``:
     the backward (closed form, 2·weight·(‖g_b‖ − center)·g_b/(‖g_b‖·B), zero for a sample whose
@@ -84,7 +111,7 @@ def grad_norm_penalty(grad: torch.Tensor, *, center: float = 1.0, weight: float 
     _batched(grad, "grad")
     center, weight = _nonnegative(center, "center"), _nonnegative(weight, "weight")
     impl = dispatch.triton_op("grad_penalty") if dispatch.use_triton(grad) else reference
-    return impl.GradNormPenalty.apply(grad, center, weight, bool(one_sided))
+    return impl.GradNormPenalty.apply(grad, center, weight, _flag(one_sided, "one_sided"))
 
 
 def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor, *,
@@ -107,8 +134,11 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
     output underflows to zero for a critic with small input gradients) and divided by it in
     float32 before the norm, as PyTorch's AMP notes do for gradient penalties. Without it
     (float32, bfloat16) the gradient of the output itself is used. The scale may be a float
-    or the scaler's own 0-d tensor on the device (``scaler._scale``): a tensor is not read
-    back, so nothing waits on the GPU (``GradScaler.get_scale()`` reads it with ``.item()``).
+    (finite, > 0: a ValueError otherwise) or the scaler's own 0-d floating-point tensor on the
+    device (``scaler._scale``): a tensor is not read back, so nothing waits on the GPU
+    (``GradScaler.get_scale()`` reads it with ``.item()``), and its value is not checked.
+    ``one_sided`` is True or False (a TypeError otherwise: a string such as ``"no"`` is not
+    taken for true).
 
     Extra inputs of the critic (a cGAN's labels) go in the ``critic_kwargs`` dict, whatever
     their names: ``gradient_penalty(D, real, fake, critic_kwargs={"labels": y})`` — or close
@@ -140,6 +170,7 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fa
     _same(real, fake, "real and fake")
     inputs = _critic_inputs(critic_kwargs, legacy_kwargs)
     weight, center = _nonnegative(weight, "weight"), _nonnegative(center, "center")
+    one_sided, grad_scale = _flag(one_sided, "one_sided"), _loss_scale(grad_scale)
     batch = real.shape[0]
     if eps is None:
         eps = torch.rand(batch, device=real.device, dtype=real.dtype)
@@ -241,16 +272,18 @@ def relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, *, k
     D is the discriminator's loss, G (``for_generator=True``) the generator's. Gradients reach
     both inputs, including the coupling through the means. PatchGAN logits (B, 1, H, W) work
     as they are. The loss is float32 for float16 and bfloat16 logits (float64 for float64).
+    ``average`` and ``for_generator`` are True or False (a TypeError otherwise).
     """
     _batched(real_logits, "real_logits")
     _batched(fake_logits, "fake_logits")
     _same(real_logits, fake_logits, "real_logits and fake_logits")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    average, for_generator = _flag(average, "average"), _flag(for_generator, "for_generator")
     if dispatch.use_triton(real_logits):
         return dispatch.triton_op("relativistic").RelativisticLoss.apply(
-            real_logits, fake_logits, kind, bool(average), bool(for_generator))
-    return reference.relativistic_loss(real_logits, fake_logits, kind, bool(average), bool(for_generator))
+            real_logits, fake_logits, kind, average, for_generator)
+    return reference.relativistic_loss(real_logits, fake_logits, kind, average, for_generator)
 
 
 def clip_(params: Iterable[torch.Tensor] | torch.Tensor, c: float) -> None:
@@ -264,8 +297,8 @@ def clip_(params: Iterable[torch.Tensor] | torch.Tensor, c: float) -> None:
     waits on the GPU, so it can be captured in a CUDA graph.
     """
     c = _number(c, "c")
-    if not c > 0:
-        raise ValueError(f"c must be positive, got {c}")
+    if not 0.0 < c < math.inf:
+        raise ValueError(f"c must be a finite number > 0 (range (0, inf)), got {c}")
     tensors = [params] if isinstance(params, torch.Tensor) else list(params)
     to_triton = dispatch.mode() == "triton"
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
