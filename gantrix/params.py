@@ -20,6 +20,10 @@ class Param:
     ``type`` is one of ``int``, ``float``, ``bool``, ``str``. Numbers may be bounded by
     ``low``/``high`` (inclusive unless ``low_open``/``high_open``); strings may be limited
     to ``choices``. ``optional`` admits ``None`` (written ``none`` on the command line).
+    A float is always finite: ``inf`` and ``nan`` are refused whatever the bounds (no
+    setting or trick means anything by them, and they pass range checks silently or fail
+    deep inside training). Give every number a ``high`` too: a value the code can take but
+    not run (``n-critic:100000000``) is a mistake best said at once.
     """
 
     name: str
@@ -45,13 +49,14 @@ class Param:
         elif self.type is bool:
             text = "true or false"
         elif self.low is None and self.high is None:
-            text = f"any {self.type.__name__}"
+            text = f"any {'finite ' if self.type is float else ''}{self.type.__name__}"
         else:
             lo = "-inf" if self.low is None else _num(self.low)
             hi = "inf" if self.high is None else _num(self.high)
             left = "(" if self.low is None or self.low_open else "["
             right = ")" if self.high is None or self.high_open else "]"
-            text = f"{self.type.__name__} in {left}{lo}, {hi}{right}"
+            finite = "finite " if self.type is float else ""
+            text = f"{finite}{self.type.__name__} in {left}{lo}, {hi}{right}"
         return text + (" or none" if self.optional else "")
 
     def parse(self, raw: str, trick: str) -> Any:
@@ -92,7 +97,7 @@ class Param:
                 raise self._error(trick, value)
         if self.type in (float, str) and not isinstance(value, self.type):
             raise self._error(trick, value)
-        if self.type is float and math.isnan(value):
+        if self.type is float and not math.isfinite(value):
             raise self._error(trick, value)
         if self.choices is not None and value not in self.choices:
             raise self._error(trick, value)

@@ -45,6 +45,17 @@ DATA_DEFAULTS = {
 }
 
 
+#: the largest seed: 32 bits, as NumPy's and most tools' seeds (torch's generators take 64,
+#: but a run derives other streams from its seed by adding offsets: seed + 1 for the latents,
+#: seed + `gantrix.data.MIRROR_STREAM` for the flips, which must stay within torch's range).
+SEED_HIGH = 2**32 - 1
+#: the most steps a run (or an interval between its pictures, checkpoints, ...) may have.
+STEPS_HIGH = 10**9
+#: the largest batch, latent size or width: torch's 32-bit sizes (one that fits may still
+#: need more memory than there is: `gantrix.step` says how much when it cannot be allocated).
+SIZE_HIGH = 2**31 - 1
+
+
 def defaults_for(data: Data, source: str) -> dict[str, Any]:
     """The default settings for ``data`` read from ``source`` (as `describe_source` records
     it): its kind's, then a built-in data set's own (a user's folder named ``mnist`` is not
@@ -66,23 +77,27 @@ class Settings:
     """A run's resolved settings: what ``[train]`` of its config.toml records."""
 
     data: str = _setting(str, "built-in data name, image folder or tensor file")
-    steps: int = _setting(int, "generator updates in total", low=1, resumable=True)
+    steps: int = _setting(int, "generator updates in total", low=1, high=STEPS_HIGH,
+                       resumable=True)
     batch_size: int = _setting(int, "samples per batch (the global batch: all processes')",
-                               low=1)
+                               low=1, high=SIZE_HIGH)
     seed: int = _setting(int, "seed of the models' initialisation, the latents and the "
-                         "batches", 0, low=0)
+                         "batches (a 32-bit number)", 0, low=0, high=SEED_HIGH)
     device: str = _setting(str, "where to train", "auto", choices=("auto", "cpu", "cuda"),
                            resumable=True)
     threads: int | None = _setting(int, "CPU threads of this run (default: the cores this "
                                    "process may use, shared among the runs gantrix starts side "
                                    "by side; OMP_NUM_THREADS when set: gantrix.threads)", low=1,
-                                   optional=True, resumable=True)
+                                   high=4096, optional=True, resumable=True)
     precision: str = _setting(str, "fp32, or autocast to bf16, or fp16 with a loss scaler",
                               "fp32", choices=MODES)
-    latent_dim: int = _setting(int, "size of the latent vector z", low=1)
-    width: int = _setting(int, "base channel count of the core's convolutional models", low=1)
+    latent_dim: int = _setting(int, "size of the latent vector z", low=1,
+                               high=SIZE_HIGH)
+    width: int = _setting(int, "base channel count of the core's convolutional models",
+                          low=1, high=SIZE_HIGH)
     lr: float | None = _setting(float, "learning rate of the core's default Adam (optimizer "
-                                "tricks set their own)", low=0.0, low_open=True, optional=True)
+                                "tricks set their own)", low=0.0, low_open=True, high=1.0,
+                                optional=True)
     image_size: int | None = _setting(int, "images are resized to this (a power of two, 8 to "
                                       "256)", low=8, high=256, optional=True)
     mirror: bool = _setting(bool, "flip each image left to right with probability 1/2 (for "
@@ -90,20 +105,21 @@ class Settings:
     skip_bad_images: bool = _setting(bool, "train an image folder without its unreadable "
                                      "files (counted) instead of stopping at the first", False)
     sample_every: int = _setting(int, "steps between sample pictures (0: only at the end)",
-                                 low=0)
+                                 low=0, high=STEPS_HIGH)
     checkpoint_every: int = _setting(int, "steps between checkpoints (0: only at the end)",
-                                     low=0)
-    log_every: int = _setting(int, "steps between lines of metrics.jsonl", low=1)
+                                     low=0, high=STEPS_HIGH)
+    log_every: int = _setting(int, "steps between lines of metrics.jsonl", low=1,
+                               high=STEPS_HIGH)
     log: str | None = _setting(str, "trackers that also get every metrics line and sample "
                                "picture, comma-separated: tensorboard, wandb, or a plugin's "
                                "(metrics.jsonl is always written)", optional=True)
     eval_every: int = _setting(int, "steps between evaluations of the data's metric during "
                                "training, keeping the best generator in best.pt (0: none)", 0,
-                               low=0, resumable=True)
+                               low=0, high=STEPS_HIGH, resumable=True)
     eval_metric: str | None = _setting(str, "the metric --eval-every ranks by (default: fid "
                                        "on images, high_quality on 2-D points)", optional=True)
     eval_n: int | None = _setting(int, "samples scored at each evaluation (default 2,500)",
-                                  low=2, optional=True)
+                                  low=2, high=10**7, optional=True)
 
     def table(self) -> dict[str, Any]:
         """For TOML (which has no null): the settings that are set."""

@@ -65,6 +65,8 @@ class Trick:
             key = normalize_key(key)
             if key not in declared:
                 raise UnknownNameError(f"parameter of {self.name}", key, declared)
+            if key in config:  # one_sided= and one-sided= both
+                raise _twice(self.name, key)
             config[key] = declared[key].validate(value, self.name)
         for p in self.params:
             config.setdefault(p.name, p.default)
@@ -109,6 +111,8 @@ class Trick:
                 )
             if key not in declared:
                 raise UnknownNameError(f"parameter of {cls.name}", key, declared)
+            if key in values:
+                raise _twice(cls.name, key)
             values[key] = declared[key].parse(raw, cls.name)
         return values
 
@@ -129,6 +133,12 @@ class Trick:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"<{type(self).__name__} {self.name}({args})>"
+
+
+def _twice(trick: str, key: str) -> ParamError:
+    """A parameter given twice in one trick (``weight=1,weight=2``): which one is meant is
+    a guess, so neither is taken."""
+    return ParamError(f"{trick}: parameter {key!r} is given twice; give it once")
 
 
 def _fmt(v: Any) -> str:

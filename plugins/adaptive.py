@@ -94,9 +94,9 @@ class AdaptiveAugmentation(Policy):
         Param("target", float, 0.6, "the target of r_t = E[sign(D(x_real))] (the paper: 0.6)",
               low=0.0, high=1.0, high_open=True),
         Param("interval", int, 4, "N: critic updates between adjustments of p (the paper: 4)",
-              low=1),
+              low=1, high=1000),
         Param("speed", int, 500_000,
-              "images over which p can rise from 0 to 1 (the paper: 500k)", low=1),
+              "images over which p can rise from 0 to 1 (the paper: 500k)", low=1, high=10**8),
         Param("max_p", float, 1.0, "the largest p (0.8 keeps the paper's pipeline non-leaking)",
               low=0.0, high=1.0, low_open=True),
         Param("policy", str, "translation+color",
@@ -271,9 +271,9 @@ class TopK(Policy):
         Param("nu", float, 0.5, "the floor of k as a fraction of its start (the paper: 0.5)",
               low=0.0, high=1.0, low_open=True),
         Param("every", int, 100, "generator updates per decay of k (the paper: one epoch)",
-              low=1),
+              low=1, high=10**6),
         Param("k", int, None, "k at the start (default: every fake of the batch)", low=1,
-              optional=True),
+              optional=True, high=10**6),
     )
 
     #: k of the last generator update (logged; None before the first)

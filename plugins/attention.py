@@ -136,10 +136,11 @@ class SelfAttentionTrick(Architecture):
     paper = EQUATIONS
     params = (
         Param("resolution", int, None, "side of the feature maps the block attends over "
-              "(default: half the image side: 32 for 64×64 images)", low=2, optional=True),
+              "(default: half the image side: 32 for 64×64 images)",
+              low=2, optional=True, high=1024),
         Param("role", str, "both", "which model gets the block",
               choices=("both", "generator", "discriminator")),
-        Param("k", int, 8, "f, g and h have C/k channels (at least 1)", low=1),
+        Param("k", int, 8, "f, g and h have C/k channels (at least 1)", low=1, high=1024),
     )
 
     def _applies(self, role: str) -> bool:

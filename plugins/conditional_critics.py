@@ -203,7 +203,7 @@ class AuxiliaryClassifierGAN(_ClassConditional):
     paper = ODENA + ", §3, eqs. 1-2"
     params = (
         Param("weight", float, 1.0, "lambda, the weight of the class loss L_C in both "
-              "players' objectives", low=0.0),
+              "players' objectives", low=0.0, high=1e4),
         FAKE_LABELS,
     )
     critic_role = "the critic predicts it"

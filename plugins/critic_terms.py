@@ -61,11 +61,11 @@ class Consistency(Regularizer):
     paper = CR_PAPER + "; " + BCR_PAPER
     params = (
         Param("weight", float, 10.0, "lambda_real: the weight of the cost on real images",
-              low=0.0),
+              low=0.0, high=1e4),
         Param("balanced", bool, False, "bCR: also regularize the generated images"),
         Param("fake_weight", float, 10.0,
               "lambda_fake: the weight of the cost on generated images (balanced=true only)",
-              low=0.0),
+              low=0.0, high=1e4),
         Param("policy", str, "translation",
               f"T: augmentations joined by '+': {', '.join(AUGMENTATIONS)}"),
     )
@@ -143,7 +143,7 @@ class LeCam(Regularizer):
     paper = LECAM_PAPER
     params = (
         Param("weight", float, 0.3,
-              "lambda: the term's weight (the paper: 0.3 for BigGAN on CIFAR)", low=0.0),
+              "lambda: the term's weight (the paper: 0.3 for BigGAN on CIFAR)", low=0.0, high=1e4),
         Param("decay", float, 0.99, "beta: the anchors' moving-average decay per critic update",
               low=0.0, high=1.0, high_open=True),
     )

@@ -141,7 +141,8 @@ class FeatureMatching(Regularizer):
         Param("mode", str, "loss", "loss: the generator's whole loss (the paper's); term: "
               "weight * distance added to the loss trick's generator loss",
               choices=("loss", "term")),
-        Param("weight", float, 1.0, "lambda, the term's weight (mode=term only)", low=0.0),
+        Param("weight", float, 1.0, "lambda, the term's weight (mode=term only)",
+              low=0.0, high=1e4),
     )
     needed_to_sample = False  # it wraps only the critic
 
@@ -296,8 +297,9 @@ class MinibatchDiscriminationTrick(Architecture):
     paper = SALIMANS + ", §3.2"
     params = (
         Param("kernels", int, 16, "B, the number of kernels: features o(x) appended (the "
-              "reference code's: 100)", low=1),
-        Param("dims", int, 5, "C, the dimensions per kernel (the reference code's: 5)", low=1),
+              "reference code's: 100)", low=1, high=1024),
+        Param("dims", int, 5, "C, the dimensions per kernel (the reference code's: 5)",
+              low=1, high=1024),
     )
     conflicts = (
         Clash("minibatch-stddev", "minibatch-stddev and minibatch-discrimination both give "

@@ -134,7 +134,7 @@ class OrthogonalRegularization(_ReadsModels):
     name = "orthogonal-regularization"
     summary = "BigGAN: beta * sum ||W W^T * (1 - I)||_F^2 over G's weights (decorrelated filters)"
     paper = BIGGAN + ", §3.1"
-    params = (Param("beta", float, 1e-4, "beta, the weight of the penalty", low=0.0),)
+    params = (Param("beta", float, 1e-4, "beta, the weight of the penalty", low=0.0, high=1e4),)
 
     def check(self, model, role):
         if role != "generator" or weight_matrices(model):
@@ -192,9 +192,9 @@ class ModeSeeking(Regularizer):
     summary = "MSGAN: G minimises lambda / (mean|G(z1) - G(z2)| / mean|z1 - z2| + eps)"
     paper = MSGAN + ", eq. 3"
     params = (
-        Param("weight", float, 1.0, "lambda, the weight of the term", low=0.0),
+        Param("weight", float, 1.0, "lambda, the weight of the term", low=0.0, high=1e4),
         Param("eps", float, 1e-5, "epsilon in 1 / (ratio + eps), also the least latent distance",
-              low=0.0, low_open=True),
+              low=0.0, low_open=True, high=1.0),
     )
     conflicts = (Clash("conditional", CONDITIONAL_PAIRS, MSGAN + ", eq. 3", severity="warning"),)
 
@@ -271,7 +271,7 @@ class HistoricalAveraging(_ReadsModels):
     summary = "lambda * ||theta - mean of past theta||^2 for G and D (Salimans et al. 2016)"
     paper = SALIMANS + ", §3.3"
     params = (Param("weight", float, 1e-3,
-                    "lambda, the weight of the term (the paper gives none)", low=0.0),)
+                    "lambda, the weight of the term (the paper gives none)", low=0.0, high=1e4),)
     conflicts = (Clash("unrolled", "unrolled's look-ahead critic copies are updated without "
                        "historical-averaging's term (it reads the real critic's parameters): "
                        "the look-ahead omits the pull towards the critic's past mean",

@@ -117,11 +117,13 @@ class InfoGAN(Architecture):
     summary = "InfoGAN: latent codes + Q head; maximise the mutual information I(c; G(z, c))"
     paper = PAPER
     params = (
-        Param("categorical", int, 10, "categories of the categorical code (0: none)", low=0),
-        Param("continuous", int, 2, "continuous codes, each ~ U[-1, 1]", low=0),
-        Param("weight", float, 1.0, "lambda for the categorical code", low=0.0),
-        Param("continuous_weight", float, 0.1, "lambda for the continuous codes", low=0.0),
-        Param("q_width", int, 128, "hidden units of the Q head", low=1),
+        Param("categorical", int, 10, "categories of the categorical code (0: none)",
+              low=0, high=1000),
+        Param("continuous", int, 2, "continuous codes, each ~ U[-1, 1]", low=0, high=100),
+        Param("weight", float, 1.0, "lambda for the categorical code", low=0.0, high=1e4),
+        Param("continuous_weight", float, 0.1, "lambda for the continuous codes",
+              low=0.0, high=1e4),
+        Param("q_width", int, 128, "hidden units of the Q head", low=1, high=8192),
     )
 
     def validate(self) -> None:

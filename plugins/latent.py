@@ -26,7 +26,7 @@ class UniformLatent(Policy):
     paper = ("Radford, Metz & Chintala 2015, DCGAN, reference code carpedm20/DCGAN-tensorflow "
              "(batch_z uniform in [-1, 1]); VEEGAN and PacGAN Table 2 (Lin et al. 2018)")
     params = (Param("bound", float, 1.0, "half-width of the cube z is drawn from", low=0.0,
-                    low_open=True),)
+                    low_open=True, high=100.0),)
 
     @hookimpl
     def gantrix_latent(self, n, dim, device, generator):

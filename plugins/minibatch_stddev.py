@@ -81,7 +81,7 @@ class MinibatchStdDevTrick(Architecture):
     summary = "critic sees the batch's feature std as an extra channel (ProGAN; vs mode collapse)"
     paper = PAPER
     params = (Param("group", int, 4, "samples per group (must divide the batch size; capped at "
-                    "it)", low=2),)
+                    "it)", low=2, high=4096),)
 
     @hookimpl(tryfirst=True)
     def gantrix_transform_model(self, model, role, spec):

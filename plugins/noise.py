@@ -54,9 +54,11 @@ class InstanceNoise(Policy):
     needed_to_sample = False  # it changes only the critic's training
     summary = "add N(0, sigma^2) to real and fake samples, sigma annealed linearly to 0"
     paper = SONDERBY
-    params = (Param("sigma", float, 0.1, "the noise's initial standard deviation", low=0.0),
+    params = (Param("sigma", float, 0.1, "the noise's initial standard deviation",
+                    low=0.0, high=100.0),
               Param("anneal_steps", int, 10_000,
-                    "generator updates over which sigma falls linearly to 0 (0: never)", low=0))
+                    "generator updates over which sigma falls linearly to 0 (0: never)",
+                    low=0, high=10**9))
 
     def __init__(self, **values):
         super().__init__(**values)

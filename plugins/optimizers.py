@@ -22,18 +22,20 @@ TTUR_PAPER = ("Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule 
 
 def _lr_params(lr: float) -> tuple[Param, ...]:
     """``lr`` for both players, and optional per-role overrides."""
-    return (Param("lr", float, lr, "learning rate of both players", low=0.0, low_open=True),
+    return (Param("lr", float, lr, "learning rate of both players",
+                  low=0.0, low_open=True, high=1.0),
             Param("lr_g", float, None, "the generator's learning rate (default: lr)",
-                  low=0.0, low_open=True, optional=True),
+                  low=0.0, low_open=True, optional=True, high=1.0),
             Param("lr_d", float, None, "the critic's learning rate (default: lr)",
-                  low=0.0, low_open=True, optional=True))
+                  low=0.0, low_open=True, optional=True, high=1.0))
 
 
 def _betas(beta1: float, beta2: float) -> tuple[Param, ...]:
     """Adam's two decay rates, in [0, 1)."""
     return (Param("beta1", float, beta1, "Adam's first-moment decay (momentum)",
                   low=0.0, high=1.0, high_open=True),
-            Param("beta2", float, beta2, "Adam's second-moment decay", low=0.0, high=1.0, high_open=True))
+            Param("beta2", float, beta2, "Adam's second-moment decay",
+                  low=0.0, high=1.0, high_open=True))
 
 
 class _Optimizer(Policy):
@@ -117,7 +119,7 @@ class SGD(_Optimizer):
               Param("momentum", float, 0.0, "momentum factor (0: none, as the WGAN rule asks)",
                     low=0.0, high=1.0, high_open=True),
               Param("nesterov", bool, False, "Nesterov momentum (needs momentum > 0)"),
-              Param("weight_decay", float, 0.0, "L2 weight decay", low=0.0))
+              Param("weight_decay", float, 0.0, "L2 weight decay", low=0.0, high=1.0))
 
     def validate(self) -> None:
         if self.nesterov and self.momentum == 0:
@@ -143,8 +145,10 @@ class TTUR(Adam):
     name = "ttur"
     summary = "two time-scale update rule: Adam with lr_d 4e-4 > lr_g 1e-4, betas (0, 0.9)"
     paper = TTUR_PAPER
-    params = (Param("lr_g", float, 1e-4, "the generator's learning rate", low=0.0, low_open=True),
-              Param("lr_d", float, 4e-4, "the critic's learning rate", low=0.0, low_open=True),
+    params = (Param("lr_g", float, 1e-4, "the generator's learning rate",
+                    low=0.0, low_open=True, high=1.0),
+              Param("lr_d", float, 4e-4, "the critic's learning rate",
+                    low=0.0, low_open=True, high=1.0),
               *_betas(0.0, 0.9))
 
 

@@ -99,8 +99,9 @@ class GradientPenalty(_InputGradientPenalty):
     summary = "WGAN-GP: lambda * E[(||grad D(x_hat)|| - 1)^2] at real/fake interpolates"
     paper = GP_PAPER
     params = (
-        Param("weight", float, 10.0, "lambda, the penalty's weight", low=0.0),
-        Param("center", float, 1.0, "the target gradient norm (the Lipschitz constant)", low=0.0),
+        Param("weight", float, 10.0, "lambda, the penalty's weight", low=0.0, high=1e4),
+        Param("center", float, 1.0, "the target gradient norm (the Lipschitz constant)",
+              low=0.0, high=100.0),
         Param("one_sided", bool, False,
               "penalise only norms above center: max(0, ||grad|| - center)^2 (Petzka et al. 2018)"),
         Param("interpolate", bool, True,
@@ -145,7 +146,8 @@ class R1(_InputGradientPenalty):
     name = "r1"
     summary = "R1: gamma/2 * E[||grad D(x)||^2] on real data (zero-centred, Mescheder et al. 2018)"
     paper = R1_PAPER
-    params = (Param("gamma", float, 10.0, "gamma; the penalty is gamma/2 * E||grad||^2", low=0.0),)
+    params = (Param("gamma", float, 10.0, "gamma; the penalty is gamma/2 * E||grad||^2",
+                    low=0.0, high=1e4),)
     conflicts = (Clash("weight-clip", CLIP_REDUNDANT, R1_PAPER, severity="warning"),
                  Clash("critic-batchnorm", BN_REASON, severity="warning"))
     #: which side's samples the penalty is taken at.
@@ -187,8 +189,9 @@ class DRAGAN(_InputGradientPenalty):
     summary = "DRAGAN: lambda * E[(||grad D(x + noise)|| - 1)^2] around the real data"
     paper = DRAGAN_PAPER
     params = (
-        Param("weight", float, 10.0, "lambda, the penalty's weight", low=0.0),
-        Param("scale", float, 0.5, "c: the perturbation is c * std(x) * U[0, 1)", low=0.0, low_open=True),
+        Param("weight", float, 10.0, "lambda, the penalty's weight", low=0.0, high=1e4),
+        Param("scale", float, 0.5, "c: the perturbation is c * std(x) * U[0, 1)",
+              low=0.0, low_open=True, high=10.0),
     )
     provides = ("lipschitz-penalty", "lipschitz-constraint")
     replaces = (Replaces("weight-clip", CLIP_REPLACED, DRAGAN_PAPER),)

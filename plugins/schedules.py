@@ -19,7 +19,7 @@ class NCritic(Policy):
     summary = "n critic updates per generator update (5 for WGAN and WGAN-GP)"
     paper = ("Arjovsky, Chintala & Bottou 2017, Wasserstein GAN, Algorithm 1; "
              "Gulrajani et al. 2017, Improved Training of Wasserstein GANs, Algorithm 1")
-    params = (Param("n", int, 5, "critic updates per generator update", low=1),)
+    params = (Param("n", int, 5, "critic updates per generator update", low=1, high=100),)
 
     @hookimpl
     def gantrix_critic_steps(self, step):
@@ -50,7 +50,7 @@ class NGenerator(Policy):
     summary = "n generator updates per training step (2 in DCGAN's reference code)"
     paper = ("Radford, Metz & Chintala 2015, DCGAN, reference code carpedm20/DCGAN-tensorflow "
              "(model.py: g_optim run twice per d_optim); PacGAN Table 2 (Lin et al. 2018)")
-    params = (Param("n", int, 2, "generator updates per training step", low=1),)
+    params = (Param("n", int, 2, "generator updates per training step", low=1, high=100),)
 
     @hookimpl
     def gantrix_generator_steps(self, step):
@@ -81,7 +81,8 @@ class LazyRegularization(Policy):
     name = "lazy-regularization"
     summary = "compute regularizers every k updates, scaled by k (StyleGAN2, k = 16)"
     paper = "Karras et al. 2020, Analyzing and Improving the Image Quality of StyleGAN, §2.4"
-    params = (Param("every", int, 16, "k: compute the regularizers every k updates", low=1),
+    params = (Param("every", int, 16, "k: compute the regularizers every k updates",
+                    low=1, high=10**4),
               Param("only", str, None, "regularizer names joined by '+' (default: all of them)",
                     optional=True))
     requires = (Requires("regularizer", "there is nothing to apply lazily without a regularizer"),)
@@ -118,7 +119,8 @@ class LinearDecay(Policy):
     summary = "decay the learning rates linearly to a fraction of the initial lr (WGAN-GP: to 0)"
     paper = ("Gulrajani et al. 2017, Improved Training of Wasserstein GANs, reference code "
              "gan_cifar_resnet.py (DECAY: lr × (1 − t / iterations))")
-    params = (Param("to", float, 0.0, "final lr as a fraction of the initial lr", low=0.0, high=1.0),)
+    params = (Param("to", float, 0.0, "final lr as a fraction of the initial lr",
+                    low=0.0, high=1.0),)
 
     @hookimpl
     def gantrix_lr_factor(self, role, step, total):

@@ -61,7 +61,8 @@ class SpectralNorm(Architecture):
     params = (
         Param("role", str, "discriminator", "which model to normalise",
               choices=("discriminator", "generator", "both")),
-        Param("n_power_iterations", int, 1, "power-iteration steps per forward pass", low=1),
+        Param("n_power_iterations", int, 1, "power-iteration steps per forward pass",
+              low=1, high=100),
     )
     provides = ("lipschitz-constraint",)
     conflicts = (Clash("weight-clip", "spectral normalisation already bounds every layer's "

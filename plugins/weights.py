@@ -28,7 +28,7 @@ class WeightClip(Policy):
     name = "weight-clip"
     summary = "clamp every critic weight to [-c, c] after each critic update (WGAN, c = 0.01)"
     paper = WGAN_PAPER + ", Algorithm 1"
-    params = (Param("c", float, 0.01, "the clipping bound", low=0.0, low_open=True),)
+    params = (Param("c", float, 0.01, "the clipping bound", low=0.0, low_open=True, high=10.0),)
     provides = ("lipschitz-constraint",)
     conflicts = (Clash("momentum-optimizer",
                        "weight clipping under a momentum optimizer (Adam with beta1 > 0, SGD "
@@ -59,7 +59,8 @@ class EMA(Policy):
              "Karras et al. 2018, Progressive Growing of GANs")
     params = (Param("decay", float, 0.999, "beta: the weight of the old average per update",
                     low=0.0, high=1.0, high_open=True),
-              Param("start", int, 0, "the generator update from which weights are averaged", low=0))
+              Param("start", int, 0, "the generator update from which weights are averaged",
+                    low=0, high=10**9))
 
     def __init__(self, **values):
         super().__init__(**values)

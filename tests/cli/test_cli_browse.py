@@ -90,9 +90,9 @@ def test_info_shows_docstring_params_paper_and_relations(gantrix, add_tricks):
     assert out.startswith("t-showcase  (loss, from tests)\na loss with every kind of metadata\n")
     assert "D = mean(f) - mean(r), written out" in out
     params = {r[0]: r for r in rows(out.split("parameters:\n")[1].split("\n\n")[0])}
-    assert params["margin"] == ["margin", "float", "1.0", "float in [0, inf)", "the margin"]
+    assert params["margin"] == ["margin", "float", "1.0", "finite float in [0, inf)", "the margin"]
     assert params["mode"] == ["mode", "str", "soft", "one of 'soft', 'hard'", "how"]
-    assert params["scale"] == ["scale", "float", "none", "float in (0, inf) or none", "optional scale"]
+    assert params["scale"] == ["scale", "float", "none", "finite float in (0, inf) or none", "optional scale"]
     assert params["tight"] == ["tight", "bool", "false", "true or false", "be tight"]
     assert "paper: Doe & Roe 2020, Showcases" in out
     assert "requires:\n  t-needed: it needs it (Paper N)\n  t-bare-tag\n" in out
@@ -114,7 +114,7 @@ def test_info_on_a_builtin_trick(gantrix):
 
 def test_info_parameter_ranges_of_a_builtin(gantrix):
     out = gantrix("info", "gradient-penalty").stdout
-    assert "weight" in out and "float in [0, inf)" in out
+    assert "weight" in out and "finite float in [0, 10000]" in out
     assert "replaces:\n  weight-clip" in out
 
 

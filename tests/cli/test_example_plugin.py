@@ -141,7 +141,7 @@ def test_the_console_command_and_its_user_error(site):
     """Through ``python -m gantrix.cli`` itself: a bad margin is a user error, not a traceback."""
     result = run(site, "margin-demo", "-m", "-1")
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == "error: softplus-margin: parameter 'margin' got -1.0; allowed: float in [0, inf)\n"
+    assert result.stderr == "error: softplus-margin: parameter 'margin' got -1.0; allowed: finite float in [0, inf)\n"
 
 
 @pytest.mark.parametrize("i", range(len(OFF)), ids=["=".join(*e.items()) for e in OFF])

@@ -8,15 +8,15 @@ from gantrix.params import normalize_key
 
 
 def test_allowed_text_covers_every_shape():
-    assert Param("w", float, 1.0, low=0).allowed == "float in [0, inf)"
-    assert Param("lr", float, 1.0, low=0, low_open=True).allowed == "float in (0, inf)"
-    assert Param("b", float, 0.5, low=0, high=1, high_open=True).allowed == "float in [0, 1)"
-    assert Param("t", float, 0.9, low=0.5, high=1).allowed == "float in [0.5, 1]"
+    assert Param("w", float, 1.0, low=0).allowed == "finite float in [0, inf)"
+    assert Param("lr", float, 1.0, low=0, low_open=True).allowed == "finite float in (0, inf)"
+    assert Param("b", float, 0.5, low=0, high=1, high_open=True).allowed == "finite float in [0, 1)"
+    assert Param("t", float, 0.9, low=0.5, high=1).allowed == "finite float in [0.5, 1]"
     assert Param("n", int, 5, high=10).allowed == "int in (-inf, 10]"
-    assert Param("x", float, 0.0).allowed == "any float"
+    assert Param("x", float, 0.0).allowed == "any finite float"
     assert Param("flag", bool, False).allowed == "true or false"
     assert Param("kind", str, "a", choices=("a", "b")).allowed == "one of 'a', 'b'"
-    assert Param("lr_g", float, None, low=0, optional=True).allowed == "float in [0, inf) or none"
+    assert Param("lr_g", float, None, low=0, optional=True).allowed == "finite float in [0, inf) or none"
 
 
 @pytest.mark.parametrize("raw, value", [("3", 3), (" 7 ", 7), ("-2", -2)])
@@ -24,7 +24,7 @@ def test_parse_int(raw, value):
     assert Param("n", int, 1).parse(raw, "t") == value
 
 
-@pytest.mark.parametrize("raw, value", [("0.5", 0.5), ("1e-4", 1e-4), ("2", 2.0), ("inf", math.inf)])
+@pytest.mark.parametrize("raw, value", [("0.5", 0.5), ("1e-4", 1e-4), ("2", 2.0), ("1e300", 1e300)])
 def test_parse_float(raw, value):
     parsed = Param("x", float, 1.0).parse(raw, "t")
     assert parsed == value and isinstance(parsed, float)
@@ -73,8 +73,8 @@ def test_error_names_trick_param_value_and_range():
     p = Param("weight", float, 10.0, low=0)
     with pytest.raises(ParamError) as exc:
         p.parse("-1", "gradient-penalty")
-    assert str(exc.value) == "gradient-penalty: parameter 'weight' got -1.0; allowed: float in [0, inf)"
-    with pytest.raises(ParamError, match=r"parameter 'weight' got 'ten'; allowed: float in \[0, inf\)"):
+    assert str(exc.value) == "gradient-penalty: parameter 'weight' got -1.0; allowed: finite float in [0, inf)"
+    with pytest.raises(ParamError, match=r"parameter 'weight' got 'ten'; allowed: finite float in \[0, inf\)"):
         p.parse("ten", "gradient-penalty")
 
 

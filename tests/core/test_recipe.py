@@ -181,7 +181,7 @@ def test_check_raises_at_once_on_unknown_names_and_bad_values(tmp_path):
         Recipe("t-margin", "t-clp").check()
     path = tmp_path / "neg.toml"
     path.write_text('tricks = ["t-margin", { name = "t-clip", c = -1.0 }]\n')
-    with pytest.raises(ParamError, match="t-clip: parameter 'c' got -1.0; allowed: float in \\(0, inf\\)"):
+    with pytest.raises(ParamError, match="t-clip: parameter 'c' got -1.0; allowed: finite float in \\(0, inf\\)"):
         Recipe(config=path).check()
 
 

@@ -296,16 +296,16 @@ def test_top_k_trains_on_ring8():
 
 
 @pytest.mark.parametrize("trick, params, message", [
-    ("ada", dict(speed=0), "ada: parameter 'speed' got 0; allowed: int in [1, inf)"),
-    ("ada", dict(target=1.0), "ada: parameter 'target' got 1.0; allowed: float in [0, 1)"),
-    ("ada", dict(max_p=0.0), "ada: parameter 'max_p' got 0.0; allowed: float in (0, 1]"),
+    ("ada", dict(speed=0), "ada: parameter 'speed' got 0; allowed: int in [1, 100000000]"),
+    ("ada", dict(target=1.0), "ada: parameter 'target' got 1.0; allowed: finite float in [0, 1)"),
+    ("ada", dict(max_p=0.0), "ada: parameter 'max_p' got 0.0; allowed: finite float in (0, 1]"),
     ("ada", dict(p=0.9, max_p=0.8), "ada: parameter 'p' got 0.9, above max_p=0.8"),
     ("ada", dict(policy="rotate"), "ada: parameter 'policy' got 'rotate'; allowed: augmentations "
                                    "joined by '+' from flip, translation, color, cutout"),
-    ("top-k", dict(gamma=0.0), "top-k: parameter 'gamma' got 0.0; allowed: float in (0, 1]"),
-    ("top-k", dict(nu=1.5), "top-k: parameter 'nu' got 1.5; allowed: float in (0, 1]"),
-    ("top-k", dict(every=0), "top-k: parameter 'every' got 0; allowed: int in [1, inf)"),
-    ("top-k", dict(k=0), "top-k: parameter 'k' got 0; allowed: int in [1, inf) or none"),
+    ("top-k", dict(gamma=0.0), "top-k: parameter 'gamma' got 0.0; allowed: finite float in (0, 1]"),
+    ("top-k", dict(nu=1.5), "top-k: parameter 'nu' got 1.5; allowed: finite float in (0, 1]"),
+    ("top-k", dict(every=0), "top-k: parameter 'every' got 0; allowed: int in [1, 1000000]"),
+    ("top-k", dict(k=0), "top-k: parameter 'k' got 0; allowed: int in [1, 1000000] or none"),
 ])
 def test_bad_parameters_name_the_parameter_the_value_and_the_range(trick, params, message):
     with pytest.raises(gantrix.ParamError) as info:

@@ -78,7 +78,7 @@ def test_both_are_registered_with_their_papers_and_needed_to_sample():
     assert {"conditional", "critic-labels"} <= set(acgan.provides) & set(projection.provides)
     assert "critic-labels" in tricks["cgan"].provides
     weight = {p.name: p for p in acgan.params}["weight"]
-    assert (weight.default, weight.allowed) == (1.0, "float in [0, inf)")
+    assert (weight.default, weight.allowed) == (1.0, "finite float in [0, 10000]")
     spectral = {p.name: p for p in projection.params}["spectral"]
     assert (spectral.default, spectral.allowed) == (False, "true or false")
 
@@ -319,7 +319,7 @@ def test_drawing_classes_before_the_models_are_built_is_a_clear_error(name):
 
 
 @pytest.mark.parametrize("spec, match", [
-    ("acgan:weight=-1", "acgan: parameter 'weight' got -1.0; allowed: float in [0, inf)"),
+    ("acgan:weight=-1", "acgan: parameter 'weight' got -1.0; allowed: finite float in [0, 10000]"),
     ("projection:spectral=maybe", "projection: parameter 'spectral' got 'maybe'"),
     ("acgan:fake_labels=real-ish", "allowed: one of 'uniform', 'real'"),
 ])

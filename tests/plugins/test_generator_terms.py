@@ -382,14 +382,14 @@ def test_bad_parameters_name_parameter_value_and_range():
     with pytest.raises(gantrix.ParamError) as info:
         gantrix.make("orthogonal-regularization", beta=-1)
     assert str(info.value) == ("orthogonal-regularization: parameter 'beta' got -1.0; "
-                               "allowed: float in [0, inf)")
+                               "allowed: finite float in [0, 10000]")
     result = CliRunner().invoke(create_app(), ["check", "nonsaturating", "mode-seeking:eps=0"])
     assert result.exit_code == 2
-    assert "mode-seeking: parameter 'eps' got 0.0; allowed: float in (0, inf)" in result.stderr
+    assert "mode-seeking: parameter 'eps' got 0.0; allowed: finite float in (0, 1]" in result.stderr
     result = CliRunner().invoke(create_app(), ["check", "nonsaturating",
                                                "historical-averaging:weight=x"])
     assert result.exit_code == 2
-    assert "historical-averaging: parameter 'weight' got 'x'; allowed: float in [0, inf)" \
+    assert "historical-averaging: parameter 'weight' got 'x'; allowed: finite float in [0, 10000]" \
         in result.stderr
 
 
