@@ -11,15 +11,20 @@ batches an uninterrupted one would:
 - `StackedMNIST`: an infinite sampler of three independently drawn MNIST digits.
 
 `load_data(name_or_path)` picks the source: ``ring8``, ``grid25``, ``spiral``, ``digits``,
-``mnist``, ``stacked-mnist``, a folder of PNG/JPEG images (labels from sub-folders;
-prepared once into a memory-mapped cache by `gantrix.folder`), or a ``.npy``/``.pt`` file
-(memory-mapped); `Mirrored` adds random left-right flips to any image data.
+``mnist``, ``stacked-mnist``, a folder of images (any type Pillow reads; labels from
+sub-folders; prepared once into a memory-mapped cache by `gantrix.folder`), or a
+``.npy``/``.pt`` file (memory-mapped); `Mirrored` adds random left-right flips to any image
+data. Samples are checked when they are opened, before a run writes anything
+(`check_samples`): what training cannot use is refused by name, not met mid-run.
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.util
 import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,8 @@ class Data:
     name: str
     shape: tuple[int, ...]
     num_classes: int | None = None
+    #: the names of the classes by label (an image folder's sub-folders), or None
+    class_names: list[str] | None = None
     #: the models train on the data divided by ``scale``; the trainer multiplies what the
     #: generator makes by it, so samples, plots and metrics are in the data's own units.
     scale: float = 1.0
@@ -173,6 +180,134 @@ TOYS = ("ring8", "grid25", "spiral")
 
 #: the most of a device's free memory a data set may take to be kept there (`TensorData.place`)
 DEVICE_SHARE = 0.25
+#: the channel counts of images: grey, RGB, RGBA.
+IMAGE_CHANNELS = (1, 3, 4)
+#: data of at most this many bytes has every value checked for NaN and infinity when it is
+#: opened; of larger data (a memory-mapped file larger than memory, say), rows spread
+#: evenly over it are checked, this many bytes' worth: a sample, not every value.
+FINITE_CHECK_BYTES = 1 << 28
+#: bytes of samples checked at a time
+CHECK_BLOCK_BYTES = 1 << 24
+#: NumPy's dtype kinds that are not numbers, in words
+NOT_NUMBERS = {"b": "bool", "c": "complex", "O": "Python objects", "U": "text", "S": "bytes",
+               "V": "structured records", "M": "dates", "m": "time spans"}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` in this machine's byte order (a big-endian array's values, converted)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
+def check_samples(name: str, x: torch.Tensor | np.ndarray) -> None:
+    """Refuse, with a `GantrixError` that names the problem, samples that training cannot
+    use: a meta, quantized, sparse or nested tensor; bool, complex or other non-numeric
+    dtypes (and float128); a shape other than (N, D) vectors with D ≥ 1 or (N, C, S, S)
+    images with 1, 3 or 4 channels; no samples; NaN, infinite values, or float64 values
+    beyond float32's range (training computes in float32). Big-endian arrays are accepted
+    (each batch is converted when it is read).
+
+    Every value is checked for finiteness when the data takes at most `FINITE_CHECK_BYTES`;
+    of larger data, only rows spread evenly over it, that many bytes' worth (the error says
+    so), so a memory-mapped file larger than memory is not read whole.
+    """
+    if isinstance(x, torch.Tensor):
+        if x.is_meta:
+            raise GantrixError(f"{name}: a meta tensor has a shape but no values; load the "
+                               "real data (not under torch.device('meta'))")
+        if x.is_quantized:
+            raise GantrixError(f"{name}: quantized samples ({x.dtype}) cannot be trained on: "
+                               "dequantize them first (x.dequantize())")
+        if x.is_nested or x.layout != torch.strided:
+            raise GantrixError(f"{name}: a {'nested' if x.is_nested else x.layout} tensor "
+                               "cannot be trained on: save it dense (x.to_dense())")
+        if x.dtype == torch.bool or x.is_complex():
+            what = "bool" if x.dtype == torch.bool else "complex"
+            raise GantrixError(f"{name}: {what} samples ({x.dtype}) cannot be trained on: "
+                               + _convert_hint(what))
+    elif isinstance(x, np.ndarray):
+        kind = x.dtype.kind
+        if kind not in "uif":
+            what = NOT_NUMBERS.get(kind, str(x.dtype))
+            raise GantrixError(f"{name}: {what} samples (dtype {x.dtype}) cannot be trained "
+                               f"on: {_convert_hint(what)}")
+        if kind == "f" and x.dtype.itemsize > 8:
+            raise GantrixError(f"{name}: {x.dtype} samples are not supported: save them as "
+                               "float32 (x.astype(np.float32))")
+    else:
+        raise GantrixError(f"{name}: samples must be a tensor or a NumPy array, "
+                           f"got {type(x).__name__}")
+    shape = tuple(x.shape)
+    if len(shape) not in (2, 4):
+        raise GantrixError(f"{name}: samples must be (N, D) vectors or (N, C, H, W) images, "
+                           f"got shape {shape}" + ("; grey (N, H, W) images take a channel "
+                                                   "axis: x[:, None]" if len(shape) == 3 else ""))
+    if shape[0] == 0:
+        raise GantrixError(f"{name}: the data set is empty (shape {shape})")
+    if len(shape) == 2 and shape[1] == 0:
+        raise GantrixError(f"{name}: the samples have no features (shape {shape}): "
+                           "vectors need at least one value each")
+    if len(shape) == 4:
+        if shape[1] not in IMAGE_CHANNELS:
+            raise GantrixError(f"{name}: images must have 1 (grey), 3 (RGB) or 4 (RGBA) "
+                               f"channels, got {shape[1]} (shape {shape}: N, C, H, W)")
+        if shape[2] != shape[3] or shape[2] == 0:
+            raise GantrixError(f"{name}: images must be square and non-empty, got "
+                               f"{shape[2]}×{shape[3]}")
+    _check_finite(name, x)
+
+
+def _convert_hint(what: str) -> str:
+    if what == "bool":
+        return "convert them to numbers, e.g. x.astype(np.float32) * 2 - 1"
+    if what == "complex":
+        return ("the imaginary part would be lost; give the real and imaginary parts as "
+                "features of their own, e.g. np.concatenate([x.real, x.imag], axis=1)")
+    return "training needs integer or floating-point numbers"
+
+
+def _check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
+    """`check_samples`'s check of the values: NaN, infinity, beyond float32."""
+    floating = x.dtype.kind == "f" if isinstance(x, np.ndarray) else x.dtype.is_floating_point
+    if not floating:
+        return
+    n = len(x)
+    nbytes = x.nbytes if isinstance(x, np.ndarray) else x.numel() * x.element_size()
+    row_bytes = max(1, nbytes // n)
+    rows = None  # every row; else the rows checked
+    if nbytes > FINITE_CHECK_BYTES:
+        rows = np.unique(np.linspace(0, n - 1, max(1, FINITE_CHECK_BYTES // row_bytes)).round()
+                         .astype(np.int64))
+    total = n if rows is None else len(rows)
+    step = max(1, CHECK_BLOCK_BYTES // row_bytes)
+    count, first = 0, None
+    for lo in range(0, total, step):
+        at = slice(lo, lo + step) if rows is None else rows[lo:lo + step]
+        block = x[at]
+        if isinstance(block, np.ndarray):  # any byte order
+            bad = ~np.isfinite(block)
+            if block.dtype.itemsize == 8:
+                bad |= np.abs(block) > FLOAT32_MAX
+            nonzero = np.argwhere
+        else:
+            bad = ~torch.isfinite(block)
+            if block.dtype == torch.float64:
+                bad |= block.abs() > FLOAT32_MAX
+            nonzero = torch.nonzero
+        k = int(bad.sum())
+        if k and first is None:
+            where = [int(v) for v in nonzero(bad)[0]]
+            where[0] = lo + where[0] if rows is None else int(rows[lo + where[0]])
+            first = tuple(where)
+        count += k
+    if count:
+        sampled = ("" if rows is None else
+                   f" (of {total:,} of the {n:,} samples, spread evenly: data over "
+                   f"{FINITE_CHECK_BYTES >> 20} MiB is checked by sample)")
+        raise GantrixError(f"{name}: {count:,} value(s) are NaN, infinite or beyond float32's "
+                           f"range{sampled}, the first at index {first} (sample {first[0]}); "
+                           "training needs finite numbers: drop those samples or replace the "
+                           "values (np.nan_to_num)")
 
 
 class TensorData(Data):
@@ -187,10 +322,9 @@ class TensorData(Data):
 
     def __init__(self, name: str, x: torch.Tensor | np.ndarray, labels: torch.Tensor | None = None,
                  seed: int = 0, num_classes: int | None = None):
-        if len(x) == 0:
-            raise GantrixError(f"{name}: the data set is empty")
+        check_samples(name, x)
         self.name = name
-        self.x = x if isinstance(x, np.ndarray) else x.contiguous()
+        self.x = x if isinstance(x, np.ndarray) else x.detach().contiguous()
         self.labels = None if labels is None else torch.as_tensor(labels).long()
         self.shape = tuple(x.shape[1:])
         uint8 = x.dtype == (np.uint8 if isinstance(x, np.ndarray) else torch.uint8)
@@ -228,7 +362,7 @@ class TensorData(Data):
         if idx is None:
             idx = torch.arange(len(self))
         if isinstance(self.x, np.ndarray):
-            batch = torch.from_numpy(np.ascontiguousarray(self.x[idx.numpy()]))
+            batch = torch.from_numpy(np.ascontiguousarray(_native(self.x[idx.numpy()])))
         elif idx.device != self.x.device:  # placed on a device, asked from the host
             batch = self.x[idx.to(self.x.device)].to(idx.device)
         else:
@@ -308,6 +442,7 @@ class Mirrored(Data):
         self.inner = inner
         self.name, self.shape = inner.name, inner.shape
         self.num_classes, self.scale = inner.num_classes, inner.scale
+        self.class_names = inner.class_names
         self.rng = torch.Generator().manual_seed(seed + MIRROR_STREAM)
 
     def __len__(self) -> int:
@@ -457,10 +592,12 @@ def check_image_size(size: int) -> int:
 
 
 def load_image_folder(folder: Path, size: int, *, seed: int = 0, skip_bad: bool = False,
-                      workers: int | None = None) -> TensorData:
-    """Every PNG/JPEG under ``folder`` (recursively) at ``size``×``size``, prepared once
-    into the user's cache and memory-mapped from there (`gantrix.folder`); uint8, scaled to
-    [−1, 1] per batch.
+                      workers: int | None = None, fit: str = "crop") -> TensorData:
+    """Every image under ``folder`` (recursively; any type Pillow reads) at ``size``×``size``,
+    prepared once into the user's cache and memory-mapped from there (`gantrix.folder`);
+    uint8, scaled to [−1, 1] per batch. ``fit`` makes non-square images square: their
+    centre square (``crop``), the whole image padded with black (``pad``) or squashed
+    (``squash``).
 
     Labels come from the first-level sub-folders when every image lies in one (their sorted
     names are the classes). Images are grey when all are, else RGB.
@@ -468,10 +605,12 @@ def load_image_folder(folder: Path, size: int, *, seed: int = 0, skip_bad: bool 
     from .folder import prepare_folder
 
     check_image_size(size)
-    prepared = prepare_folder(folder, size, skip_bad=skip_bad, workers=workers)
+    prepared = prepare_folder(folder, size, skip_bad=skip_bad, workers=workers, fit=fit)
     labels = None if prepared.labels is None else torch.from_numpy(prepared.labels)
-    return TensorData(Path(folder).name, prepared.images, labels, seed,
+    data = TensorData(Path(folder).name, prepared.images, labels, seed,
                       num_classes=len(prepared.classes) or None)
+    data.class_names = list(prepared.classes) or None
+    return data
 
 
 def load_tensor_file(path: Path) -> tuple[torch.Tensor | np.ndarray, torch.Tensor | None]:
@@ -480,10 +619,11 @@ def load_tensor_file(path: Path) -> tuple[torch.Tensor | np.ndarray, torch.Tenso
     (N, D) is vector data, (N, C, H, W) images, (N, H, W) grey images; uint8 images are
     scaled from [0, 255] to [−1, 1] per batch, anything else is used as it is. Both are
     memory-mapped (a ``.pt`` file when it is in torch's zip format), so a file larger than
-    memory trains: only the batches are read.
+    memory trains: only the batches are read. The samples' values are checked by
+    `TensorData` (`check_samples`); the suffix may be in any case (``.NPY``).
     """
     try:
-        if path.suffix == ".npy":
+        if path.suffix.lower() == ".npy":
             obj: Any = np.load(path, mmap_mode="r", allow_pickle=False)
         else:
             try:
@@ -498,16 +638,22 @@ def load_tensor_file(path: Path) -> tuple[torch.Tensor | np.ndarray, torch.Tenso
             raise GantrixError(f"{path}: a dict must hold the samples under 'x' "
                                "(and optionally class labels under 'labels')")
         obj, labels = obj["x"], obj.get("labels")
-    numeric = isinstance(obj, torch.Tensor) or (isinstance(obj, np.ndarray) and obj.dtype.kind in "uif")
-    if not numeric or obj.ndim not in (2, 3, 4) or len(obj) == 0:
+    if not isinstance(obj, (torch.Tensor, np.ndarray)) or obj.ndim not in (2, 3, 4) or len(obj) == 0:
         raise GantrixError(f"{path}: expected a non-empty tensor of shape (N, D), (N, H, W) "
                            f"or (N, C, H, W), got {getattr(obj, 'shape', type(obj).__name__)}")
     if obj.ndim == 3:
         obj = obj[:, None]
     if labels is not None:
-        labels = torch.as_tensor(labels)
-        if labels.shape != (len(obj),) or labels.dtype.is_floating_point:
-            raise GantrixError(f"{path}: 'labels' must be {len(obj)} integers")
+        try:
+            labels = torch.as_tensor(labels)
+            whole = not (labels.dtype.is_floating_point or labels.dtype.is_complex
+                         or labels.dtype == torch.bool)
+            ok = labels.shape == (len(obj),) and whole and int(labels.min()) >= 0
+        except (TypeError, ValueError, RuntimeError, NotImplementedError):
+            ok = False
+        if not ok:
+            raise GantrixError(f"{path}: 'labels' must be {len(obj)} integers from 0, one a "
+                               "sample (the class of each)")
     return obj, labels
 
 
@@ -532,18 +678,21 @@ def _builtin_images(name: str, seed: int) -> Data:
 
 def load_data(source: str | Path, *, seed: int = 0, image_size: int | None = None,
               mirror: bool = False, skip_bad_images: bool = False,
-              workers: int | None = None) -> Data:
+              workers: int | None = None, image_fit: str | None = None) -> Data:
     """The data named by ``source``; raises `GantrixError` for anything unusable.
 
     ``mirror`` flips each image left to right with probability ½ (`Mirrored`);
     ``skip_bad_images`` trains an image folder without its unreadable files (else the
-    first one stops the run); ``workers`` prepare an image folder in parallel.
+    first one stops the run); ``workers`` prepare an image folder in parallel;
+    ``image_fit`` makes an image folder's non-square images square (`load_image_folder`;
+    default ``crop``).
     """
-    data = _load(str(source), seed, image_size, skip_bad_images, workers)
+    data = _load(str(source), seed, image_size, skip_bad_images, workers, image_fit or "crop")
     return Mirrored(data, seed) if mirror else data
 
 
-def _load(text: str, seed: int, image_size: int | None, skip_bad: bool, workers: int | None) -> Data:
+def _load(text: str, seed: int, image_size: int | None, skip_bad: bool, workers: int | None,
+          fit: str) -> Data:
     if text in TOYS:
         return Toy2D(text, seed)
     if text in IMAGE_SETS:
@@ -553,18 +702,28 @@ def _load(text: str, seed: int, image_size: int | None, skip_bad: bool, workers:
                                f"--image-size {image_size} (it resizes image folders only)")
         return data
     path = Path(text).expanduser()
-    if not path.exists():
-        raise GantrixError(f"data {text!r} is neither a built-in data set "
-                           f"({', '.join(BUILTIN)}) nor an existing file or folder")
-    if path.is_dir():
+    from .folder import file_kind, stat_problem
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if not os.path.lexists(path):
+            close = difflib.get_close_matches(text, BUILTIN, n=2)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise GantrixError(f"data {text!r} is neither a built-in data set "
+                               f"({', '.join(BUILTIN)}) nor an existing file or folder{hint}") from None
+        raise GantrixError(f"cannot read data {path}: {stat_problem(path, exc)}") from None
+    if stat.S_ISDIR(mode):
         return load_image_folder(path, image_size or DEFAULT_IMAGE_SIZE, seed=seed,
-                                 skip_bad=skip_bad, workers=workers)
+                                 skip_bad=skip_bad, workers=workers, fit=fit)
+    if not stat.S_ISREG(mode):
+        raise GantrixError(f"cannot read data {path}: it is {file_kind(mode)}, not a regular "
+                           f"file or a folder")
     if path.suffix.lower() not in TENSOR_SUFFIXES:
         raise GantrixError(f"cannot read {path}: expected a folder of images or a "
                            f"{' or '.join(TENSOR_SUFFIXES)} tensor file")
     x, y = load_tensor_file(path)
+    data = TensorData(path.name, x, y, seed)  # checks the samples (`check_samples`)
     if x.ndim == 4:
-        if x.shape[2] != x.shape[3]:
-            raise GantrixError(f"{path}: images must be square, got {x.shape[2]}×{x.shape[3]}")
         check_image_size(int(x.shape[2]))
-    return TensorData(path.name, x, y, seed)
+    return data

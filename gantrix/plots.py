@@ -68,7 +68,7 @@ def image_grid(images: torch.Tensor, columns: int = GRID_COLUMNS):
         top = GRID_PAD + (i // columns) * (h * scale + GRID_PAD)
         left = GRID_PAD + (i % columns) * (w * scale + GRID_PAD)
         canvas[top:top + h * scale, left:left + w * scale] = tile
-    return Image.fromarray(canvas[..., 0] if c == 1 else canvas, "L" if c == 1 else "RGB")
+    return Image.fromarray(canvas[..., 0] if c == 1 else canvas, {1: "L", 3: "RGB", 4: "RGBA"}[c])
 
 
 def grid_png(path: Path, images: torch.Tensor, columns: int = GRID_COLUMNS) -> None:

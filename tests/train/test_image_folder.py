@@ -38,9 +38,14 @@ def _pattern(seed, size=(14, 10), channels=3):
 
 
 def _expected(path, size, mode):
-    """The reference: PIL's own conversion and bicubic resize, scaled to [-1, 1]."""
+    """The reference: PIL's own conversion and bicubic resize of the centre square (the
+    default fit), scaled to [-1, 1]."""
     with Image.open(path) as im:
-        a = np.asarray(im.convert(mode).resize((size, size), Image.Resampling.BICUBIC), np.float32)
+        w, h = im.size
+        side = min(w, h)
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        a = np.asarray(im.convert(mode).resize((size, size), Image.Resampling.BICUBIC, box=box),
+                       np.float32)
     a = a[None] if mode == "L" else a.transpose(2, 0, 1)
     return torch.from_numpy(a / 127.5 - 1.0)
 
@@ -181,7 +186,8 @@ def test_unreadable_files_are_named_or_skipped_and_counted(tmp_path):
     prepared = prepare_folder(tmp_path / "imgs", 8, skip_bad=True, report=lines.append)
     assert prepared.skipped == ["cut.jpg", "notes.png"] and prepared.seconds == 0.0
     assert lines == [f"2 unreadable image file(s) of {tmp_path / 'imgs'} left out "
-                     "(--skip-bad-images), as when it was prepared"]
+                     "(--skip-bad-images), as when it was prepared: cut.jpg (Truncated File "
+                     "Read); notes.png (Pillow does not recognise it as an image)"]
     # the cache remembers what it left out: without the flag it still refuses
     with pytest.raises(GantrixError, match="2 unreadable.*--skip-bad-images"):
         load_data(tmp_path / "imgs", image_size=8)
@@ -276,8 +282,9 @@ def test_cli_data_prepare_and_train_flags(tmp_path):
     result = runner.invoke(app, ["data", "prepare", str(tmp_path / "imgs"), "--image-size", "8",
                                  "--skip-bad-images"])
     assert result.exit_code == 0, result.output
-    assert "prepared: 4 images, RGB 8×8, no classes" in result.output
-    assert "skipped 2 unreadable: cut.jpg, notes.png" in result.output
+    assert "prepared: 4 images, RGB 8×8 (centre-cropped), no classes" in result.output
+    assert ("skipped 2 unreadable: cut.jpg (Truncated File Read); notes.png (Pillow does not "
+            "recognise it as an image)") in result.output
     result = runner.invoke(app, ["data", "prepare", str(tmp_path / "imgs"), "--image-size", "8",
                                  "--skip-bad-images"])
     assert "already prepared: 4 images" in result.output
