@@ -2,17 +2,25 @@
 as `gantrix train` would plan the run (`gantrix.plan.plan_run`: settings checked, models
 built, transformed and checked, never trained), so that model findings (BatchNorm in a
 critic under a penalty, a conditional model on unlabelled data, a generator bigger than its
-critic) and settings that train would refuse come before any run.
+critic) and settings that train would refuse come before any run. Without data, the recipe's
+settings are still checked for every kind of data and built-in set it has tables for (what
+train would refuse on any of them), and a learning rate beside an optimizer trick is the
+error train makes of it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .findings import Finding
+from .data import IMAGE_SETS, TOYS
+from .findings import SEVERITIES, Finding
 from .plan import plan_run
 from .recipe import Recipe
+from .settings import check_values
 from .trick import Trick
+
+#: the built-in data sets of each kind of data a recipe may have tables for
+_SETS = {"points": TOYS, "images": IMAGE_SETS}
 
 
 @dataclass
@@ -37,7 +45,8 @@ def check(recipe: Recipe, data: str | Path | None = None, processes: int = 1) ->
     gets)."""
     plan = plan_run(recipe, data, processes=processes, strict=False)
     if plan.data is None:
-        return CheckReport(plan.tricks, plan.findings)
+        found = plan.findings + _settings_for_any_data(recipe, plan.tricks)
+        return CheckReport(plan.tricks, sorted(found, key=lambda f: SEVERITIES.index(f.severity)))
     where = f"{plan.data.name} {tuple(plan.data.shape)}"
     if plan.models is not None:
         built = (f"built for {where} and checked: generator "
@@ -48,3 +57,21 @@ def check(recipe: Recipe, data: str | Path | None = None, processes: int = 1) ->
     else:
         built = f"built for {where} and checked: {plan.stopped}"
     return CheckReport(plan.tricks, plan.findings, built)
+
+
+def _settings_for_any_data(recipe: Recipe, tricks: list[Trick]) -> list[Finding]:
+    """What ``gantrix train`` would refuse in ``recipe``'s settings on some data, found
+    without the data: each ``[train]`` table as it applies to each kind of data and each
+    built-in set (an unknown key, a bad value: `GantrixError`, as train raises it), and
+    ``lr`` where an optimizer trick replaces the core's Adam (an error finding)."""
+    lr = False
+    for kind, sets in _SETS.items():
+        for name in (None, *sets):
+            train = check_values(dict(recipe.for_data(kind, name).train),
+                                 "the recipe's [train] table")
+            lr = lr or train.get("lr") is not None
+    if lr and any("optimizer" in t.features() for t in tricks):
+        return [Finding("error", "lr sets the core's default Adam, but this composition has "
+                                 "an optimizer trick: set its lr instead (e.g. --trick "
+                                 "adam:lr=1e-4)")]
+    return []

@@ -130,6 +130,21 @@ def _check_table(table: Any, label: str, where: str, sets: Iterable[str]) -> Non
         raise GantrixError(f"{where}: {label} train must be a table of settings")
 
 
+#: what each top-level key of a recipe holds, where it is not a list or table of its own
+#: (``tricks``, ``[points]``, ``[images]``: checked where they are read).
+_KEY_TYPES = {"recipe": (str, "a recipe's name (a string)"),
+              "summary": (str, "a string"), "paper": (str, "a string"),
+              "train": (Mapping, "a table of settings ([train] with key = value lines)")}
+
+
+def _check_types(data: Mapping[str, Any], where: str) -> None:
+    """A recipe's (a TOML file's, a plugin's) top-level keys of the kind they must be:
+    ``train = 5`` or ``recipe = 5`` said by name, not a crash later."""
+    for key, (kind, what) in _KEY_TYPES.items():
+        if key in data and not isinstance(data[key], kind):
+            raise GantrixError(f"{where}: {key!r} must be {what}, got {data[key]!r}")
+
+
 def data_set_tables(table: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """The tables for built-in data sets inside a checked ``[points]``/``[images]`` table,
     by the set's name (every key but its own ``tricks`` and ``train``)."""
@@ -213,6 +228,7 @@ class Recipe:
         if name in seen:
             raise GantrixError(f"recipe {name!r} includes itself: {' -> '.join(seen + (name,))}")
         entry = catalogue().recipe(name, where)
+        _check_types(entry.data, f"recipe {name!r}")
         base = entry.data.get("recipe")
         if base:
             self._add_named(base, seen + (name,), f"recipe {name!r}")
@@ -225,6 +241,7 @@ class Recipe:
         if unknown:
             raise GantrixError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
                                f"allowed: {', '.join(RECIPE_KEYS)}")
+        _check_types(data, str(path))
         if data.get("recipe"):
             self._add_named(data["recipe"], where=str(path))
         self._add_layer(data, f"{CONFIG}:{path}", str(path))
