@@ -69,6 +69,8 @@ FIT_WORDS = {"crop": "centre-cropped", "pad": "padded", "squash": "squashed"}
 CHUNK = 64
 #: a folder with fewer images is prepared in this process: starting workers costs more.
 IN_PROCESS_BELOW = 512
+#: the image types named first when a folder has none
+COMMON_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 #: the bands of a grey image (alpha aside)
 GREY_BANDS = frozenset({"L", "I", "F", "1"})
 IMAGES_FILE, LABELS_FILE, META_FILE = "images.u8", "labels.npy", "meta.json"
@@ -253,8 +255,9 @@ def list_images(folder: Path) -> Listing:
             entries.append((relative(path), st.st_size, st.st_mtime_ns))
     if not entries:
         found = f"; found only {len(ignored):,} other file(s): {_named(sorted(ignored))}" if ignored else ""
-        raise GantrixError(f"no images in {folder} (files Pillow reads: "
-                           f"{', '.join(sorted(readable)[:12])}, ...){found}")
+        common = [s for s in COMMON_SUFFIXES if s in readable]
+        raise GantrixError(f"no images in {folder} (files Pillow reads: {', '.join(common)} and "
+                           f"{len(readable) - len(common)} other types){found}")
     entries.sort()
     digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
     return Listing(folder, tuple(e[0] for e in entries), digest, tuple(sorted(unusable)),

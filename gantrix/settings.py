@@ -100,6 +100,10 @@ class Settings:
                                 optional=True)
     image_size: int | None = _setting(int, "images are resized to this (a power of two, 8 to "
                                       "256)", low=8, high=256, optional=True)
+    image_fit: str = _setting(str, "how an image folder's non-square images become square: "
+                              "crop (the centre square, as DCGAN's CelebA preparation), pad "
+                              "(the whole image, black borders) or squash", "crop",
+                              choices=("crop", "pad", "squash"))
     mirror: bool = _setting(bool, "flip each image left to right with probability 1/2 (for "
                             "data where a mirror image means the same)", False)
     skip_bad_images: bool = _setting(bool, "train an image folder without its unreadable "
