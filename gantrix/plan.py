@@ -90,7 +90,8 @@ def open_data(data: Any, settings: dict[str, Any]) -> tuple[Data, str]:
     if isinstance(data, torch.Tensor):
         return TensorData("tensor", data, seed=seed), "tensor"
     loaded = load_data(data, seed=seed, image_size=settings.get("image_size"),
-                       skip_bad_images=settings.get("skip_bad_images", False))
+                       skip_bad_images=settings.get("skip_bad_images", False),
+                       image_fit=settings.get("image_fit"))
     return loaded, describe_source(str(data))
 
 
