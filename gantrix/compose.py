@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from . import hookspecs
-from .errors import CompositionError
+from .errors import CompositionError, GantrixError
 from .findings import Clash, Finding, Replaces, Requires, as_relation
-from .registry import catalogue
+from .registry import catalogue, unknown_hooks
 from .trick import Trick
 
 if TYPE_CHECKING:  # (gantrix.recipe builds on this module: Recipe.check, Recipe.compose)
@@ -185,9 +185,16 @@ class Composition:
         self.pm.add_hookspecs(hookspecs)
         # pluggy calls the last registered plugin first: registering in reverse makes every
         # hook run in the recipe's order (and the first trick listed win a firstresult hook).
-        for trick in reversed(self.tricks):
-            self.pm.register(trick, name=trick.name)
-        self.pm.check_pending()
+        try:
+            for trick in reversed(self.tricks):
+                self.pm.register(trick, name=trick.name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:  # the catalogue refuses such tricks; a
+            # class put in it by hand (or a hook's arguments) can still get here
+            raise GantrixError("; ".join(
+                f"trick {t.name!r} ({type(t).__name__}): {'; '.join(unknown_hooks(t))}"
+                for t in self.tricks if unknown_hooks(t))
+                or f"a trick's hook does not fit gantrix's hooks: {exc}") from None
         self.hook = self.pm.hook
 
     def get(self, name: str) -> Trick | None:

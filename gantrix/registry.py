@@ -22,7 +22,10 @@ Environment:
 A plugin that fails to import, whose hooks match no spec, or whose discovery hook raises or
 registers something invalid is recorded with every error it met (``gantrix plugins`` shows
 them) and contributes nothing; the others keep working. A name in either variable that no
-plugin has is a warning (`GantrixWarning`, also kept in `Catalogue.warnings`).
+plugin has is a warning (`GantrixWarning`, also kept in `Catalogue.warnings`, which the CLI
+prints for every command), and so is a plugin kept out by a hook that matches none of
+gantrix's (in the module or in a trick class: most often a misspelt name, said with the hook
+it was probably meant to be), which would otherwise go unseen but for its missing tricks.
 """
 from __future__ import annotations
 
@@ -76,6 +79,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gantrix.plugins.weights",
 )
 LOAD_VAR, DISABLE_VAR = "GANTRIX_LOAD_PLUGINS", "GANTRIX_DISABLE_PLUGINS"
+#: how a hook implementation that matches none of gantrix's hooks is reported
+NO_HOOK = "matches no gantrix hook"
 #: a trick name: lowercase words of letters and digits joined by single hyphens.
 KEBAB_CASE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 
@@ -84,6 +89,32 @@ def kebab_case(name: str) -> str:
     """``name`` respelt in kebab-case (``Bad_Name`` -> ``bad-name``), for error messages."""
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
     return re.sub(r"[^a-z0-9]+", "-", words).strip("-")
+
+
+def unknown_hooks(obj: object) -> list[str]:
+    """What is wrong with each of ``obj``'s (a plugin module's, a trick class's) attributes
+    marked ``@hookimpl`` that matches no hook of `gantrix.hookspecs`, which pluggy would
+    reject: its name and, when one is close, the hook it was probably meant to be
+    (``gantrix_register_trick ... did you mean gantrix_register_tricks?``)."""
+    known = sorted(name for name in dir(hookspecs)
+                   if isinstance(getattr(getattr(hookspecs, name), f"{hookspecs.PROJECT}_spec",
+                                         None), dict))
+    found = []
+    for name in dir(obj):
+        opts = getattr(getattr(obj, name, None), f"{hookspecs.PROJECT}_impl", None)
+        if not isinstance(opts, dict) or opts.get("optionalhook"):
+            continue
+        target = opts.get("specname") or name
+        if target in known:
+            continue
+        # compared without the prefix every hook shares, which would make any name close
+        prefix = f"{hookspecs.PROJECT}_"
+        close = difflib.get_close_matches(target.removeprefix(prefix),
+                                          [k.removeprefix(prefix) for k in known], n=1)
+        hint = (f"; did you mean {prefix}{close[0]}?" if close else
+                " (gantrix.hookspecs lists them)")
+        found.append(f"{name} {NO_HOOK}{hint}")
+    return found
 
 
 @dataclass
@@ -195,6 +226,9 @@ class Catalogue:
             raise TypeError(f"register() takes a Trick subclass, got {cls!r}")
         if not cls.name or cls.kind not in KINDS:
             raise TypeError(f"{cls.__name__} needs a name and a kind in {KINDS}")
+        wrong = unknown_hooks(cls)
+        if wrong:
+            raise ValueError(f"trick {cls.name!r} ({cls.__name__}): {'; '.join(wrong)}")
         if not isinstance(cls.name, str) or not KEBAB_CASE.fullmatch(cls.name):
             raise ValueError(f"trick name {cls.name!r} ({cls.__name__}) is not kebab-case: "
                              f"lowercase letters and digits, words joined by single hyphens, "
@@ -392,7 +426,7 @@ def _register(pm: pluggy.PluginManager, candidate: _Candidate) -> PluginInfo:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         pm.unregister(name=candidate.name)
-        info.errors.append(f"hook matches no spec: {exc}")
+        info.errors.append(f"hook matches no spec: {'; '.join(unknown_hooks(module)) or exc}")
         return info
     info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or ())
     return info
@@ -440,10 +474,21 @@ def catalogue() -> Catalogue:
             pm = pluggy.PluginManager(hookspecs.PROJECT)
             pm.add_hookspecs(hookspecs)
             plugins, skipped, notices = _load(pm)
-            for notice in notices:
-                warnings.warn(notice, GantrixWarning, stacklevel=3)
             _catalogue = Catalogue(pm, plugins, skipped, notices)
+            _catalogue.warnings += _misspelt(plugins)
+            for notice in _catalogue.warnings:
+                warnings.warn(notice, GantrixWarning, stacklevel=3)
         return _catalogue
+
+
+def _misspelt(plugins: list[PluginInfo]) -> list[str]:
+    """A warning for each plugin kept out by a hook that matches none of gantrix's (most
+    often a misspelt name, which would otherwise go unseen: the plugin's tricks are simply
+    missing), with the hook meant; said wherever plugins load, not only by ``gantrix
+    plugins``."""
+    return [f"plugin {p.name!r} ({p.distribution} {p.version}) is not loaded: "
+            f"{error.removeprefix('hook matches no spec: ')}"
+            for p in plugins for error in p.errors if NO_HOOK in error]
 
 
 def reset() -> None:
