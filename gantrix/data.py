@@ -302,7 +302,7 @@ def _check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
         count += k
     if count:
         sampled = ("" if rows is None else
-                   f" (of {total:,} of the {n:,} samples, spread evenly: data over "
+                   f" in the {total:,} of {n:,} samples checked (spread evenly: data over "
                    f"{FINITE_CHECK_BYTES >> 20} MiB is checked by sample)")
         raise GantrixError(f"{name}: {count:,} value(s) are NaN, infinite or beyond float32's "
                            f"range{sampled}, the first at index {first} (sample {first[0]}); "
@@ -693,6 +693,9 @@ def load_data(source: str | Path, *, seed: int = 0, image_size: int | None = Non
 
 def _load(text: str, seed: int, image_size: int | None, skip_bad: bool, workers: int | None,
           fit: str) -> Data:
+    if not text.strip():  # Path("") is the working folder: never train on it unasked
+        raise GantrixError(f"the data is an empty name: give a built-in data set "
+                           f"({', '.join(BUILTIN)}), an image folder or a .npy/.pt file")
     if text in TOYS:
         return Toy2D(text, seed)
     if text in IMAGE_SETS:

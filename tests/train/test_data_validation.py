@@ -96,9 +96,11 @@ def test_large_data_is_checked_by_a_sample_that_says_so(tmp_path, monkeypatch):
     x = np.zeros((1000, 2), np.float32)
     x[999, 1] = np.nan  # the last row is always among those checked
     path = _save(tmp_path / "x.npy", x)
-    with pytest.raises(GantrixError, match=r"of 100 of the 1,000 samples, spread evenly.*"
+    with pytest.raises(GantrixError, match=r"in the 100 of 1,000 samples checked \(spread evenly.*"
                                            r"checked by sample.*index \(999, 1\)"):
         load_data(path)
+    with pytest.raises(GantrixError, match=r"in the 100 of 1,000 samples checked.*\(999, 1\)"):
+        TensorData("t", torch.from_numpy(x))  # a tensor in memory is sampled alike
     x[999, 1] = 0
     x[500, 0] = np.nan  # between two checked rows: the sample misses it, as documented
     assert len(load_data(_save(path, x))) == 1000
@@ -164,6 +166,14 @@ def test_a_misspelt_data_name_gets_a_suggestion(tmp_path, monkeypatch, typo, sug
                                                "--out", "run", "--quiet"])
     assert result.exit_code == 2 and f"did you mean {suggestion}?" in result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_data_name_is_not_the_working_folder(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.png").write_bytes(b"an image here would be trained on")
+    with pytest.raises(GantrixError, match="the data is an empty name"):
+        load_data(name)
 
 
 def test_no_suggestion_for_a_path_far_from_every_name(tmp_path):
