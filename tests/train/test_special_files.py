@@ -250,3 +250,17 @@ def test_another_entrys_broken_description_does_not_stop_preparing(tmp_path, own
         prepared = prepare_folder(tmp_path / "imgs", 8, report=_quiet)
     assert len(prepared.images) == 3
     assert all((own_cache / "folders" / f"other{i}").exists() for i in range(3))  # not ours
+
+
+def test_worker_processes_skip_special_files_too(tmp_path, monkeypatch):
+    folder = tmp_path / "imgs"
+    _images(folder, n=6)
+    os.mkfifo(folder / "b.png")
+    _bomb(folder / "bomb.png")
+    monkeypatch.setattr(folder_mod, "IN_PROCESS_BELOW", 2)
+    monkeypatch.setattr(folder_mod, "CHUNK", 2)
+    lines = []
+    with deadline(120):
+        prepared = prepare_folder(folder, 8, skip_bad=True, workers=2, report=lines.append)
+    assert "(2 workers)" in lines[0]
+    assert prepared.skipped == ["b.png", "bomb.png"] and len(prepared.images) == 6
