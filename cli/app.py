@@ -9,12 +9,15 @@ however the app is invoked (the console script, ``python -m gantrix.cli``, or
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+import re
 import warnings
 from importlib import import_module
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 import typer
+import typer.core
 import typer.main
 
 from gantrix import __version__
@@ -56,6 +59,77 @@ def _guard(app: typer.Typer) -> None:
     for group in app.registered_groups:
         if isinstance(group.typer_instance, typer.Typer):
             _guard(group.typer_instance)
+
+
+#: a paragraph that is a list (each line a ``-``, ``*`` or numbered item) keeps its lines
+_LIST = re.compile(r"\s*([-*\u2022]|\d+[.)])\s")
+
+
+def reflow(text: str) -> str:
+    """``text`` (a command's docstring) with each paragraph on one line.
+
+    Typer's rich help keeps a docstring's single line breaks in the command list and in the
+    paragraphs after the first, so a description broke mid-sentence wherever its source
+    line was wrapped. Paragraphs click marks as preformatted (``\\b``), lists, and what
+    follows ``\\f`` (never shown) are left as they are."""
+    shown, cut, hidden = inspect.cleandoc(text).partition("\f")
+    paragraphs = []
+    for paragraph in shown.split("\n\n"):
+        lines = paragraph.splitlines()
+        if paragraph.startswith("\b") or len(lines) > 1 and all(map(_LIST.match, lines)):
+            paragraphs.append(paragraph)
+        else:
+            paragraphs.append(" ".join(" ".join(lines).split()))
+    return "\n\n".join(paragraphs) + cut + hidden
+
+
+def _reflow_help(app: typer.Typer) -> None:
+    """Every command's and group's help (given, or its docstring) through `reflow`."""
+    for info in app.registered_commands:
+        doc = info.help if isinstance(info.help, str) else inspect.getdoc(info.callback)
+        if doc:
+            info.help = reflow(doc)
+        if isinstance(info.short_help, str):
+            info.short_help = reflow(info.short_help)
+    for group in app.registered_groups:
+        for holder in (group, group.typer_instance.info):
+            if isinstance(holder.help, str):
+                holder.help = reflow(holder.help)
+        if isinstance(group.typer_instance, typer.Typer):
+            _reflow_help(group.typer_instance)
+
+
+def _value_types(command: Any, ctx: typer.Context) -> None:
+    """Each option's type in the help as the value it takes: none beside a flag (typer shows
+    ``--mirror <bool>``, even ``--help <bool>``, as if a flag took a value) and one value's
+    beside a repeatable option (``--data <str>``, not ``<list[str]>``: each ``--data`` takes
+    one). The help shows an option's metavar when it has one: these are set where the
+    command did not choose its own. Through ``command``'s subcommands too (groups), its
+    help option included."""
+    for param in command.get_params(ctx):
+        if param.param_type_name != "option" or param.metavar is not None:
+            continue
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif getattr(param, "multiple", False):
+            param.metavar = re.sub(r"^<list\[(.*)\]>$", r"<\1>", param.display_type(ctx))
+    for sub in getattr(command, "commands", {}).values():
+        _value_types(sub, ctx)
+
+
+class GantrixGroup(typer.core.TyperGroup):
+    """The root command: its help, and that of every command it resolves, shows each
+    option's value as `_value_types` says."""
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _value_types(command, ctx)
+        return command
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        _value_types(self, ctx)
+        super().format_help(ctx, formatter)
 
 
 def _show_version(value: bool) -> None:
@@ -118,6 +192,7 @@ def _plugin_commands(app: typer.Typer) -> None:
 def create_app() -> typer.Typer:
     """A fresh app with the built-in commands and every plugin's commands."""
     app = typer.Typer(
+        cls=GantrixGroup,
         name="gantrix",
         help="GAN training tricks as composable plugins: browse, check, train.",
         no_args_is_help=True,
@@ -136,16 +211,21 @@ def create_app() -> typer.Typer:
         module.register(app)
     _plugin_commands(app)
     _guard(app)
+    _reflow_help(app)
     return app
 
 
 def main() -> None:
-    """Console entry point (``gantrix``)."""
+    """Console entry point (``gantrix``). Ctrl-C while the app is built (torch and the
+    plugins loading, a few seconds) ends with one line and status 130, not a traceback."""
     try:
         app = create_app()
     except GantrixError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise SystemExit(USER_ERROR) from None
+    except KeyboardInterrupt:
+        typer.echo("gantrix: interrupted while starting", err=True)
+        raise SystemExit(130) from None
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         app(prog_name="gantrix")
         return

@@ -66,18 +66,65 @@ class _Chosen:
         return precedence(self.origin)
 
 
-def _instantiate(specs: list[TrickSpec]) -> list[_Chosen]:
+def _owner(origin: str) -> str:
+    """Whose a value is, by its origin: ``"your"``, ``"the config file's"``, ``"the recipe's"``."""
+    return "your" if origin == USER else whose(origin)
+
+
+def _shown(value: object) -> str:
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclass
+class Merged:
+    """One trick as its specs ask for it (rule 1): its class, the parameters given (a later
+    spec's value over an earlier one's), and the nearest origin among its specs."""
+
+    cls: type[Trick]
+    values: dict
+    origin: str
+
+    def spec(self) -> str:
+        """As a trick string with the parameters given: ``gradient-penalty:weight=5.0``."""
+        args = ",".join(f"{k}={_shown(v)}" for k, v in self.values.items())
+        return f"{self.cls.name}:{args}" if args else self.cls.name
+
+
+def merge_specs(specs: list[TrickSpec], findings: list[Finding] | None = None) -> list[Merged]:
+    """Rule 1: one entry per trick name, in the order first named. A later spec's parameter
+    replaces an earlier one's (``Recipe("wgan-gp").extend(["gradient-penalty:weight=5"])``
+    trains with weight 5), with a note in ``findings`` where the value changes (from the
+    earlier spec's, or from the default it left), so the override is never silent."""
     cat = catalogue()
-    merged: dict[str, tuple[dict, str]] = {}
+    merged: dict[str, Merged] = {}
+    given: dict[tuple[str, str], str] = {}  # (trick, parameter): the origin of its value
     for spec in specs:
         cls = cat.trick(spec.name, spec.where)
         values = spec.resolve(cls)
-        if spec.name in merged:
-            old, origin = merged[spec.name]
-            merged[spec.name] = ({**old, **values}, max(origin, spec.origin, key=precedence))
+        entry = merged.get(spec.name)
+        if entry is None:
+            merged[spec.name] = Merged(cls, dict(values), spec.origin)
         else:
-            merged[spec.name] = (values, spec.origin)
-    return [_Chosen(cat.trick(n)(**v), o) for n, (v, o) in merged.items()]
+            defaults = {p.name: p.default for p in cls.params}
+            for key, value in values.items():
+                before = entry.values.get(key, defaults.get(key))
+                earlier = given.get((spec.name, key), entry.origin)
+                # a recipe's or a file's own table for the data changing its value is its
+                # design, not an override
+                if findings is not None and value != before and (
+                        earlier != spec.origin or spec.origin == USER):
+                    was = _owner(earlier) if (spec.name, key) in given else "the default"
+                    findings.append(Finding(
+                        "note", f"{_owner(spec.origin)} {key}={_shown(value)} replaces {was} "
+                                f"{key}={_shown(before)}", (spec.name,)))
+            entry.values.update(values)
+            entry.origin = max(entry.origin, spec.origin, key=precedence)
+        given.update({(spec.name, key): spec.origin for key in values})
+    return list(merged.values())
+
+
+def _instantiate(specs: list[TrickSpec], findings: list[Finding]) -> list[_Chosen]:
+    return [_Chosen(m.cls(**m.values), m.origin) for m in merge_specs(specs, findings)]
 
 
 def _one_loss(chosen: list[_Chosen], findings: list[Finding]) -> list[_Chosen]:
@@ -161,7 +208,7 @@ def _relations(chosen: list[_Chosen], findings: list[Finding]) -> None:
 def resolve(recipe: Recipe) -> tuple[list[Trick], list[Finding]]:
     """The configured tricks that survive composition, and every finding on the way."""
     findings: list[Finding] = [Finding("note", text) for text in recipe.notes]
-    chosen = _instantiate(recipe.specs)
+    chosen = _instantiate(recipe.specs, findings)
     chosen = _one_loss(chosen, findings)
     chosen = _apply_replaces(chosen, findings)
     _relations(chosen, findings)
@@ -196,6 +243,12 @@ class Composition:
                 for t in self.tricks if unknown_hooks(t))
                 or f"a trick's hook does not fit gantrix's hooks: {exc}") from None
         self.hook = self.pm.hook
+
+    def __repr__(self) -> str:
+        counts = [f"{n} {severity}{'s' if n > 1 else ''}" for severity in ("warning", "note")
+                  if (n := sum(f.severity == severity for f in self.findings))]
+        findings = f"; {', '.join(counts)}" if counts else ""
+        return f"Composition({', '.join(map(repr, self.specs()))}{findings})"
 
     def get(self, name: str) -> Trick | None:
         """The configured trick called ``name``, if it is part of this composition."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .compose import CONFIG, USER, Composition, resolve
+from .compose import CONFIG, USER, Composition, merge_specs, resolve
 from .data import IMAGE_SETS, TOYS
 from .errors import GantrixError
 from .registry import catalogue
@@ -310,4 +310,11 @@ class Recipe:
         return Composition(self)
 
     def __repr__(self) -> str:
-        return f"Recipe({', '.join(repr(str(s)) for s in self.specs)})"
+        """The tricks once each, in the order first named, with the parameters that hold (a
+        later spec's over an earlier one's, as composing takes them: `merge_specs`); the
+        specs as given while a name or a value in them is unknown."""
+        try:
+            shown = [m.spec() for m in merge_specs(self.specs)]
+        except GantrixError:
+            shown = [str(s) for s in self.specs]
+        return f"Recipe({', '.join(map(repr, shown))})"

@@ -31,7 +31,9 @@ def test_trick_options_as_in_train(gantrix):
     result = gantrix("check", "wgan", "--trick", "gradient-penalty:weight=5", "-t", "n-critic:5",
                      "--recipe", "wgan-gp")
     assert result.exit_code == 0, result.output
-    assert lines(result)[0] == "tricks: wgan gradient-penalty:weight=5.0 n-critic adam:lr=0.0001,beta1=0.0,beta2=0.9"
+    assert lines(result)[:2] == [
+        "note: [gradient-penalty] your weight=5.0 replaces the recipe's weight=10.0",
+        "tricks: wgan gradient-penalty:weight=5.0 n-critic adam:lr=0.0001,beta1=0.0,beta2=0.9"]
     assert gantrix("check", "-t", "hinge").stdout == gantrix("check", "hinge").stdout
 
 
@@ -150,7 +152,8 @@ def test_a_recipe(gantrix):
 def test_user_tricks_added_to_a_recipe_replace_and_override(gantrix):
     result = gantrix("check", "--recipe", "wgan", "gradient-penalty", "n-critic:3")
     assert result.exit_code == 0, result.output
-    assert lines(result)[0] == ("note: [gradient-penalty + weight-clip] gradient-penalty replaces the "
+    assert "note: [n-critic] your n=3 replaces the recipe's n=5" in lines(result)
+    assert lines(result)[1] == ("note: [gradient-penalty + weight-clip] gradient-penalty replaces the "
                                 "recipe's weight-clip: a gradient penalty enforces the Lipschitz constraint "
                                 "that weight clipping only approximates, without clipping's capacity loss and "
                                 "exploding or vanishing gradients (Gulrajani et al. 2017, Improved Training of "
@@ -187,8 +190,10 @@ def test_a_config_file(gantrix, tmp_path):
                     "[train]\nsteps = 10\n")
     result = gantrix("check", "--config", str(path), "ema")
     assert result.exit_code == 0, result.output
-    assert lines(result)[0].startswith("tricks: wgan gradient-penalty:weight=5.0 n-critic adam:")
-    assert lines(result)[0].endswith(" ema")
+    assert lines(result)[0] == ("note: [gradient-penalty] the config file's weight=5 replaces the "
+                                "recipe's weight=10.0")
+    assert lines(result)[1].startswith("tricks: wgan gradient-penalty:weight=5.0 n-critic adam:")
+    assert lines(result)[1].endswith(" ema")
 
 
 def test_nothing_to_check(gantrix, user_error):

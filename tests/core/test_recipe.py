@@ -50,7 +50,7 @@ def test_recipe_from_strings():
     recipe = Recipe("t-margin:2", "t-clip")
     assert names(recipe) == [("t-margin", "user"), ("t-clip", "user")]
     assert recipe.train == {} and recipe.names == []
-    assert repr(recipe) == "Recipe('t-margin:2', 't-clip')"
+    assert repr(recipe) == "Recipe('t-margin:margin=2.0', 't-clip')"
 
 
 def test_named_recipe_marks_its_specs_and_train_settings():
