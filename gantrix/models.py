@@ -212,7 +212,8 @@ class ConvGenerator(nn.Module):
             layers += [nn.Conv2d(width, width // 2, 3, 1, 1, bias=bias), _norm(norm, width // 2), act()]
             width //= 2
         for _ in range(levels if small else levels - 1):
-            layers += [*_up(width, width // 2, kernel, bias, resample), _norm(norm, width // 2), act()]
+            layers += [*_up(width, width // 2, kernel, bias, resample), _norm(norm, width // 2),
+                       act()]
             width //= 2
         layers += [nn.Conv2d(width, channels, 3, 1, 1)] if small else _up(
             width, channels, kernel, resample=resample)
@@ -254,7 +255,8 @@ class ConvCritic(nn.Module):
             channels, width, kernel, resample=resample)
         layers.append(act())
         for _ in range(levels if small else levels - 1):
-            layers += [*_down(width, width * 2, kernel, bias, resample), _norm(norm, width * 2), act()]
+            layers += [*_down(width, width * 2, kernel, bias, resample), _norm(norm, width * 2),
+                       act()]
             width *= 2
         if small:
             layers += [nn.Conv2d(width, width * 2, 3, 1, 1, bias=bias), _norm(norm, width * 2), act()]

@@ -114,7 +114,8 @@ def test_hidden_fc_adds_one_hidden_fully_connected_layer_to_each_model():
     assert [(l.in_features, l.out_features) for l in kinds(g, nn.Linear)] == [(8, 8), (8, 128)]
     assert isinstance(g[0], nn.Linear) and isinstance(g[1], nn.BatchNorm1d)
     # the transposed convolution of z (1×1 -> 4×4) is what the two Linears replace
-    assert len(kinds(g, nn.ConvTranspose2d)) == len(kinds(default["generator"], nn.ConvTranspose2d)) - 1
+    transposed = len(kinds(default["generator"], nn.ConvTranspose2d))
+    assert len(kinds(g, nn.ConvTranspose2d)) == transposed - 1
     # D: the 4×4 map of 8 channels (2 at 8×8, 4 at 4×4, 8 after the 3×3 layer) -> 8 units
     assert [(l.in_features, l.out_features) for l in kinds(d, nn.Linear)] == [(128, 8), (8, 1)]
     assert isinstance(d[-1], nn.Linear)
