@@ -7,6 +7,7 @@
     recipe.check()                                    # findings, before any training
     composition = recipe.compose()                    # tricks wired into one run
     gantrix.Trainer(recipe, "ring8", out="runs/ring").fit()   # train, checkpoint, plot
+    gantrix.ablate("wgan-gp", data="ring8", seeds=3, out="runs/ab")  # which trick helps
 
 Names are imported lazily: ``import gantrix`` loads no plugin, no torch model and no triton.
 A run is planned once by `gantrix.plan.plan_run` (what `Trainer` trains and ``gantrix check``
@@ -51,6 +52,7 @@ _EXPORTS = {
     "plan_run": "plan",
     "RunPlan": "plan",
     "Settings": "settings",
+    "ablate": "ablation_run",
 }
 
 __all__ = sorted(_EXPORTS)

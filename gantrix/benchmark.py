@@ -8,6 +8,7 @@ data) is reported with its reason instead of numbers.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import statistics
 import time
@@ -78,7 +79,7 @@ def worker_pool(jobs: int, threads: int | None = None, what: str = "runs"):
 
     choice = split(jobs, threads, what)
     return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=worker, initargs=(choice.threads,))
+                               initializer=worker, initargs=(choice.threads, os.getpid()))
 
 
 def quality_grid(recipes: Sequence[str], datas: Sequence[str], seeds: int, *,

@@ -218,11 +218,29 @@ def child_environment(threads: int, env: dict[str, str] | None = None) -> dict[s
             QUIET_ENV: "1"}
 
 
-def worker(threads: int) -> None:
+def worker(threads: int, parent: int | None = None) -> None:
     """Initializer of an in-Python worker process (``ProcessPoolExecutor``): ``threads``
-    intra-op threads, and nothing more said about threads or load."""
+    intra-op threads, nothing more said about threads or load, and an end to the worker
+    when the ``parent`` process (its pid, given by the parent) dies."""
     os.environ[QUIET_ENV] = "1"
     torch.set_num_threads(threads)
+    if parent is not None:
+        _exit_with_parent(parent)
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this worker process when its parent dies (a kill -9 of ``gantrix ablate`` or
+    ``bench quality``): an orphan would go on training a cell that the next run resumes.
+    The pid comes from the parent: a worker still starting when its parent was killed
+    already has another parent. Its run folder is safe: every file is replaced atomically."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gantrix-parent-watch", daemon=True).start()
 
 
 #: the folder (in the cache) where this machine's trainings note that they run.
