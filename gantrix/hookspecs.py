@@ -60,6 +60,44 @@ def call_plugin(pm: pluggy.PluginManager, name: str, plugin: object, /, **kwargs
     return pm.subset_hook_caller(name, others)(**kwargs)
 
 
+def failed_hook(exc: BaseException, plugins: Iterable[object]) -> tuple[object, str] | None:
+    """The plugin among ``plugins`` whose hook implementation raised ``exc``, and the hook's
+    name; None when no implementation of theirs did (the core itself failed).
+
+    Read from the traceback, after the fact, so the calls themselves cost nothing more: each
+    of pluggy's hook calls on the way is a frame of its call loop holding the implementation
+    being called (``hook_impl``) and the hook's name; the innermost of them that belongs to
+    ``plugins`` raised (a trick's hook that calls another trick's through the core is not
+    blamed for the other's failure). Where pluggy's loop cannot be recognised, the innermost
+    frame of a method of one of ``plugins`` names it, with its method for the hook.
+    """
+    plugins = {id(p) for p in plugins}
+    found = fallback = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        impl = frame.f_locals.get("hook_impl") if frame.f_code is _MULTICALL else None
+        if impl is not None and id(impl.plugin) in plugins:
+            found = (impl.plugin, str(frame.f_locals.get("hook_name", impl.function.__name__)))
+        owner = frame.f_locals.get("self")
+        if owner is not None and id(owner) in plugins:
+            fallback = (owner, frame.f_code.co_name)
+        tb = tb.tb_next
+    return found or fallback
+
+
+def _multicall_code():
+    """The code of pluggy's hook-call loop (a private name: None where it moved)."""
+    try:
+        from pluggy._callers import _multicall
+    except ImportError:
+        return None
+    return getattr(_multicall, "__code__", None)
+
+
+_MULTICALL = _multicall_code()
+
+
 # --------------------------------------------------------------------------- discovery
 
 

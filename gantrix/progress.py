@@ -78,7 +78,7 @@ class Progress:
         bar = self._bar
         if bar is None:
             if self._plain is not None:
-                self._plain.update(n, losses, rate)
+                self._plain.update(n, losses, rate, force)
             return
         bar.n = n
         now = time.monotonic()
@@ -117,8 +117,9 @@ class PlainLines:
         self.tenth = 0  # the last tenth of the way a line was written at
 
     def update(self, n: int, losses: Callable[[], Mapping[str, float]] | None = None,
-               rate: float | None = None) -> None:
-        """Write a line when due (see the class); ``losses`` and ``rate`` as `Progress.update`."""
+               rate: float | None = None, force: bool = False) -> None:
+        """Write a line when due (see the class) or ``force``d; ``losses`` and ``rate`` as
+        `Progress.update`."""
         if self.stream is None:  # closed
             return
         if self.first is None:
@@ -126,7 +127,8 @@ class PlainLines:
             self.tenth = 10 * self.first // max(self.total, 1)
         tenth = 10 * n // max(self.total, 1)
         now = time.monotonic()
-        if n < self.total and tenth <= self.tenth and now - self.last < PLAIN_INTERVAL:
+        if not force and n < self.total and tenth <= self.tenth \
+                and now - self.last < PLAIN_INTERVAL:
             return
         self.tenth, self.last = tenth, now
         if rate is None and now > self.started:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from typing import Callable, Iterator
 
 import torch
@@ -34,6 +35,14 @@ class RunRandomState:
         self.cpu = saved["torch"]
         if self.cuda is not None and "cuda" in saved:
             self.cuda = saved["cuda"]
+
+    def load_owned(self, saved: dict[str, torch.Tensor]) -> None:
+        """`load`, while the run owns torch's global generators (inside `owned`): they take
+        the recorded state at once."""
+        self.load(saved)
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
 
     @staticmethod
     def state_dict(device: torch.device) -> dict[str, torch.Tensor]:
@@ -61,11 +70,42 @@ class RunRandomState:
                 torch.cuda.set_rng_state(outer_cuda, self.device)
 
 
+#: how long a step may go on after a stop was asked for before it is abandoned between two
+#: critic updates (`stop_overdue`): a step of the usual few updates ends well within it (and
+#: is checkpointed), one of thousands does not.
+STOP_GRACE = 2.0
+#: when the stop now asked for came (`time.monotonic`), or None
+_asked_at: float | None = None
+
+
+def stop_overdue() -> bool:
+    """Whether a stop asked for by a signal (`stop_requests`) has waited for the current
+    step longer than `STOP_GRACE` seconds: the step should end between two critic updates
+    rather than run its course (``n-critic:100``, a SIGTERM from ``timeout``). Never in a
+    distributed run: its processes must end a step together."""
+    return (_asked_at is not None and time.monotonic() - _asked_at > STOP_GRACE
+            and not distributed.active())
+
+
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second Ctrl-C or SIGTERM (``signum``): the run stops where it is; the message says
+    which checkpoint is kept. It leaves `stop_requests` as the trainer's
+    `TrainingInterrupted` (exit status 128 + signal)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 @contextlib.contextmanager
-def stop_requests(request: Callable[[int], None]) -> Iterator[None]:
+def stop_requests(request: Callable[[int], None],
+                  kept: Callable[[], str] | None = None) -> Iterator[None]:
     """Ctrl-C and SIGTERM call ``request(signum)``, asking the loop to stop after the current
-    step; a second one stops at once (KeyboardInterrupt). Outside the main thread, signals
-    are left alone.
+    step (`stop_overdue` then tells a long step to end sooner); a second one stops at once,
+    wherever the loop is: `StoppedAtOnce` (a KeyboardInterrupt, which no ``except
+    Exception`` on the way swallows) is raised there and leaves this context as
+    `gantrix.trainer.TrainingInterrupted`, its message ending with ``kept()`` (where the
+    last checkpoint is). Outside the main thread, signals are left alone.
 
     A process of a distributed run that leaves with an error is ending, and when the error
     is a lost peer, the launcher's SIGTERM follows within a tenth of a second: it is ignored
@@ -74,21 +114,31 @@ def stop_requests(request: Callable[[int], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _asked_at
     asked = []
 
     def ask_to_stop(signum, frame):
+        global _asked_at
         if asked:
-            raise KeyboardInterrupt
+            where = f": {kept()}" if kept is not None else ""
+            raise StoppedAtOnce(f"stopped at once by a second {signal.Signals(signum).name}"
+                                f"{where}", signum)
         asked.append(signum)
+        _asked_at = time.monotonic()
         request(signum)
 
     old = {s: signal.signal(s, ask_to_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
+    except StoppedAtOnce as exc:
+        from .trainer import TrainingInterrupted  # (the trainer imports this module)
+
+        raise TrainingInterrupted(str(exc), exc.signum) from None
     except BaseException:
         if distributed.active():
             old[signal.SIGTERM] = signal.SIG_IGN
         raise
     finally:
+        _asked_at = None
         for s, handler in old.items():
             signal.signal(s, handler)

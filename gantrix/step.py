@@ -25,10 +25,11 @@ from .batch import Batch
 from .compose import Composition
 from .errors import CompositionError, GantrixError, ModelTransformError
 from .findings import Finding
-from .hookspecs import call_plugin
+from .hookspecs import call_plugin, failed_hook
 from .models import ROLES, ModelSpec, Models, default_model
 from .optim import adam
 from .precision import Precision
+from .run_control import stop_overdue
 
 DEFAULT_LR = 2e-4
 DEFAULT_BETAS = (0.5, 0.999)
@@ -96,7 +97,8 @@ def checked_models(composition: Composition, spec: ModelSpec,
     for role in ROLES:
         model = given[role]
         if model is None:
-            model = hook.gantrix_build_model(role=role, spec=spec) or default_model(role, spec)
+            model = _built(role, spec, lambda: hook.gantrix_build_model(role=role, spec=spec)
+                           or default_model(role, spec))
         impls = reversed(hook.gantrix_transform_model.get_hookimpls())  # in call order
         for trick in dict.fromkeys(impl.plugin for impl in impls):  # chained, one at a time
             try:
@@ -196,7 +198,12 @@ class ComposedStep:
         gradients, and raise `GantrixError` naming the module, the expected and the actual
         shapes when the generator does not take the latent size or make the data's shape,
         or the critic does not return one logit per sample. Uses the global random state
-        (fork it to keep yours) and changes nothing else."""
+        (fork it to keep yours) and changes nothing else. A batch that cannot be allocated
+        is an `OutOfMemory` saying what it takes."""
+        with _memory_for_batch(batch_size, self.spec):
+            self._probe(batch_size, device)
+
+    def _probe(self, batch_size: int, device: torch.device | str) -> None:
         g, d = self.models.generator, self.models.discriminator
         modes = [(m, m.training) for m in (g, d)]
         n = batch_size
@@ -345,11 +352,31 @@ class ComposedStep:
     def step(self, data: DataSource | Iterator) -> dict:
         """One training step: k critic updates, then m generator updates, each on a fresh
         real batch (and fresh latent vectors); returns the last losses and terms (under
-        fp16, a step in which the scaler skipped an update counts in ``skipped_steps``)."""
-        pull = _puller(data)
+        fp16, a step in which the scaler skipped an update counts in ``skipped_steps``).
+
+        A step that fails is left partly done (the models are updated in place): a trick's
+        exception becomes `TrickFailed` (naming the trick, its plugin and the hook), memory
+        that cannot be allocated `OutOfMemory`; and a stop asked for by a signal long
+        enough ago ends a step of many critic updates between two of them, as `StepAbandoned`
+        (`gantrix.run_control.stop_overdue`). A run resumes from its last checkpoint
+        (`gantrix.recovery`)."""
+        try:
+            return self._step(_puller(data))
+        except Exception as exc:
+            failure = self._failure(exc)
+            if failure is exc:
+                raise
+        if isinstance(failure, OutOfMemory):
+            raise failure from None  # (torch's frames, holding the step's tensors, go)
+        raise failure from failure.error
+
+    def _step(self, pull: DataSource) -> dict:
         out: dict = {}
         self._skipped = False
-        for _ in range(self.critic_steps()):
+        critic_steps = self.critic_steps()
+        for i in range(critic_steps):
+            if i and stop_overdue():
+                raise StepAbandoned(self.steps + 1, i, critic_steps)
             out.update(self.discriminator_step(*pull()))
         for _ in range(self.generator_steps()):
             out.update(self.generator_step(*pull(), data=pull))
@@ -357,6 +384,21 @@ class ComposedStep:
         if isinstance(self._skipped, torch.Tensor):
             self._skipped_run = torch.where(self._skipped, self._skipped_run + 1, 0)
         return out
+
+    def _failure(self, exc: Exception) -> Exception:
+        """What a failed step raises for ``exc`` (see `step`); ``exc`` itself when the core
+        failed, or when it is already one of those."""
+        if isinstance(exc, (StepAbandoned, TrickFailed, OutOfMemory)):
+            return exc
+        if out_of_memory(exc):
+            return OutOfMemory(f"training step {self.steps + 1} needs more memory than "
+                               f"{_where(exc)} can give{_asked(exc)}: lower --batch-size (or "
+                               f"--width, --latent-dim, --image-size)")
+        failed = failed_hook(exc, self.composition.pm.get_plugins())
+        if failed is None:
+            return exc
+        trick, hook = failed
+        return TrickFailed(trick, hook, self.steps + 1, exc)
 
     @property
     def skipped(self) -> torch.Tensor | bool:
@@ -374,6 +416,110 @@ class ComposedStep:
     @skipped_steps.setter
     def skipped_steps(self, value: int) -> None:
         self._skipped_run = value
+
+
+class TrickFailed(GantrixError):
+    """A trick raised inside a run hook during training step ``step``; ``trick`` is the
+    configured trick, ``hook`` the hook's name, ``error`` the exception it raised."""
+
+    def __init__(self, trick, hook: str, step: int, error: BaseException, more: str = ""):
+        self.trick, self.hook, self.step, self.error = trick, hook, step, error
+        cls = type(trick)
+        name = getattr(trick, "name", "") or cls.__name__
+        plugin = getattr(trick, "plugin", "") or "no registered plugin"
+        text = str(error).strip()
+        super().__init__(
+            f"trick {name!r} ({cls.__module__}.{cls.__qualname__}, plugin {plugin}) failed "
+            f"in {hook} at training step {step}: {type(error).__name__}"
+            f"{': ' + text if text else ''}{more}")
+
+
+class OutOfMemory(GantrixError):
+    """A training step (or the models' build) needed more memory than could be allocated."""
+
+
+class StepAbandoned(GantrixError):
+    """A training step stopped between two critic updates because a stop was asked for
+    (`gantrix.run_control.stop_overdue`): ``done`` of its ``total`` updates were made."""
+
+    def __init__(self, step: int, done: int, total: int):
+        self.step, self.done, self.total = step, done, total
+        super().__init__(f"training step {step} stopped after {done} of its {total} critic "
+                         f"updates")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed (CUDA's or the CPU allocator's, or
+    Python's MemoryError), as opposed to any other error."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("not enough memory" in text
+                                              or "can't allocate memory" in text
+                                              or "out of memory" in text)
+
+
+def _built(role: str, spec: ModelSpec, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()``, the model for ``role``; `OutOfMemory` saying how much its parameters
+    need (counted on the meta device, where nothing is allocated) when it cannot be
+    allocated."""
+    try:
+        return build()
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        where, asked = _where(exc), _asked(exc)
+    try:
+        with torch.device("meta"):
+            size = sum(p.numel() * p.element_size() for p in build().parameters())
+        need = f"its parameters alone take {_gib(size)}"
+    except Exception:  # a build that cannot run on the meta device: torch's own figure
+        need = f"it needs more than can be allocated{asked}"
+    raise OutOfMemory(f"the {role} for data of shape {tuple(spec.shape)} cannot be built: "
+                      f"{need}, more than {where} can give; lower --latent-dim "
+                      f"({spec.latent_dim}) or --width ({spec.width})")
+
+
+@contextlib.contextmanager
+def _memory_for_batch(n: int, spec: ModelSpec) -> Iterator[None]:
+    """`OutOfMemory` for an allocation that fails inside: a batch of ``n`` that does not
+    fit, with what the batch itself takes (the real and the fake samples: two of it)."""
+    try:
+        yield
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        size = 2 * n * math.prod(spec.shape) * 4
+        raise OutOfMemory(f"a batch of {n} samples of shape {tuple(spec.shape)} needs more "
+                          f"memory than {_where(exc)} can give: the real and fake samples "
+                          f"alone take {_gib(size)} (float32){_asked(exc)}, and the models' "
+                          f"activations more; lower --batch-size") from None
+
+
+def _where(exc: BaseException) -> str:
+    return "the GPU" if isinstance(exc, torch.OutOfMemoryError) or "CUDA" in str(exc) \
+        else "this machine"
+
+
+def _asked(exc: BaseException) -> str:
+    """``" (one tensor alone needed 37.3 GiB)"`` from torch's message, when it says."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"allocate (\d+) bytes", text)
+    if found:
+        return f" (one tensor alone needed {_gib(int(found.group(1)))})"
+    found = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]iB)", text)
+    return f" (one tensor alone needed {found.group(1)})" if found else ""
+
+
+def _gib(n: float) -> str:
+    """A byte count in words: ``37.3 GiB``, ``512 MiB``."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def draw_latent(hook, n: int, dim: int, *, device: torch.device | str,
@@ -397,6 +543,8 @@ def _run(model: nn.Module, role: str, what: str, x: torch.Tensor, inputs: dict):
     except GantrixError:
         raise
     except Exception as exc:  # the user's module failed: say where, keep torch's words
+        if out_of_memory(exc):
+            raise  # (the batch is too large: `_memory_for_batch` says so)
         keywords = f" and keyword inputs {sorted(inputs)}" if inputs else ""
         raise GantrixError(f"the {role} ({type(model).__name__}) fails on {what}{keywords}: "
                            f"{type(exc).__name__}: {str(exc).strip()}") from None

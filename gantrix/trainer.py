@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import distributed, evaluation, plots, run_folder, threads, trackers
+from . import distributed, evaluation, plots, recovery, run_folder, threads, trackers
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import GantrixError
 from .findings import Finding
@@ -247,7 +247,7 @@ class Trainer:
 
     def _signals(self):
         """Ctrl-C and SIGTERM ask `fit` to stop after the current step (`stop_requests`)."""
-        return stop_requests(self._ask_to_stop)
+        return stop_requests(self._ask_to_stop, self._kept)
 
     def _ask_to_stop(self, signum: int) -> None:
         self._stop = signum
@@ -390,7 +390,7 @@ class Trainer:
             try:
                 while self.step < s.steps:
                     start = time.perf_counter()
-                    out = self.stepper.step(self._pull)
+                    out = recovery.train_step(self)  # a failed step: gantrix.recovery
                     seconds = time.perf_counter() - start
                     self._account(out, seconds)
                     step = self.step

@@ -55,6 +55,11 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert torch.equal(whole.sample(50), resumed.sample(50))
 
 
+class _Crash(BaseException):
+    """The process dying where it is (a kill, a power cut): nothing runs after it (a trick's
+    ordinary exception is handled: tests/train/test_trick_failure.py)."""
+
+
 class _CrashAt(Policy):
     """A test policy that crashes the run inside generator update ``at`` while armed."""
 
@@ -66,7 +71,7 @@ class _CrashAt(Policy):
     @hookimpl
     def gantrix_after_generator_step(self, models, step):
         if self.armed and step + 1 == self.at:
-            raise RuntimeError("simulated crash")
+            raise _Crash("simulated crash")
 
 
 def test_resume_after_a_crash_between_checkpoints(tmp_path, monkeypatch):
@@ -76,7 +81,7 @@ def test_resume_after_a_crash_between_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setitem(catalogue().tricks, _CrashAt.name, _CrashAt)
     recipe = RANDOM_RECIPE + ["lr-decay", _CrashAt.name]
     run = tmp_path / "crashed"
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(_Crash, match="simulated crash"):
         Trainer(recipe, "grid25", out=run, steps=12, checkpoint_every=4, **SMALL).fit()
     assert [r["step"] for r in _rows(run)] == [5, 10]
     monkeypatch.setattr(_CrashAt, "armed", False)

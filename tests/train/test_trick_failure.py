@@ -1,0 +1,192 @@
+"""A run whose trick raises inside a hook ends with an error naming the trick, its plugin,
+the hook and the exception, after saving the checkpoint of the last completed step (the
+steps since the last checkpoint replayed), and that checkpoint resumes, with the trick
+mended, to the weights of a run that never failed, bit for bit. Also: memory that cannot
+be allocated, a stop asked for in a step of many critic updates, and a second Ctrl-C."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from gantrix import GantrixError, Regularizer, Param
+from gantrix.checkpoint import load_checkpoint
+from gantrix.hookspecs import hookimpl
+from gantrix.step import OutOfMemory, TrickFailed
+from gantrix.trainer import Trainer, TrainingInterrupted
+
+SMALL = dict(batch_size=16, latent_dim=2, sample_every=0, log_every=2, checkpoint_every=4)
+#: the generator update (0-based) whose term raises; None: the trick works
+FAIL = {"at": None}
+
+
+class Flaky(Regularizer):
+    """A generator term that raises at one update: the critic's update of that step is
+    already made when it fails."""
+
+    name = "flaky"
+    summary = "a term that fails at the update FAIL['at']"
+    params = (Param("weight", float, 0.1, "the term's weight", low=0.0, high=1.0),)
+
+    def g_term(self, batch):
+        if batch.step == FAIL["at"]:
+            raise RuntimeError("the flaky term broke")
+        return self.weight * batch.fake.pow(2).mean()
+
+
+class Signals(Regularizer):
+    """Sends this process signals from inside a critic update, as ``timeout`` or a user's
+    Ctrl-C would: ``SEND[update] = [signal, ...]``."""
+
+    name = "signals"
+    summary = "sends signals at given critic updates"
+
+    def d_term(self, batch):
+        for signum in SEND.get(batch.step, ()):
+            os.kill(os.getpid(), signum)
+        return None
+
+
+SEND: dict[int, list[int]] = {}
+RECIPE = ["nonsaturating", "flaky"]
+
+
+@pytest.fixture(autouse=True)
+def tricks(add_tricks):
+    add_tricks(Flaky, Signals)
+    FAIL["at"] = None
+    SEND.clear()
+
+
+def weights(trainer):
+    return {f"{role}.{k}": v.clone() for role in ("generator", "discriminator")
+            for k, v in getattr(trainer.models, role).state_dict().items()}
+
+
+@pytest.mark.parametrize("fail_at, saved, replayed", [(6, 6, True), (4, 4, False)])
+def test_a_failing_trick_saves_the_last_completed_step_which_resumes_exactly(
+        tmp_path, fail_at, saved, replayed):
+    whole = Trainer(RECIPE, "ring8", out=tmp_path / "whole", steps=12, **SMALL).fit()
+    FAIL["at"] = fail_at  # fails in step fail_at + 1, after its critic update
+    with pytest.raises(TrickFailed) as info:
+        Trainer(RECIPE, "ring8", out=tmp_path / "broken", steps=12, **SMALL).fit()
+    message = str(info.value)
+    assert message.startswith(
+        f"trick 'flaky' ({__name__}.Flaky, plugin tests) failed in gantrix_generator_terms at "
+        f"training step {fail_at + 1}: RuntimeError: the flaky term broke; the checkpoint of "
+        f"step {saved}, the last completed, is ")
+    assert ("steps 5 to 6 replayed from the checkpoint of step 4" in message) == replayed
+    assert message.endswith(f"once the trick is mended, continue with gantrix train --resume "
+                            f"{tmp_path / 'broken'}")
+    assert isinstance(info.value.__cause__, RuntimeError)  # the trick's own traceback
+    assert load_checkpoint(tmp_path / "broken" / "checkpoint.pt")["step"] == saved
+    FAIL["at"] = None
+    resumed = Trainer.resume(tmp_path / "broken").fit()
+    assert resumed.step == 12
+    got, want = weights(resumed), weights(whole)
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_without_a_run_folder_nothing_is_saved_and_it_says_so():
+    FAIL["at"] = 2
+    with pytest.raises(TrickFailed, match=r"failed in gantrix_generator_terms at training step "
+                                          r"3: .*; nothing was saved \(no run folder\)"):
+        Trainer(RECIPE, "ring8", steps=6, **SMALL).fit()
+
+
+def test_the_cli_prints_the_failure_as_one_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from gantrix.cli.app import create_app
+
+    FAIL["at"] = 6
+    result = CliRunner().invoke(create_app(), [
+        "train", "-t", "nonsaturating", "-t", "flaky", "--data", "ring8", "--steps", "12",
+        "--batch-size", "16", "--checkpoint-every", "4", "--sample-every", "0", "--quiet",
+        "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and result.stdout.count("\n") <= 2
+    lines = result.stderr.splitlines()
+    assert lines[-2] == ("trick 'flaky' failed in step 7: replaying steps 5 to 6 from the "
+                         "checkpoint of step 4 to save step 6")
+    assert lines[-1].startswith("error: trick 'flaky' (")
+    assert lines[-1].endswith(f"gantrix train --resume {tmp_path / 'run'}")
+
+
+def test_a_core_error_is_not_blamed_on_a_trick(monkeypatch):
+    trainer = Trainer(RECIPE, "ring8", steps=4, **SMALL)
+
+    def broken():
+        raise ValueError("the data broke")
+
+    monkeypatch.setattr(trainer, "_pull", broken)
+    with pytest.raises(ValueError, match="the data broke"):
+        trainer.fit()
+
+
+def test_a_batch_that_cannot_be_allocated_says_what_it_takes():
+    with pytest.raises(OutOfMemory, match=r"a batch of 2147483647 samples of shape \(1, 8, 8\) "
+                                          r"needs more memory than this machine can give: the "
+                                          r"real and fake samples alone take 1024 GiB"):
+        Trainer(["minimax"], "digits", steps=1, batch_size=2**31 - 1)
+
+
+def test_a_model_that_cannot_be_allocated_says_what_it_takes():
+    with pytest.raises(OutOfMemory, match=r"the generator for data of shape \(2,\) cannot be "
+                                          r"built: its parameters alone take [\d.]+ [GT]iB, more "
+                                          r"than this machine can give; lower --latent-dim "
+                                          r"\(1073741824\)"):
+        Trainer(["minimax"], "ring8", steps=1, latent_dim=2**30)
+
+
+def test_a_stop_is_acted_on_between_critic_updates(tmp_path, monkeypatch):
+    from gantrix import run_control
+
+    monkeypatch.setattr(run_control, "STOP_GRACE", 0.0)
+    SEND[7] = [signal.SIGTERM]  # in step 2 of 100 critic updates each
+    with pytest.raises(TrainingInterrupted) as info:
+        Trainer(["nonsaturating", "n-critic:100", "signals"], "ring8", out=tmp_path / "run",
+                steps=5, **SMALL).fit()
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    assert str(info.value) == (
+        f"interrupted by SIGTERM in the middle of training step 1, after 8 of its 100 critic "
+        f"updates: the step is dropped; the last checkpoint (step 0) is kept in "
+        f"{tmp_path / 'run'}; continue with gantrix train --resume {tmp_path / 'run'}")
+
+
+def test_a_short_step_still_ends_and_is_checkpointed_on_a_stop(tmp_path):
+    SEND[2] = [signal.SIGTERM]
+    with pytest.raises(TrainingInterrupted, match="checkpoint saved at step 3"):
+        Trainer(["nonsaturating", "signals"], "ring8", out=tmp_path / "run", steps=8,
+                **SMALL).fit()
+
+
+def test_a_second_ctrl_c_stops_at_once_saying_which_checkpoint_is_kept(tmp_path):
+    SEND[5] = [signal.SIGINT, signal.SIGINT]
+    with pytest.raises(TrainingInterrupted) as info:
+        Trainer(["nonsaturating", "signals"], "ring8", out=tmp_path / "run", steps=8,
+                **SMALL).fit()
+    assert info.value.exit_code == 130
+    assert str(info.value) == (
+        f"stopped at once by a second SIGINT: the last checkpoint (step 4) is kept in "
+        f"{tmp_path / 'run'}; continue with gantrix train --resume {tmp_path / 'run'}")
+
+
+def test_ctrl_c_while_the_cli_starts_is_one_line_and_status_130(monkeypatch, capsys):
+    from gantrix.cli import app
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app, "create_app", interrupted)
+    with pytest.raises(SystemExit) as info:
+        app.main()
+    assert info.value.code == 130
+    assert capsys.readouterr().err == "gantrix: interrupted while starting\n"
+
+
+def test_trick_failed_is_a_user_facing_error():
+    assert issubclass(TrickFailed, GantrixError) and issubclass(OutOfMemory, GantrixError)
