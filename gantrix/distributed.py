@@ -24,6 +24,11 @@ the global loss on every rank, and the averaged gradient is its gradient. A stat
 trick or a model computes inside the critic's forward pass over the batch (BatchNorm,
 minibatch features) is per rank; the checker says so (`findings`).
 
+Evaluation during training is shared too (`gantrix.periodic_eval`): the blocks of its
+samples are split over the processes (`share`), each generates its own as the one-process
+sampler would (`alone`) with rank 0's generator (`writer_state`), and rank 0 gathers the
+features (`gather_to_writer`) and computes the score.
+
 Without a process group (a plain ``gantrix train``) every function here is the identity
 of the one-process run: the same numbers, no communication.
 """
@@ -33,7 +38,8 @@ import contextlib
 import datetime
 import os
 import sys
-from typing import Callable, Iterable, Iterator, NoReturn
+import threading
+from typing import Callable, Iterable, Iterator, NoReturn, TypeVar
 
 import torch
 from torch import distributed as dist
@@ -57,10 +63,32 @@ PEER_ERRORS = (dist.DistError, RuntimeError) if hasattr(dist, "DistError") else 
 #: not train as one.
 PER_RANK_BATCH = "per-rank-batch"
 
+T = TypeVar("T")
+
+
+#: ``alone``: how many `alone` blocks this thread is inside (a one-process run while > 0)
+_thread = threading.local()
+
 
 def active() -> bool:
-    """Whether this process is one of several (a process group of size > 1 exists)."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """Whether this process is one of several (a process group of size > 1 exists), and
+    this thread is not inside `alone`."""
+    return (not getattr(_thread, "alone", 0) and dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() > 1)
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Within it, this process acts as the one-process run: `active` is False, `rank` 0,
+    so `rand`, `randn` and `randint` draw just the rows asked for and no collective is
+    made. For work a process does by itself that must equal the one-process run's: its
+    share of an evaluation's samples, where a trick's draws (codes, labels) are those of
+    the one-process sampler, not a process's rows of a global batch. This thread only."""
+    _thread.alone = getattr(_thread, "alone", 0) + 1
+    try:
+        yield
+    finally:
+        _thread.alone -= 1
 
 
 def world_size() -> int:
@@ -303,6 +331,84 @@ def _lost_peer(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return any(word in text for word in ("gloo", "nccl", "connection", "peer", "timed out"))
+
+
+def share(count: int) -> range:
+    """This process's part of ``count`` items (blocks of an evaluation's samples) split
+    over the processes in contiguous, nearly equal parts in rank order: rank r of N takes
+    ``[count·r // N, count·(r+1) // N)``; all of them in one process."""
+    world, r = world_size(), rank()
+    return range(count * r // world, count * (r + 1) // world)
+
+
+def gather_to_writer(x: torch.Tensor) -> torch.Tensor | None:
+    """Every process's rows of ``x`` concatenated in rank order, on rank 0 (None on the
+    others); ``x`` itself in one process. The processes may hold different numbers of
+    rows, none included (the other dimensions and the dtype are taken from one that holds
+    some). Under nccl the rows travel on this process's GPU and arrive on the CPU."""
+    if not active():
+        return x
+    world = dist.get_world_size()
+    shapes: list = [None] * world
+    dist.all_gather_object(shapes, (x.shape[0], tuple(x.shape[1:]), x.dtype))
+    held = [s for s in shapes if s[0] > 0]
+    if not held:
+        return x if is_writer() else None
+    most, rest, dtype = max(s[0] for s in held), held[0][1], held[0][2]
+    where = device()
+    padded = torch.zeros(most, *rest, dtype=dtype, device=where)
+    if x.shape[0]:
+        padded[:x.shape[0]] = x.to(where)
+    parts = [torch.empty_like(padded) for _ in range(world)] if is_writer() else None
+    dist.gather(padded, parts, dst=0)
+    if parts is None:
+        return None
+    return torch.cat([part[:rows].cpu() for part, (rows, _, _) in zip(parts, shapes)])
+
+
+@contextlib.contextmanager
+def writer_state(module: nn.Module) -> Iterator[None]:
+    """Within it, ``module``'s parameters and buffers are rank 0's in every process; each
+    process's own again after. The processes' copies of a model differ where each keeps
+    statistics of its own rows of the batch (BatchNorm's running means, which a generator
+    uses in eval mode): what they compute together with it, each its share of an
+    evaluation, is then what the model rank 0 saves computes. The identity in one process."""
+    if not active():
+        yield
+        return
+    tensors = [t for t in (*module.parameters(), *module.buffers())
+               if t.is_floating_point() or t.dtype in (torch.int64, torch.int32)]
+    own = None if is_writer() else [t.detach().clone() for t in tensors]
+    for t in tensors:
+        dist.broadcast(t.data, src=0)
+    try:
+        yield
+    finally:
+        if own is not None:
+            with torch.no_grad():
+                for t, kept in zip(tensors, own):
+                    t.data.copy_(kept)
+
+
+def writer_first(make: Callable[[], T]) -> T:
+    """``make()`` in every process, rank 0's before the others' (so that what rank 0
+    builds and caches, a classifier trained once, the others load). When rank 0's raises,
+    every process raises: rank 0 its error, the others a `GantrixError` with its message,
+    instead of waiting for a rank 0 that will not come."""
+    if not active():
+        return make()
+    failed = None
+    if is_writer():
+        try:
+            made = make()
+        except Exception as exc:
+            failed = str(exc) or type(exc).__name__
+            broadcast(failed)
+            raise
+    failed = broadcast(failed)
+    if failed is not None:
+        raise GantrixError(failed)
+    return made if is_writer() else make()
 
 
 def broadcast(obj):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from . import distributed, sampling
 from . import features as feats
 from .atomic import write_atomic
 from .cache import cache_dir
@@ -256,16 +258,65 @@ def chunk_seed(seed: int, i: int) -> int:
     return seed + i * 0x9E3779B1
 
 
-def generated_features(sample: Callable[..., torch.Tensor], n: int, seed: int,
-                       space: feats.FeatureSpace, num_classes: int | None) -> np.ndarray:
-    """Features of ``n`` generated samples, made and featurized a chunk at a time.
-    ``num_classes`` (a conditional model's) asks for every class in turn."""
-    parts = []
+def blocks(n: int) -> list[tuple[int, int]]:
+    """The blocks of ``n`` generated samples, in order, as (chunk, block of the chunk): the
+    samples come in chunks of `GENERATE_CHUNK`, each from a seed of its own (`chunk_seed`),
+    which the sampler draws in blocks of `sampling.CHUNK`, each one call of the generator.
+    A block is the unit of a process's share (`distributed.share`): it is generated, and
+    featurized on its own, by the same computation in any process, so the blocks of N
+    processes put together are the one-process samples (and features) to the bit."""
+    out: list[tuple[int, int]] = []
     for i, lo in enumerate(range(0, n, GENERATE_CHUNK)):
         m = min(GENERATE_CHUNK, n - lo)
+        out += [(i, j) for j in range(math.ceil(m / sampling.CHUNK))]
+    return out
+
+
+def sample_blocks(trainer: "Trainer", n: int, labels: torch.Tensor | None, seed: int,
+                  share: range | None = None) -> torch.Tensor:
+    """The rows of ``trainer.sample(n, labels, seed=seed)`` in the sampler's blocks
+    ``share`` (all of them when None). The tricks' draws (codes, labels) are those of the
+    one-process sampler in every process (`distributed.alone`)."""
+    if n < 1:
+        raise GantrixError(f"the number of samples must be at least 1, got {n}")
+    with distributed.alone():
+        x = trainer._sampler.sample(n, labels, seed=seed, step=trainer.stepper.g_steps,
+                                    blocks=share)
+    return x * trainer.data.scale
+
+
+def generated_features(trainer: "Trainer", n: int, seed: int, space: feats.FeatureSpace,
+                       num_classes: int | None, share: range | None = None) -> np.ndarray:
+    """Features of the generated samples in the blocks ``share`` of `blocks(n)` (all when
+    None), made and featurized a block at a time. ``num_classes`` (a conditional model's)
+    asks for every class in turn."""
+    every = blocks(n)
+    mine = [every[k] for k in (range(len(every)) if share is None else share)]
+    parts = []
+    for i, lo in enumerate(range(0, n, GENERATE_CHUNK)):
+        kept = [j for chunk, j in mine if chunk == i]
+        if not kept:
+            continue
+        m = min(GENERATE_CHUNK, n - lo)
         labels = None if not num_classes else torch.arange(lo, lo + m) % num_classes
-        parts.append(space.extract(sample(m, labels=labels, seed=chunk_seed(seed, i))))
+        x = sample_blocks(trainer, m, labels, chunk_seed(seed, i), range(kept[0], kept[-1] + 1))
+        parts += [space.extract(x[a:a + sampling.CHUNK]) for a in range(0, len(x), sampling.CHUNK)]
+    if not parts:
+        return np.zeros((0, 0))
     return np.concatenate(parts).astype(np.float64, copy=False)
+
+
+def shared_samples(trainer: "Trainer", n: int, labels: torch.Tensor | None, seed: int,
+                   shared: bool) -> torch.Tensor | None:
+    """``trainer.sample(n, labels, seed=seed)``; ``shared`` (every process of a distributed
+    run calls it): each process generates its share of the blocks, gathered on rank 0,
+    which gets all ``n`` (the others None)."""
+    if not shared:
+        return sample_blocks(trainer, n, labels, seed)
+    share = distributed.share(math.ceil(n / sampling.CHUNK))
+    with distributed.writer_state(trainer.sampler):
+        mine = sample_blocks(trainer, n, labels, seed, share) if len(share) else torch.zeros(0)
+    return distributed.gather_to_writer(mine)
 
 
 # --------------------------------------------------------------------------- evaluating
@@ -284,33 +335,45 @@ def scored_step(trainer: "Trainer") -> dict[str, Any]:
     return {"step": trainer.step}
 
 
-def data_metrics(trainer: "Trainer", n: int | None, seed: int) -> dict[str, Any]:
+def data_metrics(trainer: "Trainer", n: int | None, seed: int, *,
+                 shared: bool = False) -> dict[str, Any] | None:
     """`gantrix.metrics`' figures for the run's data: modes on 2-D data and stacked-mnist,
     classes and Fréchet distance on digits and mnist (a conditional model asked for each
     class in turn), on ``n`` samples (by default the papers' count); only the step for a
-    user's own data."""
+    user's own data. ``shared``: every process of a distributed run calls it, each
+    generates its share of the samples (`shared_samples`) and rank 0 scores them all and
+    returns the result; the others return None."""
     result = scored_step(trainer)
     data = trainer.data
     if isinstance(data, Toy2D):
-        result.update(mode_metrics(trainer.sample(n or SAMPLES, seed=seed), data.target))
-        return result
-    scorer = metrics_for(trainer.settings.data)
-    if scorer is not None:
+        samples = shared_samples(trainer, n or SAMPLES, None, seed, shared)
+        if samples is not None:
+            result.update(mode_metrics(samples, data.target))
+    elif (scorer := metrics_for(trainer.settings.data)) is not None:
         score, default_n = scorer
         n = n or default_n
-        if data.num_classes == 10 and trainer.conditional:  # digits, mnist: each class
-            labels = torch.arange(n) % 10
-            result.update(score(trainer.sample(n, labels=labels, seed=seed), labels=labels))
-        else:
-            result.update(score(trainer.sample(n, seed=seed)))
-    return result
+        # digits, mnist: a conditional model is asked for each class in turn
+        labels = torch.arange(n) % 10 if data.num_classes == 10 and trainer.conditional else None
+        samples = shared_samples(trainer, n, labels, seed, shared)
+        if samples is not None:
+            result.update(score(samples) if labels is None else score(samples, labels=labels))
+    return result if not shared or distributed.is_writer() else None
 
 
 def evaluate(trainer: "Trainer", metrics: Iterable[str], *, n: int | None = None, seed: int = 0,
              features: str | None = None, inception_weights: Path | None = None,
-             report: Callable[[str], None] | None = None) -> dict[str, Any]:
+             report: Callable[[str], None] | None = None,
+             shared: bool = False) -> dict[str, Any] | None:
     """``metrics`` of ``trainer``'s generator against its data (see the module docstring);
-    the result names its feature space (``features``) and holds the floor (``*_real``)."""
+    the result names its feature space (``features``) and holds the floor (``*_real``).
+
+    ``shared``: every process of a distributed run calls it together; rank 0 settles the
+    feature space first (a classifier trained and cached once, which the others load), each
+    process generates and featurizes its share of the samples' blocks (`blocks`), and rank
+    0 gathers the features, computes the real side and the metrics, and returns the result
+    (the others return None). It is the one-process result to the bit: the same blocks,
+    the same computation, put together in order, every process with rank 0's generator
+    (`distributed.writer_state`: BatchNorm's statistics are each process's own in training)."""
     names = check_metrics(metrics)
     data, source = trainer.data, str(trainer.settings.data)
     if not feats.source_of(data, source).is_image:
@@ -329,16 +392,28 @@ def evaluate(trainer: "Trainer", metrics: Iterable[str], *, n: int | None = None
     if not with_floor:
         notes.append(f"no real-vs-real floor: it needs two separate sets of {n_real:,} real "
                      f"images and there are {total:,} (--n {total // 2:,} or fewer gives one)")
-    space, found = feats.feature_space(data, source, features=features,
-                                       inception_weights=inception_weights,
-                                       device=trainer.device, report=report)
+    def space_of_data() -> tuple[feats.FeatureSpace, list[str]]:
+        return feats.feature_space(data, source, features=features,
+                                   inception_weights=inception_weights,
+                                   device=trainer.device, report=report)
+
+    space, found = distributed.writer_first(space_of_data) if shared else space_of_data()
     notes += found
-    side = real_side(data, source, space, n_real, seed, floor=with_floor, report=report)
-    notes += side.notes
     start = time.perf_counter()
     num_classes = data.num_classes if trainer.conditional else None
-    fake = generated_features(trainer.sample, n, seed, space, num_classes)
+    if shared:
+        share = distributed.share(len(blocks(n)))
+        with distributed.writer_state(trainer.sampler):
+            mine = generated_features(trainer, n, seed, space, num_classes, share)
+        gathered = distributed.gather_to_writer(torch.from_numpy(mine))
+        if gathered is None:
+            return None
+        fake = gathered.numpy()
+    else:
+        fake = generated_features(trainer, n, seed, space, num_classes)
     generated = time.perf_counter() - start
+    side = real_side(data, source, space, n_real, seed, floor=with_floor, report=report)
+    notes += side.notes
     start = time.perf_counter()
     result: dict[str, Any] = {**scored_step(trainer), "features": space.name,
                               "feature_space": {"name": space.name, "key": space.key,

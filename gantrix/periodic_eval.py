@@ -6,6 +6,13 @@ evaluations differ only by what the generator learned; the seed is the run's, so
 run evaluates the same latent set. Evaluation forks every random stream it could touch: a
 run with ``--eval-every`` trains exactly the weights of one without.
 
+Under ``--nproc N`` the processes evaluate together: the latent set's blocks are split among
+them (`gantrix.distributed.share`), each generates its own and, for FID, KID and
+precision/recall, featurizes them; rank 0 gathers the features (or, for `gantrix.metrics`'
+scores, the samples: `gantrix.distributed.gather_to_writer`), computes the metric, which
+is the one-process evaluation's to the bit (the same samples and features, in the same
+order), and writes the row and ``best.pt``.
+
 ``best.pt`` holds the generator's weights and those of every module a trick published beside
 it (an averaged generator: ``generator_ema``), the step and the score, written atomically;
 ``gantrix eval RUN --checkpoint best`` scores it. Whether higher or lower is better is a
@@ -19,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from . import distributed, evaluation
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import GantrixError
 
@@ -83,19 +91,30 @@ class PeriodicEvaluation:
         self.n = n or DEFAULT_N
         self.best: float | None = None
         self.best_step: int | None = None
-        #: seconds spent evaluating in this process (for the share of the run's time)
+        #: seconds spent evaluating (for the share of the run's time): the evaluations'
+        #: wall time (about the same in every process of a distributed run: they evaluate
+        #: together)
         self.seconds = 0.0
 
-    def score(self, trainer: "Trainer") -> dict[str, Any]:
+    def score(self, trainer: "Trainer") -> dict[str, Any] | None:
         """Evaluate ``trainer``'s generator now; returns the metrics row (``eval/`` keys) and
-        keeps ``best.pt`` when the score improved. Every random stream is left as it was."""
+        keeps ``best.pt`` when the score improved. Every random stream is left as it was.
+
+        In a distributed run every process calls it at the same step: each generates and
+        featurizes its share of the latent set (`gantrix.evaluation`'s ``shared``), rank 0
+        computes the metric from all of them (the one-process value, to the bit), tells
+        the others the score (so that every process keeps the same best, and stops on the
+        same error), writes ``best.pt`` and gets the row; the others get None."""
         start = time.perf_counter()
         devices = [trainer.device] if trainer.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             feature_metric = FEATURE_METRICS.get(self.metric)
-            result = trainer.evaluate(n=self.n, seed=EVAL_SEED, save=False,
-                                      metrics=[feature_metric] if feature_metric else None)
-        value = result.get(self.metric)
+            if feature_metric:
+                result = evaluation.evaluate(trainer, [feature_metric], n=self.n,
+                                             seed=EVAL_SEED, shared=True)
+            else:
+                result = evaluation.data_metrics(trainer, self.n, EVAL_SEED, shared=True)
+        value = distributed.broadcast(None if result is None else result.get(self.metric))
         if value is None or not math.isfinite(float(value)):
             raise GantrixError(f"the evaluation gave no finite {self.metric} at step "
                                f"{trainer.step} (got {value!r}); choose another --eval-metric")
@@ -107,6 +126,8 @@ class PeriodicEvaluation:
                 save_checkpoint(trainer.out / BEST, best_state(trainer, self.metric, value))
         seconds = time.perf_counter() - start
         self.seconds += seconds
+        if result is None:
+            return None
         row = {f"eval/{k}": v for k, v in result.items()
                if isinstance(v, (int, float)) and k != "step"}
         row.update({"step": trainer.step, f"eval/{self.metric}": value,

@@ -48,10 +48,14 @@ class Sampler:
         return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
 
     def sample(self, n: int, labels: torch.Tensor | None = None, *, seed: int = 0,
-               step: int = 0) -> torch.Tensor:
+               step: int = 0, blocks: range | None = None) -> torch.Tensor:
         """``n`` samples on the CPU, in the generator's range (the generator in eval mode).
         ``labels``: n checked class indices (`check_labels`), or None; ``step`` is the
-        generator update the conditioning hooks are told."""
+        generator update the conditioning hooks are told. ``blocks`` (a process's share of
+        an evaluation): only these blocks of `CHUNK` samples, by index, go through the
+        generator; the others' latents and conditioning are drawn all the same, so the rows
+        returned are exactly those rows of the ``n`` (the generator itself draws nothing
+        in eval mode)."""
         gen = self.generator
         was_training = gen.training
         gen.eval()
@@ -60,7 +64,7 @@ class Sampler:
         try:
             with torch.no_grad(), self._forked_rng():
                 torch.manual_seed(seed)
-                for lo in range(0, n, CHUNK):
+                for block, lo in enumerate(range(0, n, CHUNK)):
                     m = min(CHUNK, n - lo)
                     z = draw_latent(self.composition.hook, m, self.spec.latent_dim,
                                     device=self.device, generator=rng)
@@ -68,6 +72,8 @@ class Sampler:
                     if labels is not None:
                         batch.fake_labels = labels[lo:lo + m].to(self.device)
                     self.composition.hook.gantrix_condition(batch=batch)
+                    if blocks is not None and block not in blocks:
+                        continue
                     chunks.append(gen(z, **batch.generator_inputs).float().cpu())
         finally:
             gen.train(was_training)
