@@ -345,13 +345,13 @@ class Trainer:
 
     def _evaluate_if_due(self, step: int) -> bool:
         """Evaluate at every ``eval_every``-th step and the last (`PeriodicEvaluation`). In
-        a distributed run the writer evaluates while the others go on to the next step's
-        first collective, where they wait for it."""
+        a distributed run every process takes its share of the samples; the writer's row."""
         s = self.settings
         if self.evaluation is None or not (step % s.eval_every == 0 or step == s.steps):
             return False
-        if self.writer:
-            self._write_metrics(self.evaluation.score(self))
+        row = self.evaluation.score(self)
+        if row is not None:
+            self._write_metrics(row)
         return True
 
     @property
