@@ -3,7 +3,8 @@ run plugin manager.
 
 The checker knows no trick. It applies, in order:
 
-1. one entry per trick name (a later spec overrides an earlier one's parameters);
+1. one entry per trick name (a later spec overrides an earlier one's parameters, with a note
+   where a value changes: `merge_specs`);
 2. exactly one loss (a loss the user names replaces a config file's or a recipe's loss, and
    a config file's replaces a recipe's);
 3. ``replaces`` (a trick drops the one it supersedes when that one comes from further away:

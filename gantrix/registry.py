@@ -244,6 +244,9 @@ class Catalogue:
         if isinstance(data, (str, Path)):
             source = str(data)
             data = load_toml(Path(data))
+        if not isinstance(data, Mapping):
+            raise TypeError(f"register() of recipe {name!r} takes a table (a dict shaped like "
+                            f"a recipe TOML file) or a TOML file's path, got {data!r}")
         if name in self.recipes or name in staged:
             other = self.recipes[name].plugin if name in self.recipes else "this plugin"
             raise ValueError(f"recipe {name!r} is already registered by {other}")

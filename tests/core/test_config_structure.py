@@ -8,7 +8,7 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from gantrix import GantrixError, Recipe
+from gantrix import GantrixError, Recipe, registry
 from gantrix.check import check
 from gantrix.cli.app import create_app
 
@@ -72,6 +72,21 @@ def test_a_plugin_recipe_of_the_wrong_shape_is_named(add_recipe):
     add_recipe("t-bad", {"tricks": ["wgan"], "train": 5})
     with pytest.raises(GantrixError, match=r"recipe 't-bad': 'train' must be a table"):
         Recipe(recipe="t-bad")
+
+
+def test_a_plugin_registering_a_recipe_that_is_no_table_is_kept_out(install):
+    install("gx-five", {"gx_five": """
+from gantrix import hookimpl
+
+
+@hookimpl
+def gantrix_register_recipes(register):
+    register("t-five", 5)
+"""}, {"five": "gx_five"})
+    five = next(p for p in registry.catalogue().plugins if p.name == "five")
+    assert five.error == ("TypeError: register() of recipe 't-five' takes a table (a dict "
+                          "shaped like a recipe TOML file) or a TOML file's path, got 5")
+    assert "t-five" not in registry.catalogue().recipes
 
 
 # --------------------------------------------------------------- check refuses as train does
