@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from . import distributed
 from .run_folder import CHECKPOINT
+from .run_control import TrainingInterrupted
 from .run_state import load_checkpoint, load_weights
 from .step import OutOfMemory, StepAbandoned, TrickFailed
 
@@ -48,8 +49,6 @@ def train_step(trainer: "Trainer") -> dict:
     except OutOfMemory as exc:
         raise OutOfMemory(f"{exc}; {trainer._kept()}") from None
     except StepAbandoned as exc:
-        from .trainer import TrainingInterrupted  # (the trainer imports this module)
-
         signum = trainer._stop or signal.SIGTERM
         raise TrainingInterrupted(
             f"interrupted by {signal.Signals(signum).name} in the middle of training step "

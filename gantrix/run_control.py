@@ -16,6 +16,17 @@ from typing import Callable, Iterator
 import torch
 
 from . import distributed
+from .errors import GantrixError
+
+
+class TrainingInterrupted(GantrixError):
+    """The run was stopped by a signal (after saving a checkpoint, or at once by a second
+    one: the message says which checkpoint is kept); ``exit_code`` is 128+signal. (Also
+    importable from `gantrix.trainer`, where `fit` raises it.)"""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 class RunRandomState:
@@ -104,7 +115,7 @@ def stop_requests(request: Callable[[int], None],
     step (`stop_overdue` then tells a long step to end sooner); a second one stops at once,
     wherever the loop is: `StoppedAtOnce` (a KeyboardInterrupt, which no ``except
     Exception`` on the way swallows) is raised there and leaves this context as
-    `gantrix.trainer.TrainingInterrupted`, its message ending with ``kept()`` (where the
+    `TrainingInterrupted`, its message ending with ``kept()`` (where the
     last checkpoint is). Outside the main thread, signals are left alone.
 
     A process of a distributed run that leaves with an error is ending, and when the error
@@ -131,8 +142,6 @@ def stop_requests(request: Callable[[int], None],
     try:
         yield
     except StoppedAtOnce as exc:
-        from .trainer import TrainingInterrupted  # (the trainer imports this module)
-
         raise TrainingInterrupted(str(exc), exc.signum) from None
     except BaseException:
         if distributed.active():

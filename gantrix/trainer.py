@@ -45,21 +45,13 @@ from .plan import as_recipe, plan_run
 from .precision import Precision
 from .progress import Progress, host_values
 from .recipe import Recipe
-from .run_control import RunRandomState, stop_requests
+from .run_control import RunRandomState, TrainingInterrupted, stop_requests
 from .run_folder import CHECKPOINT, CONFIG, EVAL, LOSSES, SAMPLES
 from .run_state import installed_part, load_weights, qualname, trick_state
 from .sampling import Sampler, check_labels
 from .settings import FIXED_ON_RESUME, RESUMABLE, with_setting_parameters
 from .step import DEFAULT_LR, ComposedStep, configure_optimizers, latent_generator
 from .tally import LossTally
-
-
-class TrainingInterrupted(GantrixError):
-    """The run was stopped by a signal after saving a checkpoint; ``exit_code`` is 128+signal."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
 
 
 class TrainingDiverged(GantrixError):
