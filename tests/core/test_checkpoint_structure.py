@@ -135,3 +135,19 @@ def test_resume_load_and_sample_refuse_it_by_name(damaged, monkeypatch, tmp_path
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.startswith(f"error: {path} is damaged or was not written by gantrix")
     assert "Traceback" not in result.output and not (tmp_path / "x.npy").exists()
+
+
+def test_a_file_where_the_samples_folder_should_be(run, monkeypatch, tmp_path):
+    """The run folder's ``samples`` replaced by a file: resuming says so, before it writes."""
+    monkeypatch.setenv("GANTRIX_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    shutil.rmtree(folder / "samples")
+    (folder / "samples").write_text("not pictures")
+    config = (folder / "config.toml").read_text()
+    trainer = Trainer.resume(folder, steps=3, progress=False)
+    with pytest.raises(GantrixError, match=f"{folder / 'samples'} is not a folder: the run keeps "
+                                           f"its sample pictures in a folder of that name"):
+        trainer.fit()
+    assert (folder / "samples").read_text() == "not pictures"
+    assert (folder / "config.toml").read_text() == config and trainer.step == 2
