@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from . import distributed, evaluation, plots, recovery, run_folder, threads, trackers
-from .checkpoint import load_checkpoint, save_checkpoint
+from .run_state import load_checkpoint, save_checkpoint  # load_checkpoint checks the structure
 from .errors import GantrixError
 from .findings import Finding
 from .models import ModelSpec, grad_norm
