@@ -50,6 +50,9 @@ def prepare(out: Path, config_toml: str, steps: int, step: int) -> list[dict]:
     when resumed, only its total of ``steps`` updated), no half-written file left, and the
     metrics lines up to ``step``, which it returns."""
     out.mkdir(parents=True, exist_ok=True)
+    if (out / SAMPLES).exists() and not (out / SAMPLES).is_dir():
+        raise GantrixError(f"{out / SAMPLES} is not a folder: the run keeps its sample "
+                           f"pictures in a folder of that name; move the file away, then resume")
     (out / SAMPLES).mkdir(exist_ok=True)
     for stale in out.glob(".*.tmp"):  # a write cut short by a kill
         stale.unlink()
