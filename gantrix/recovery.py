@@ -73,21 +73,25 @@ def save_last_completed(trainer: "Trainer", failure: TrickFailed) -> str:
                      f"steps {last + 1} to {done} from the checkpoint of step {last} to save "
                      f"step {done}\n")
     try:
-        replay(trainer, done)
+        replayed = replay(trainer, done)
     except Exception as exc:  # the failure came back sooner: keep what is on disk
         return (f"the checkpoint of step {last} is kept in {out} (replaying the steps after "
                 f"it failed too: {type(exc).__name__}: {str(exc).strip()}); {how}")
+    if not replayed:
+        return (f"the checkpoint of step {last} is kept in {out} (the replay was stopped by "
+                f"a signal); {how}")
     trainer._last_checkpoint = done
     return (f"the checkpoint of step {done}, the last completed, is saved in {out} (steps "
             f"{last + 1} to {done} replayed from the checkpoint of step {last}); {how}")
 
 
-def replay(trainer: "Trainer", done: int) -> None:
+def replay(trainer: "Trainer", done: int) -> bool:
     """Load ``trainer``'s last checkpoint into it (what training needs: models, optimizers,
     loss scalers, tricks' state, data order, random streams, update counters; not the
     metrics tally, timings or evaluation state, which are already those of step ``done``),
-    run its steps up to ``done`` again, and write the checkpoint. Called inside `fit`, where
-    the run owns torch's global random state."""
+    run its steps up to ``done`` again, and write the checkpoint; False, writing nothing,
+    when Ctrl-C or SIGTERM asks to stop meanwhile. Called inside `fit`, where the run owns
+    torch's global random state and its signals."""
     state = load_checkpoint(trainer.out / CHECKPOINT)
     load_weights(trainer, state)
     trainer.composition.hook.gantrix_load_state_dict(state=state["tricks"], models=trainer.models)
@@ -96,5 +100,8 @@ def replay(trainer: "Trainer", done: int) -> None:
     stepper.steps, stepper.d_steps = int(state["step"]), int(state["d_steps"])
     stepper.g_steps = int(state.get("g_steps", state["step"]))
     while stepper.steps < done:
+        if trainer._stop is not None:
+            return False
         stepper.step(trainer._pull)
     trainer.save_checkpoint()
+    return True

@@ -426,10 +426,11 @@ class TrickFailed(GantrixError):
         self.trick, self.hook, self.step, self.error = trick, hook, step, error
         cls = type(trick)
         name = getattr(trick, "name", "") or cls.__name__
-        plugin = getattr(trick, "plugin", "") or "no registered plugin"
+        plugin = getattr(trick, "plugin", "")
+        plugin = f"plugin {plugin}" if plugin else "registered by no plugin"
         text = str(error).strip()
         super().__init__(
-            f"trick {name!r} ({cls.__module__}.{cls.__qualname__}, plugin {plugin}) failed "
+            f"trick {name!r} ({cls.__module__}.{cls.__qualname__}, {plugin}) failed "
             f"in {hook} at training step {step}: {type(error).__name__}"
             f"{': ' + text if text else ''}{more}")
 

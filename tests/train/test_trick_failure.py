@@ -90,6 +90,23 @@ def test_a_failing_trick_saves_the_last_completed_step_which_resumes_exactly(
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+def test_a_signal_during_the_replay_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    def fail_then_signal(self, batch):
+        if batch.step == 6:
+            SEND[4] = [signal.SIGTERM]  # the critic update of step 5, met again in the replay
+            raise RuntimeError("the flaky term broke")
+        return None
+
+    monkeypatch.setattr(Flaky, "g_term", fail_then_signal)
+    with pytest.raises(TrickFailed) as info:
+        Trainer(RECIPE + ["signals"], "ring8", out=tmp_path / "run", steps=12, **SMALL).fit()
+    assert str(info.value).endswith(
+        f"at training step 7: RuntimeError: the flaky term broke; the checkpoint of step 4 is "
+        f"kept in {tmp_path / 'run'} (the replay was stopped by a signal); once the trick is "
+        f"mended, continue with gantrix train --resume {tmp_path / 'run'}")
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4
+
+
 def test_without_a_run_folder_nothing_is_saved_and_it_says_so():
     FAIL["at"] = 2
     with pytest.raises(TrickFailed, match=r"failed in gantrix_generator_terms at training step "
@@ -190,3 +207,32 @@ def test_ctrl_c_while_the_cli_starts_is_one_line_and_status_130(monkeypatch, cap
 
 def test_trick_failed_is_a_user_facing_error():
     assert issubclass(TrickFailed, GantrixError) and issubclass(OutOfMemory, GantrixError)
+
+
+def test_failed_hook_names_the_innermost_plugin_and_its_hook():
+    import pluggy
+
+    from gantrix import hookspecs
+    from gantrix.hookspecs import failed_hook
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+
+    class Outer:
+        @hookimpl
+        def gantrix_log_values(self):  # calls another hook through the core, as tricks do
+            return pm.hook.gantrix_state_dict()
+
+    class Inner:
+        @hookimpl
+        def gantrix_state_dict(self):
+            raise KeyError("inner broke")
+
+    outer, inner = Outer(), Inner()
+    pm.register(outer)
+    pm.register(inner)
+    with pytest.raises(KeyError) as info:
+        pm.hook.gantrix_log_values()
+    assert failed_hook(info.value, [outer, inner]) == (inner, "gantrix_state_dict")
+    assert failed_hook(info.value, [outer]) == (outer, "gantrix_log_values")
+    assert failed_hook(info.value, []) is None
