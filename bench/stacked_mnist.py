@@ -6,7 +6,9 @@ trained with ``gantrix train`` for a fixed number of generator updates and score
 uniform, beside the same figures for 26,000 real stacked samples). Runs go to
 ``--runs`` (one folder per cell and seed); a finished run is not trained again (one scored
 on fewer samples, by ``gantrix eval --n``, is scored again), and an interrupted one resumes,
-so the script can be stopped and restarted at any time.
+so the script can be stopped and restarted at any time: Ctrl-C or SIGTERM is passed on to
+the runs (`gantrix.children`), which save a checkpoint; the script waits for them and exits
+with 128+signal.
 
     python bench/stacked_mnist.py --steps 5000 --seeds 0 1 2 --jobs 2 \\
         dcgan-dquarter pacdcgan4-dquarter
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,10 +34,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from gantrix.children import Children
 from gantrix.metrics import STACKED_SAMPLES
 from gantrix.threads import child_environment, split
 
 CONFIGS = Path(__file__).parent / "stacked-mnist"
+#: the gantrix commands running, to which a signal to the script is passed on
+CHILDREN = Children()
 
 
 def config_of(cell: str) -> list[str]:
@@ -71,7 +77,11 @@ def run_cell(cell: str, seed: int, steps: int, runs: Path, threads: int, extra: 
                "--sample-every", str(max(steps // 5, 1)), "--out", str(out), "--quiet", *extra]
     start = time.perf_counter()
     with open(runs / f"{out.name}.log", "a") as log:
-        subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+        code = CHILDREN.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if CHILDREN.signum is not None:  # stopped: the run saved a checkpoint (see its log)
+        raise SystemExit(128 + CHILDREN.signum)
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
     print(f"{cell} seed {seed}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return json.loads((out / "eval.json").read_text())
 
@@ -103,9 +113,15 @@ def main() -> None:
     args.runs.mkdir(parents=True, exist_ok=True)
     threads = split(args.jobs, args.threads, "runs").threads
     jobs = [(c, s) for c in args.cells for s in args.seeds]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: run_cell(*job, args.steps, args.runs, threads,
-                                                     args.train_arg), jobs))
+    with CHILDREN.forwarding(), ThreadPoolExecutor(args.jobs) as pool:
+        try:
+            results = list(pool.map(lambda job: run_cell(*job, args.steps, args.runs, threads,
+                                                         args.train_arg), jobs))
+        except SystemExit:
+            name = signal.Signals(CHILDREN.signum).name
+            print(f"stopped by {name}: the runs saved a checkpoint; run the same command "
+                  f"again to continue them", file=sys.stderr)
+            raise
     by_cell: dict[str, list[tuple[dict, float]]] = {}
     for (cell, seed), result in zip(jobs, results):
         by_cell.setdefault(cell, []).append((result, seconds_of(args.runs / folder_of(cell, seed))))

@@ -206,13 +206,17 @@ def _launch(ctx: typer.Context, nproc: int, run: Path) -> None:
     launcher (``python -m torch.distributed.run --standalone``), with the run folder fixed
     to ``run`` so that every process writes to one place. On the CPU the usable cores are
     split among the processes (`gantrix.threads.split`, said on stderr; ``--threads`` is
-    each process's), given to them as ``OMP_NUM_THREADS``."""
-    import subprocess
+    each process's), given to them as ``OMP_NUM_THREADS``.
+
+    Ctrl-C and SIGTERM are passed on to torchrun (`gantrix.children`), which passes them to
+    the processes: they stop as one process does (a checkpoint, rank 0's message), this
+    launcher waits for them and exits with 128+signal."""
     import sys
 
     import torch
 
-    from gantrix import distributed
+    from gantrix import distributed, run_folder
+    from gantrix.children import Children
     from gantrix.settings import check_shared_batch
 
     if nproc < 1:
@@ -221,6 +225,7 @@ def _launch(ctx: typer.Context, nproc: int, run: Path) -> None:
         raise GantrixError("--nproc starts the processes itself; under torchrun, drop it")
     if ctx.params.get("batch_size") is not None:
         check_shared_batch(ctx.params["batch_size"], nproc)
+    run_folder.check_free(run)  # a run training in it: refused before any process starts
     words: list[str] = []
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
@@ -234,14 +239,17 @@ def _launch(ctx: typer.Context, nproc: int, run: Path) -> None:
                 words += [flag, str(v)]
     if ctx.params.get("resume") is None and ctx.params.get("out") is None:
         words += ["--out", str(run)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc}", "-m", "gantrix", "train", *words]
+    command = [sys.executable, "-c", "from gantrix.cli.train import torchrun; torchrun()",
+               "--standalone", f"--nproc-per-node={nproc}", "-m", "gantrix", "train", *words]
     env = None  # on CUDA, torchrun's one CPU thread a process
     if ctx.params.get("device") == "cpu" or not torch.cuda.is_available():
         from gantrix.threads import child_environment, split
 
         env = child_environment(split(nproc, ctx.params.get("threads"), "processes").threads)
-    code = subprocess.call(command, env=env)
+    with Children().forwarding() as children:
+        code = children.run(command, env=env)
+    if children.signum is not None:  # the processes said where their checkpoint is
+        raise typer.Exit(128 + children.signum)
     if code == 2:  # a user mistake, which the processes printed
         raise typer.Exit(code)
     if code:
@@ -249,6 +257,19 @@ def _launch(ctx: typer.Context, nproc: int, run: Path) -> None:
                     f"processes' messages are above); resume it with gantrix train --resume "
                     f"{run}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code)
+
+
+def torchrun() -> None:
+    """torch's launcher (``python -m torch.distributed.run``, its arguments from the command
+    line), ending without a traceback when a signal stopped it: the processes it passed the
+    signal to say where their checkpoint is."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.run import main
+
+    try:
+        main()
+    except SignalException as exc:
+        raise SystemExit(128 + exc.sigval) from None
 
 
 #: the --checkpoint option of sample and eval.
@@ -276,28 +297,42 @@ def sample(
     n: int = typer.Option(64, "--n", "-n", help="How many samples."),
     out: Path = typer.Option(..., "--out", "-o", help="A .npy (array) or .png (grid) file."),
     labels: Optional[str] = typer.Option(None, help="Class labels for a conditional model: "
-                                         "one label, or a comma-separated list (repeated to n)."),
+                                         "one label, or a comma-separated list (repeated to "
+                                         "n); a class index, or its name where the run's "
+                                         "data names its classes (an image folder's "
+                                         "sub-folders)."),
     seed: int = typer.Option(0, help="Seed of the latent vectors."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
     checkpoint: str = CHECKPOINT_OPTION,
 ) -> None:
     """Draw samples from a trained run (from its averaged generator when it has one)."""
-    import numpy as np
-
-    from gantrix.checkpoint import write_atomic
+    import os
 
     if out.suffix.lower() not in (".npy", ".png"):
         raise GantrixError(f"--out must end in .npy or .png, got {out.name!r}")
     if not out.parent.is_dir():
         raise GantrixError(f"the folder of --out does not exist: {out.parent}")
-    picked = None
-    if labels is not None:
-        try:
-            picked = [int(v) for v in labels.split(",") if v.strip()]
-        except ValueError:
-            raise GantrixError(f"--labels must be integers separated by commas, got {labels!r}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise GantrixError(f"cannot write --out {out}: its folder {out.parent} is not "
+                           f"writable; choose another --out")
+    picked = None if labels is None else [v for v in labels.split(",") if v.strip()]
     trainer = _load_run(run, device, checkpoint)
     x = trainer.sample(n, labels=picked, seed=seed)
+    try:
+        _save_samples(out, x, trainer)
+    except OSError as exc:
+        raise GantrixError(f"could not write --out {out} ({exc.strerror or exc}); nothing was "
+                           f"saved; choose another --out") from None
+    typer.echo(f"{n} samples -> {out}")
+
+
+def _save_samples(out: Path, x, trainer) -> None:
+    """Samples ``x`` of ``trainer``'s run as ``out``: an array (.npy), or a picture (.png)."""
+    import numpy as np
+
+    from gantrix.checkpoint import write_atomic
+
+    n = len(x)
     if out.suffix.lower() == ".npy":
         import io
 
@@ -315,7 +350,6 @@ def sample(
     else:
         raise GantrixError(f"cannot draw samples of shape {tuple(trainer.data.shape)} as a "
                            "picture; use a .npy file")
-    typer.echo(f"{n} samples -> {out}")
 
 
 def evaluate(

@@ -89,6 +89,10 @@ def open_data(data: Any, settings: dict[str, Any]) -> tuple[Data, str]:
         return data, data.name
     if isinstance(data, torch.Tensor):
         return TensorData("tensor", data, seed=seed), "tensor"
+    if data == "tensor":  # the record of an in-memory tensor, never a file of that name
+        raise GantrixError('data "tensor" stands for an in-memory tensor, saved in its run '
+                           "folder as data.pt: resume or load that run, or train on the file "
+                           "(--data RUN/data.pt); a file or folder named tensor: --data ./tensor")
     loaded = load_data(data, seed=seed, image_size=settings.get("image_size"),
                        skip_bad_images=settings.get("skip_bad_images", False),
                        image_fit=settings.get("image_fit"))

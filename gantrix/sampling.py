@@ -89,13 +89,27 @@ class Sampler:
         return "labels" in batch.generator_inputs
 
 
-def check_labels(labels: torch.Tensor | Sequence[int], n: int, classes: int,
-                 data_name: str) -> torch.Tensor:
+def check_labels(labels: torch.Tensor | Sequence[int | str] | str, n: int, classes: int,
+                 data_name: str, names: Sequence[str] | None = None) -> torch.Tensor:
     """``labels`` as ``n`` class indices (one label repeated, a list repeated to ``n``),
-    each in ``[0, classes)``; `GantrixError` naming the data set otherwise."""
+    each in ``[0, classes)``, or a class's name where the data names them (``names``, by
+    index: an image folder's sub-folders; a name wins over the number it looks like);
+    `GantrixError` naming the data set, and its classes, otherwise."""
     if not classes:
         raise GantrixError(f"{data_name} has no class labels; sample without labels")
-    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    if isinstance(labels, str):
+        labels = [labels]
+    if not isinstance(labels, torch.Tensor):
+        labels = [_index(v, names, data_name, classes) if isinstance(v, str) else v
+                  for v in labels]
+    try:
+        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    except (RuntimeError, OverflowError, TypeError, ValueError):
+        raise GantrixError(f"labels must be class indices (or names); {data_name} has "
+                           f"{_classes(classes, names)}") from None
+    if not len(labels):
+        raise GantrixError(f"no labels given; give one or more of {data_name}'s classes "
+                           f"({_classes(classes, names)})")
     if len(labels) == 1:
         labels = labels.expand(n)
     if len(labels) != n:
@@ -103,5 +117,35 @@ def check_labels(labels: torch.Tensor | Sequence[int], n: int, classes: int,
     bad = labels[(labels < 0) | (labels >= classes)]
     if len(bad):
         raise GantrixError(f"label {int(bad[0])} is out of range; {data_name} has "
-                           f"classes 0 to {classes - 1}")
+                           f"{_classes(classes, names)}")
     return labels
+
+
+#: the most classes an error message lists by name
+NAMES_SHOWN = 20
+
+
+def _classes(classes: int, names: Sequence[str] | None) -> str:
+    """The classes, for a message: ``classes 0 to 2 (0: cat, 1: dog, 2: fox)``."""
+    text = f"classes 0 to {classes - 1}"
+    if names:
+        shown = ", ".join(f"{i}: {name}" for i, name in enumerate(names[:NAMES_SHOWN]))
+        more = f", ... ({len(names)} in all)" if len(names) > NAMES_SHOWN else ""
+        text += f" ({shown}{more})"
+    return text
+
+
+def _index(label: str, names: Sequence[str] | None, data_name: str, classes: int) -> int:
+    """A label given as text: a class's name, else a class index."""
+    label = label.strip()
+    if names and label in names:
+        return list(names).index(label)
+    try:
+        return int(label)
+    except ValueError:
+        pass
+    if names:
+        raise GantrixError(f"label {label!r} is not a class of {data_name}, which has "
+                           f"{_classes(classes, names)}")
+    raise GantrixError(f"label {label!r} is not a class index; {data_name} has "
+                       f"{_classes(classes, names)}, without names")

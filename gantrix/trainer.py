@@ -82,9 +82,11 @@ class Trainer:
         self.out = Path(out).expanduser() if out is not None else None
         #: this process writes the run folder (in a distributed run, rank 0 alone does)
         self.writer = distributed.is_writer()
-        if self.out is not None and not _resume and self.writer:
-            run_folder.check_new(self.out)
         loading = isinstance(_resume, dict)  # Trainer.load: to sample and evaluate
+        if self.out is not None and self.writer and not loading:  # touching nothing
+            run_folder.check_usable(self.out, new=not _resume)
+        self._new = self.out is not None and not _resume  # checked again by `fit`, locked
+        self._memory_data = data if isinstance(data, torch.Tensor) else None  # saved by `fit`
         if _resume is True and (self.out / CHECKPOINT).exists():
             _resume = load_checkpoint(self.out / CHECKPOINT)
         # a run keeps the core's model layout it was trained with (checkpoints before the
@@ -158,8 +160,10 @@ class Trainer:
             raise GantrixError(f"a resumed run keeps its {', '.join(fixed)} as it was "
                                f"configured; only {', '.join(RESUMABLE)} may change")
         run = run_folder.existing(run_dir)
-        return cls(Recipe(config=run / CONFIG), out=run, progress=progress, generator=generator,
-                   discriminator=discriminator, _resume=True, **settings)
+        recipe = Recipe(config=run / CONFIG)
+        return cls(recipe, run_folder.saved_data(run, recipe.train.get("data")), out=run,
+                   progress=progress, generator=generator, discriminator=discriminator,
+                   _resume=True, **settings)
 
     @classmethod
     def load(cls, run_dir: str | Path, *, device: str | None = None,
@@ -183,7 +187,8 @@ class Trainer:
             raise GantrixError(f"{run} has no checkpoint yet")
         state = load_checkpoint(path)
         recipe, without = installed_part(Recipe(config=run / CONFIG), state)
-        trainer = cls(recipe, out=run, device=device, progress=False, generator=generator,
+        trainer = cls(recipe, run_folder.saved_data(run, recipe.train.get("data")), out=run,
+                      device=device, progress=False, generator=generator,
                       discriminator=discriminator, _resume=state, _without=without)
         if checkpoint == "best":
             trainer.best = load_best(trainer)
@@ -247,9 +252,9 @@ class Trainer:
     # ------------------------------------------------------------------ files
 
     def _prepare_folder(self) -> None:
-        if self.writer:
-            self.history = run_folder.prepare(self.out, self.config_toml(), self.settings.steps,
-                                              self.step)
+        self.history = run_folder.prepare(self.out, self.config_toml(), self.settings.steps,
+                                          self.step, self._memory_data)
+        self._new = False
 
     def config_toml(self) -> str:
         """The run as a TOML config: ``gantrix train --config`` re-runs it."""
@@ -367,15 +372,14 @@ class Trainer:
                 f"this run was loaded without its training-only trick(s) "
                 f"{', '.join(self.without)} (not installed): it can sample and evaluate; "
                 f"install them to continue training it")
-        if self.out is not None:
-            self._prepare_folder()
         self._last_checkpoint = self.resumed_from
-        progress = Progress(s.steps, self._progress if self.writer else False)
         self._stop = None
-        tracking = self.tracking.open({**s.table(), "tricks": self.composition.specs()},
-                                      self.step)
-        with tracking, threads.running(), self._rng.owned(), self._signals(), \
+        with run_folder.writing(self.out if self.writer else None, self._kept, new=self._new,
+                                prepare=self._prepare_folder), \
+                self.tracking.open({**s.table(), "tricks": self.composition.specs()}, self.step), \
+                threads.running(), self._rng.owned(), self._signals(), \
                 distributed.peers_watched(self._kept):
+            progress = Progress(s.steps, self._progress if self.writer else False)
             if self.out is not None and self._last_checkpoint is None:
                 self.save_checkpoint()
                 self._last_checkpoint = self.step
@@ -410,10 +414,7 @@ class Trainer:
 
     def _kept(self) -> str:
         """Where the last good checkpoint is, for a message about a stopped run."""
-        if self.out is None or self._last_checkpoint is None:
-            return "nothing was saved"
-        return (f"the last checkpoint (step {self._last_checkpoint}) is kept in {self.out}; "
-                f"continue with gantrix train --resume {self.out}")
+        return run_folder.kept(self.out, self._last_checkpoint)
 
     def _interrupted(self, signum: int):
         name = signal.Signals(signum).name
@@ -432,17 +433,18 @@ class Trainer:
         """The generator to sample from: an averaged copy when a trick publishes one."""
         return self._sampler.generator
 
-    def sample(self, n: int, labels: torch.Tensor | Sequence[int] | None = None, *,
+    def sample(self, n: int, labels: torch.Tensor | Sequence[int | str] | None = None, *,
                seed: int = 0, strict: bool = True) -> torch.Tensor:
         """``n`` samples on the CPU (the generator in eval mode; no random state touched).
 
-        ``labels`` (n class indices) condition a conditional model; ``strict`` makes it an
-        error to pass labels to a model that does not take them.
+        ``labels`` (n class indices, or names where the data names its classes) condition a
+        conditional model; ``strict`` makes it an error to pass labels to a model without.
         """
         if n < 1:
             raise GantrixError(f"the number of samples must be at least 1, got {n}")
         if labels is not None:
-            labels = check_labels(labels, n, self.data.num_classes, self.data.name)
+            labels = check_labels(labels, n, self.data.num_classes, self.data.name,
+                                  self.data.class_names)
             if strict and not self.conditional:
                 raise GantrixError("this model is not conditional (no trick feeds labels to "
                                    "the generator); sample without labels")

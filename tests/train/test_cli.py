@@ -28,8 +28,9 @@ def ring_run(tmp_path_factory, app, tiny):
 def test_train_writes_every_file(ring_run):
     out, result = ring_run
     assert "done: 20 steps" in result.stdout and "modes" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.pt", "config.toml", "eval.json", "losses.png", "metrics.jsonl", "samples"]
+    assert sorted(p.name for p in out.iterdir()) == [  # .lock: its one writer's (run_folder)
+        ".lock", "checkpoint.pt", "config.toml", "eval.json", "losses.png", "metrics.jsonl",
+        "samples"]
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000010.png", "step_000020.png"]
     for png in (out / "samples").iterdir():
         with Image.open(png) as im:

@@ -125,7 +125,8 @@ def test_checkpoint_of_another_model(cli, finished):
 def test_sample_errors(cli, finished, tmp_path):
     _fails(cli("sample", finished, "--out", tmp_path / "x.txt"), ".npy or .png")
     _fails(cli("sample", finished, "--out", tmp_path / "nowhere" / "x.npy"), "does not exist")
-    _fails(cli("sample", finished, "--labels", "a,b", "--out", tmp_path / "x.npy"), "integers")
+    _fails(cli("sample", finished, "--labels", "a,b", "--out", tmp_path / "x.npy"),
+           "has no class labels")
     _fails(cli("sample", finished, "--n", "0", "--out", tmp_path / "x.npy"), "at least 1")
     _fails(cli("sample", tmp_path / "nothing", "--out", tmp_path / "x.npy"), "not a gantrix run")
 

@@ -24,8 +24,9 @@ def bench(monkeypatch, tmp_path):
         out = tmp_path / module.folder_of("dcgan-veegan", 0)
         out.mkdir(parents=True, exist_ok=True)
         (out / "eval.json").write_text(json.dumps({"step": 10, "samples": STACKED_SAMPLES, "modes": 7}))
+        return 0
 
-    monkeypatch.setattr(module.subprocess, "run", fake_run)
+    monkeypatch.setattr(module.CHILDREN, "run", fake_run)
     return module, calls
 
 
