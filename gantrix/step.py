@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -98,7 +98,7 @@ def checked_models(composition: Composition, spec: ModelSpec,
         model = given[role]
         if model is None:
             model = _built(role, spec, lambda: hook.gantrix_build_model(role=role, spec=spec)
-                           or default_model(role, spec))
+                           or default_model(role, spec), composition.pm.get_plugins())
         impls = reversed(hook.gantrix_transform_model.get_hookimpls())  # in call order
         for trick in dict.fromkeys(impl.plugin for impl in impls):  # chained, one at a time
             try:
@@ -107,6 +107,10 @@ def checked_models(composition: Composition, spec: ModelSpec,
             except ModelTransformError as exc:
                 findings.append(Finding("error", str(exc), (trick.name,), trick.paper))
                 continue
+            except GantrixError:
+                raise
+            except Exception as exc:  # not a refusal: the trick broke
+                raise TrickFailed(trick, "gantrix_transform_model", 0, exc) from exc
             model = out[0] if out else model
         built[role] = model
     models = Models(built["generator"], built["discriminator"])
@@ -199,9 +203,15 @@ class ComposedStep:
         shapes when the generator does not take the latent size or make the data's shape,
         or the critic does not return one logit per sample. Uses the global random state
         (fork it to keep yours) and changes nothing else. A batch that cannot be allocated
-        is an `OutOfMemory` saying what it takes."""
-        with _memory_for_batch(batch_size, self.spec):
-            self._probe(batch_size, device)
+        is an `OutOfMemory` saying what it takes, a trick's exception a `TrickFailed`."""
+        try:
+            with _memory_for_batch(batch_size, self.spec):
+                return self._probe(batch_size, device)
+        except Exception as exc:
+            failure = self._failure(exc, before=True)
+            if failure is exc:
+                raise
+        raise failure from failure.error
 
     def _probe(self, batch_size: int, device: torch.device | str) -> None:
         g, d = self.models.generator, self.models.discriminator
@@ -385,10 +395,12 @@ class ComposedStep:
             self._skipped_run = torch.where(self._skipped, self._skipped_run + 1, 0)
         return out
 
-    def _failure(self, exc: Exception) -> Exception:
-        """What a failed step raises for ``exc`` (see `step`); ``exc`` itself when the core
-        failed, or when it is already one of those."""
-        if isinstance(exc, (StepAbandoned, TrickFailed, OutOfMemory)):
+    def _failure(self, exc: Exception, before: bool = False) -> Exception:
+        """What a failed step (``before``: the probe before training) raises for ``exc``
+        (see `step`); ``exc`` itself when the core failed, or when it is already one of
+        those (or a user mistake found by the core, in the probe)."""
+        if isinstance(exc, (StepAbandoned, TrickFailed, OutOfMemory)) or (
+                before and isinstance(exc, GantrixError)):
             return exc
         if out_of_memory(exc):
             return OutOfMemory(f"training step {self.steps + 1} needs more memory than "
@@ -398,7 +410,7 @@ class ComposedStep:
         if failed is None:
             return exc
         trick, hook = failed
-        return TrickFailed(trick, hook, self.steps + 1, exc)
+        return TrickFailed(trick, hook, 0 if before else self.steps + 1, exc)
 
     @property
     def skipped(self) -> torch.Tensor | bool:
@@ -419,8 +431,9 @@ class ComposedStep:
 
 
 class TrickFailed(GantrixError):
-    """A trick raised inside a run hook during training step ``step``; ``trick`` is the
-    configured trick, ``hook`` the hook's name, ``error`` the exception it raised."""
+    """A trick raised inside a run hook during training step ``step`` (0: while the models
+    were built or checked, before training); ``trick`` is the configured trick, ``hook``
+    the hook's name, ``error`` the exception it raised."""
 
     def __init__(self, trick, hook: str, step: int, error: BaseException, more: str = ""):
         self.trick, self.hook, self.step, self.error = trick, hook, step, error
@@ -431,7 +444,8 @@ class TrickFailed(GantrixError):
         text = str(error).strip()
         super().__init__(
             f"trick {name!r} ({cls.__module__}.{cls.__qualname__}, {plugin}) failed "
-            f"in {hook} at training step {step}: {type(error).__name__}"
+            f"in {hook} {f'at training step {step}' if step else 'before training'}: "
+            f"{type(error).__name__}"
             f"{': ' + text if text else ''}{more}")
 
 
@@ -460,15 +474,19 @@ def out_of_memory(exc: BaseException) -> bool:
                                               or "out of memory" in text)
 
 
-def _built(role: str, spec: ModelSpec, build: Callable[[], nn.Module]) -> nn.Module:
+def _built(role: str, spec: ModelSpec, build: Callable[[], nn.Module],
+           plugins: Iterable[object]) -> nn.Module:
     """``build()``, the model for ``role``; `OutOfMemory` saying how much its parameters
     need (counted on the meta device, where nothing is allocated) when it cannot be
-    allocated."""
+    allocated, `TrickFailed` when one of ``plugins`` raised in building it."""
     try:
         return build()
     except Exception as exc:
         if not out_of_memory(exc):
-            raise
+            failed = failed_hook(exc, plugins)
+            if failed is None or isinstance(exc, GantrixError):
+                raise
+            raise TrickFailed(*failed, 0, exc) from exc
         where, asked = _where(exc), _asked(exc)
     try:
         with torch.device("meta"):

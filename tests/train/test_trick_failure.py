@@ -236,3 +236,43 @@ def test_failed_hook_names_the_innermost_plugin_and_its_hook():
     assert failed_hook(info.value, [outer, inner]) == (inner, "gantrix_state_dict")
     assert failed_hook(info.value, [outer]) == (outer, "gantrix_log_values")
     assert failed_hook(info.value, []) is None
+
+
+class BrokenBuild(Regularizer):
+    """Fails where the run is set up: building or transforming a model, or conditioning the
+    probe's batch."""
+
+    name = "broken-build"
+    summary = "fails in gantrix_build_model or gantrix_condition"
+    params = (Param("where", str, "build", "which hook fails",
+                    choices=("build", "transform", "condition")),)
+
+    @hookimpl
+    def gantrix_build_model(self, role, spec):
+        if self.where == "build":
+            raise ValueError(f"no {role} for you")
+
+    @hookimpl
+    def gantrix_transform_model(self, model):
+        if self.where == "transform":
+            return model.no_such_layer
+
+    @hookimpl
+    def gantrix_condition(self, batch):
+        if self.where == "condition":
+            raise ValueError("no labels for you")
+
+
+@pytest.mark.parametrize("where, hook, words", [
+    ("build", "gantrix_build_model", "ValueError: no generator for you"),
+    ("transform", "gantrix_transform_model", "AttributeError: 'VectorGenerator' object has no "
+                                             "attribute 'no_such_layer'"),
+    ("condition", "gantrix_condition", "ValueError: no labels for you")])
+def test_a_trick_failing_before_training_is_named_too(add_tricks, tmp_path, where, hook, words):
+    add_tricks(BrokenBuild)
+    with pytest.raises(TrickFailed) as info:
+        Trainer(["nonsaturating", f"broken-build:where={where}"], "ring8",
+                out=tmp_path / "run", steps=2, **SMALL)
+    assert str(info.value) == (f"trick 'broken-build' ({__name__}.BrokenBuild, plugin tests) "
+                               f"failed in {hook} before training: {words}")
+    assert not (tmp_path / "run").exists()
