@@ -5,7 +5,9 @@ and then exits with 128+signal, leaving none running.
 
 Each child starts in a process group of its own, where the signal is sent: so a terminal's
 Ctrl-C (sent to the whole foreground group) reaches a child once, through its parent, and
-not twice, which a training run takes as "stop at once, without a checkpoint".
+not twice, which a training run takes as "stop at once, without a checkpoint". Out of the
+terminal's session, a child would not see the terminal close: SIGHUP is passed on too, as
+SIGTERM (the run stops with a checkpoint).
 
 This module imports no torch (the launcher of ``--nproc`` and the benchmark scripts use it).
 """
@@ -18,14 +20,15 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-#: the signals passed on to the children
-FORWARDED = (signal.SIGINT, signal.SIGTERM)
+#: the signals passed on to the children, and what each is passed on as
+FORWARDED = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM,
+             signal.SIGHUP: signal.SIGTERM}
 
 
 class Children:
-    """Processes started with `run` (from any thread); while `forwarding`, SIGINT and
-    SIGTERM to this process are sent on to their process groups, and ``signum`` records the
-    first of them (None until then)."""
+    """Processes started with `run` (from any thread); while `forwarding`, SIGINT, SIGTERM
+    and SIGHUP to this process are sent on to their process groups (`FORWARDED`), and
+    ``signum`` records the first of them (None until then)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -41,7 +44,7 @@ class Children:
         with self._lock:
             self._running.add(process)
         if self.signum is not None:  # the signal came while it started
-            _send(process, self.signum)
+            _send(process, FORWARDED[self.signum])
         try:
             return process.wait()
         finally:
@@ -54,12 +57,12 @@ class Children:
         with self._lock:
             running = list(self._running)
         for process in running:
-            _send(process, signum)
+            _send(process, FORWARDED[signum])
 
     @contextmanager
     def forwarding(self) -> Iterator["Children"]:
-        """Pass SIGINT and SIGTERM on to the children while the block runs (handlers can be
-        set in the main thread only; elsewhere the block runs as it is)."""
+        """Pass the `FORWARDED` signals on to the children while the block runs (handlers can
+        be set in the main thread only; elsewhere the block runs as it is)."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return

@@ -116,6 +116,21 @@ def test_a_signal_is_passed_on_once_and_nothing_new_starts_after_it(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
+def test_a_closed_terminal_stops_the_children_as_sigterm_does(tmp_path):
+    """SIGHUP: the children, in sessions of their own, would not see the terminal close."""
+    children = Children()
+    result = {}
+    with open(tmp_path / "log", "w") as log, children.forwarding():
+        worker = threading.Thread(target=lambda: result.setdefault(
+            "code", children.run([sys.executable, "-c", CHILD], stdout=log)))
+        worker.start()
+        _wait_until(lambda: "ready" in (tmp_path / "log").read_text())
+        os.kill(os.getpid(), signal.SIGHUP)
+        worker.join(30)
+    assert result["code"] == 128 + signal.SIGTERM and children.signum == signal.SIGHUP
+    assert f"got {int(signal.SIGTERM)}" in (tmp_path / "log").read_text()
+
+
 def _wait_until(condition, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not condition():
