@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from .atomic import atomic_file
-from .checkpoint import write_atomic
+from .checkpoint import load_checkpoint, write_atomic
 from .errors import GantrixError
 
 CONFIG = "config.toml"
@@ -229,8 +229,6 @@ def _existing(path: Path) -> Path:
 
 
 def _checkpoint_step(run: Path) -> int | None:
-    from .checkpoint import load_checkpoint
-
     try:
         return int(load_checkpoint(run / CHECKPOINT)["step"])
     except (GantrixError, KeyError, TypeError, ValueError):
