@@ -42,6 +42,18 @@ def _wait_for_checkpoint(proc, out, step, timeout=120.0) -> int:
     pytest.fail("no checkpoint in time")
 
 
+def _hold(out) -> subprocess.Popen:
+    """Another process holding ``out``'s lock (as a training run's `writing` does)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from gantrix.run_folder import writing; "
+         "w = writing(Path(sys.argv[1]), str, new=False, prepare=lambda: None); "
+         "w.__enter__(); print('held', flush=True); time.sleep(600)", str(out)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
 def _snapshot(folder):
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()
             if p.is_file() and p.name not in ("checkpoint.pt", "metrics.jsonl", "losses.png")}
@@ -105,14 +117,8 @@ def test_fit_takes_the_lock_so_a_library_run_is_refused_too(tmp_path):
     out = tmp_path / "run"
     trainer = Trainer(["nonsaturating"], "ring8", out=out, steps=2, batch_size=8,
                       progress=False)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from gantrix.run_folder import writing; "
-         "w = writing(Path(sys.argv[1]), str, new=True, prepare=lambda: None); "
-         "w.__enter__(); print('held', flush=True); time.sleep(600)", str(out)],
-        stdout=subprocess.PIPE, text=True)
+    holder = _hold(out)
     try:
-        assert holder.stdout.readline() == "held\n"
         with pytest.raises(GantrixError, match=f"process {holder.pid} is training in it"):
             trainer.fit()
         assert sorted(p.name for p in out.iterdir()) == [".lock"]
@@ -163,3 +169,19 @@ def test_a_lock_that_is_not_a_plain_file_is_named_and_never_hangs(tmp_path, kind
                                            r"\(.*\); it must be a plain file: remove it"):
         trainer.fit()
     assert (out / "config.toml").read_text().count("steps = 2") == 1  # untouched
+
+
+def test_nproc_is_refused_before_it_starts_a_process(cli, tmp_path):
+    """`--nproc` checks the lock in its launcher: no torchrun starts for a busy folder."""
+    out = tmp_path / "run"
+    Trainer(["nonsaturating"], "ring8", out=out, steps=2, batch_size=8, progress=False).fit()
+    holder = _hold(out)
+    try:
+        started = time.monotonic()
+        result = cli("train", "--resume", out, "--steps", 4, "--nproc", 2)
+        assert result.exit_code == 2, result.output
+        assert f"process {holder.pid} is training in it" in result.stderr
+        assert time.monotonic() - started < 5  # refused, not started and failed
+    finally:
+        holder.kill()
+        holder.wait()
