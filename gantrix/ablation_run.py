@@ -283,16 +283,35 @@ def _in_workers(cells: list[Cell], metric: str, jobs: int, threads: int, stop: _
                 record) -> None:
     """`work` on every cell in ``jobs`` worker processes. When ``stop`` is set, a SIGTERM
     goes to each worker (a training saves its checkpoint and returns; Ctrl-C reached them
-    from the terminal already) and cells not started are not started."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
+    from the terminal already) and cells not started are not started. A worker killed from
+    outside (the OOM killer, a kill -9) breaks the pool: the cells it took down are given
+    to a new pool once (they resume from their checkpoints), then reported."""
     from .threads import split
 
     split(jobs, threads, "cells")
+    retried: set[Cell] = set()
+    while cells and not stop.is_set():
+        again = []
+        for cell in _one_pool(cells, metric, jobs, threads, stop, record):
+            if cell in retried:
+                record(cell, ("error", "its worker process was killed twice (out of "
+                                       "memory?); run again to retry"))
+            else:
+                retried.add(cell)
+                again.append(cell)
+        cells = again
+
+
+def _one_pool(cells: list[Cell], metric: str, jobs: int, threads: int, stop: _Stop,
+              record) -> list[Cell]:
+    """`_in_workers` with one pool; returns the cells a broken pool took down."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker, initargs=(threads, os.getpid(), stop.event))
-    forwarded = False
+    forwarded, broken = False, []
     try:
         pending = {pool.submit(_work_unless_stopped, cell, metric): cell for cell in cells}
         while pending:
@@ -307,8 +326,10 @@ def _in_workers(cells: list[Cell], metric: str, jobs: int, threads: int, stop: _
                 cell = pending.pop(future)
                 try:
                     outcome = future.result()
-                except Exception as exc:  # a worker killed from outside
-                    outcome = ("error", f"{type(exc).__name__}: {exc}")
+                except BrokenProcessPool:
+                    if not stop.is_set():
+                        broken.append(cell)
+                    continue
                 if stop.is_set() and outcome[0] != "ok":
                     continue  # `run_cells` says it once
                 if outcome[0] == "interrupted":  # a signal sent to that worker alone
@@ -316,3 +337,4 @@ def _in_workers(cells: list[Cell], metric: str, jobs: int, threads: int, stop: _
                 record(cell, outcome)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    return broken

@@ -182,11 +182,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The small ablation at 400 steps and one seed: long enough to be killed mid-cell."""
+    return ablate(**{**SMALL, "steps": 400}, seeds=1, jobs=1,
+                  out=tmp_path_factory.mktemp("whole") / "ab", report=lambda line: None)
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
-def test_kill_9_of_the_ablation_resumes_to_the_uninterrupted_numbers(tmp_path):
+def test_kill_9_of_the_ablation_resumes_to_the_uninterrupted_numbers(tmp_path, uninterrupted):
     steps = ("--steps", "400", "--jobs", "1")
-    uninterrupted = ablate(**{**SMALL, "steps": 400}, seeds=1, jobs=1, out=tmp_path / "whole",
-                           report=lambda line: None)
     out = tmp_path / "killed"
     process = subprocess.Popen(_cli(out, *steps), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -235,3 +240,21 @@ def test_sigterm_stops_the_workers_and_kill_9_leaves_no_orphan(tmp_path):
         again.kill()
         again.wait()
     _wait_for(lambda: not any(_alive(p) for p in workers), seconds=15)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_worker_killed_mid_cell_is_retried_and_the_numbers_hold(tmp_path, uninterrupted):
+    out = tmp_path / "ab"
+    process = subprocess.Popen(_cli(out, "--steps", "400", "--jobs", "2"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: len(list(out.glob("*/seed-0/checkpoint.pt"))) >= 2
+                  and len(_workers(process.pid)) == 2)
+        os.kill(_workers(process.pid)[0], signal.SIGKILL)
+        _, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "could not run" not in err
+    assert values(collect(out, report=lambda line: None)) == values(uninterrupted)
