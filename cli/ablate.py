@@ -135,6 +135,10 @@ def _interruptible(command):
         except Interrupted as exc:
             typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C while planning or writing the table
+            typer.secho("interrupted: finished cells are kept; run the same command again "
+                        "to resume", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130) from None
 
     return run
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -38,6 +39,10 @@ def _errors(command: Callable) -> Callable:
         except GantrixError as exc:
             typer.secho(f"{_who()}error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # Ctrl-C outside training (training saves and says so)
+            typer.secho(f"{_who()}interrupted (Ctrl-C) before anything was written",
+                        fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130) from None
 
     return run
 
@@ -246,6 +251,7 @@ def _launch(ctx: typer.Context, nproc: int, run: Path) -> None:
         from gantrix.threads import child_environment, split
 
         env = child_environment(split(nproc, ctx.params.get("threads"), "processes").threads)
+    env = {**(os.environ if env is None else env), LAUNCHER_ENV: str(os.getpid())}
     with Children().forwarding() as children:
         code = children.run(command, env=env)
     if children.signum is not None:  # the processes said where their checkpoint is
@@ -266,10 +272,32 @@ def torchrun() -> None:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.run import main
 
+    _stop_with_launcher()
     try:
         main()
     except SignalException as exc:
         raise SystemExit(128 + exc.sigval) from None
+
+
+#: the pid of the ``gantrix train --nproc`` that started torchrun (`_stop_with_launcher`).
+LAUNCHER_ENV = "GANTRIX_LAUNCHER_PID"
+
+
+def _stop_with_launcher(every: float = 1.0) -> None:
+    """SIGTERM to this torchrun when the ``gantrix train --nproc`` that started it dies (a
+    kill -9 cannot be passed on): torchrun passes it to the processes, which save a
+    checkpoint and stop, and none is left training the folder as an orphan."""
+    import signal
+    import threading
+
+    launcher = int(os.environ.get(LAUNCHER_ENV) or os.getppid())
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(every)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="gantrix-launcher-watch", daemon=True).start()
 
 
 #: the --checkpoint option of sample and eval.
@@ -306,8 +334,6 @@ def sample(
     checkpoint: str = CHECKPOINT_OPTION,
 ) -> None:
     """Draw samples from a trained run (from its averaged generator when it has one)."""
-    import os
-
     if out.suffix.lower() not in (".npy", ".png"):
         raise GantrixError(f"--out must end in .npy or .png, got {out.name!r}")
     if not out.parent.is_dir():

@@ -146,7 +146,8 @@ class Ablation:
                      *(_text(r.others.get(k), DIGITS.get(k, 3)) for k in self.others),
                      "" if r.seconds is None else f"{r.seconds:.0f}"]
             lines.append("| " + " | ".join(cells) + " |")
-        notes = [f"- {r.label}: {n}" for r in self.rows for n in r.notes]
+        notes = [f"- {r.label}: {n}" for r in self.rows for n in r.notes
+                 if r is full or n not in full.notes]  # the full composition's: said once
         if notes:
             lines += ["", "Notes from the checker:", *notes]
         return "\n".join(lines) + "\n"

@@ -50,6 +50,8 @@ class Data:
     num_classes: int | None = None
     #: the names of the classes by label (an image folder's sub-folders), or None
     class_names: list[str] | None = None
+    #: how an image folder's non-square images were made square (crop, pad, squash), or None
+    image_fit: str | None = None
     #: the models train on the data divided by ``scale``; the trainer multiplies what the
     #: generator makes by it, so samples, plots and metrics are in the data's own units.
     scale: float = 1.0
@@ -610,6 +612,7 @@ def load_image_folder(folder: Path, size: int, *, seed: int = 0, skip_bad: bool 
     data = TensorData(Path(folder).name, prepared.images, labels, seed,
                       num_classes=len(prepared.classes) or None)
     data.class_names = list(prepared.classes) or None
+    data.image_fit = fit
     return data
 
 

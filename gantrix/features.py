@@ -76,7 +76,8 @@ def source_of(data: Data, source: str) -> Data:
 
 def data_key(data: Data, source: str) -> str | None:
     """A name for the data that changes when the data does: the built-in set's file digest,
-    a folder's prepared-cache key (file list, sizes, modification times, image size), a
+    a folder's prepared-cache key (file list, sizes, modification times, image size and
+    fit), a
     tensor file's path, size and modification time. None for data with no stable identity
     (a tensor or `Data` passed in Python): its features are not cached."""
     from . import metrics
@@ -91,7 +92,8 @@ def data_key(data: Data, source: str) -> str | None:
     if path.is_dir():
         from .folder import list_images
 
-        return f"folder-{list_images(path).key(int(data.shape[-1]))}"
+        fit = getattr(source_of(data, source), "image_fit", None) or "crop"
+        return f"folder-{list_images(path).key(int(data.shape[-1]), fit)}"
     st = path.stat()
     digest = hashlib.sha256(f"{path}-{st.st_size}-{st.st_mtime_ns}".encode()).hexdigest()[:32]
     return f"file-{digest}"

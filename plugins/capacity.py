@@ -171,10 +171,10 @@ class SmallerGenerator(Architecture):
     paper = PAPER
     params = (
         Param("ratio", float, 1.0, "largest allowed G/D parameter ratio", low=0.0,
-              low_open=True),
+              low_open=True, high=1e4),
         Param("critic_scale", float, None, "make D's hidden layers this many times wider "
               "(below 1: narrower), on any data; default: as built", low=0.0, low_open=True,
-              optional=True),
+              high=64.0, optional=True),
     )
 
     def __init__(self, **values):

@@ -152,9 +152,10 @@ class DCGAN(Architecture):
         Param("output", str, "logit", "D's output: a logit or a Sigmoid probability",
               choices=("logit", "sigmoid")),
         Param("width", int, None, "base channels (D's first layer); default: ModelSpec.width (64)",
-              low=1, optional=True),
+              low=1, high=4096, optional=True),
         Param("critic_width", int, None, "D's base channels when D should differ from G "
-              "(PacGAN's Table 3 shrinks D alone); default: width", low=1, optional=True),
+              "(PacGAN's Table 3 shrinks D alone); default: width", low=1, high=4096,
+              optional=True),
         Param("kernel", int, 4, "kernel size of the stride-2 layers (4: PyTorch's DCGAN "
               "example; 5: DCGAN-tensorflow's)", choices=KERNELS),
         Param("smallest", int, 4, "side of the smallest feature map, where G starts and D "

@@ -117,3 +117,21 @@ def test_a_second_ablation_of_a_busy_folder_is_refused(gantrix, tmp_path):
         _user_error(gantrix("ablate", *SMALL, "--out", str(out)),
                     "is being ablated by process 4242")
     assert os.path.exists(out / "ablation-plan.json")
+
+
+def test_ctrl_c_before_training_is_a_message_and_130(gantrix, tmp_path, monkeypatch):
+    from gantrix import ablation, trainer
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ablation, "plan_variants", interrupt)
+    result = gantrix("ablate", *SMALL, "--out", str(tmp_path / "ab"))
+    assert result.exit_code == 130
+    assert "run the same command again to resume" in result.stderr
+    monkeypatch.setattr(trainer.Trainer, "__init__", interrupt)
+    result = gantrix("train", "--trick", "nonsaturating", "--data", "ring8", "--out",
+                     str(tmp_path / "run"))
+    assert result.exit_code == 130
+    assert "interrupted (Ctrl-C) before anything was written" in result.stderr
+    assert "Traceback" not in result.output and "Aborted" not in result.output

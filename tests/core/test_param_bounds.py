@@ -10,18 +10,13 @@ from gantrix.errors import ParamError
 from gantrix.params import Param
 from gantrix.settings import SEED_HIGH, SETTINGS
 
-#: tricks whose files another change is editing now; their numbers get ranges there.
-#: (dcgan's width and critic_width, smaller-generator's ratio have no upper bound yet.)
-OTHERS = {"dcgan", "smaller-generator"}
-
-
 def numbers(cls):
     return [p for p in cls.params if p.type in (int, float) and p.choices is None]
 
 
 def builtin_tricks():
     return sorted((name, cls) for name, cls in registry.catalogue().tricks.items()
-                  if cls.plugin == registry.BUILTIN_DIST and name not in OTHERS)
+                  if cls.plugin == registry.BUILTIN_DIST)
 
 
 @pytest.mark.parametrize("raw", ["inf", "-inf", "Infinity", "nan", "NaN", "1e999"])

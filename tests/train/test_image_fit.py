@@ -104,3 +104,18 @@ def test_the_cli_takes_image_fit_and_refuses_others(tmp_path):
                                           "--image-fit", "zoom", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "zoom" in result.output and "crop" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_the_real_features_cache_is_keyed_by_the_fit(tmp_path):
+    """FID's cached real features of a folder prepared with one fit are not reused for
+    another (the images differ)."""
+    from gantrix.data import load_data
+    from gantrix.features import data_key
+
+    _circle(tmp_path / "faces" / "a.png")
+    _circle(tmp_path / "faces" / "b.png", width=200)
+    folder = str(tmp_path / "faces")
+    keys = {fit: data_key(load_data(folder, image_size=8, image_fit=fit), folder)
+            for fit in ("crop", "pad", "squash")}
+    assert len(set(keys.values())) == 3
+    assert keys["crop"] == data_key(load_data(folder, image_size=8), folder)

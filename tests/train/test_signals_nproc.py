@@ -84,6 +84,35 @@ def test_sigterm_to_nproc_2_saves_a_checkpoint_and_leaves_no_process(tmp_path):
     assert [pid for pid in family if _alive(pid)] == []  # no orphan goes on training
 
 
+
+@LINUX
+def test_kill_9_of_the_launcher_stops_torchrun_and_its_processes_with_a_checkpoint(tmp_path):
+    """A kill -9 cannot be passed on: torchrun sees its launcher gone and stops the run as
+    SIGTERM does (each process saves a checkpoint); no orphan goes on writing the folder."""
+    out = tmp_path / "run"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "gantrix", "train", "-t", "nonsaturating", "-d", "ring8",
+         "--batch-size", "8", "--latent-dim", "4", "--steps", "100000", "--log-every", "2",
+         "--checkpoint-every", "1000", "--sample-every", "0", "-q", "--out", str(out),
+         "--nproc", "2"],
+        env={**ENV, "GANTRIX_CACHE": str(tmp_path / "cache")}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        def training() -> bool:
+            rows = (out / "metrics.jsonl").read_text() if (out / "metrics.jsonl").exists() else ""
+            return rows.count("\n") >= 2
+
+        _wait_for(training, launcher)
+        family = _descendants(launcher.pid)
+        assert len(family) >= 3
+        launcher.kill()
+        launcher.wait()
+        _wait_until(lambda: not [pid for pid in family if _alive(pid)], timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert load_checkpoint(out / "checkpoint.pt")["step"] > 2  # saved as the run stopped
+
 CHILD = """
 import signal, sys, time
 def stop(signum, frame):
