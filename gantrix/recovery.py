@@ -29,6 +29,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from . import distributed
+from .errors import GantrixError
+from .hookspecs import failed_hook
 from .run_folder import CHECKPOINT
 from .run_control import TrainingInterrupted
 from .run_state import load_checkpoint, load_weights
@@ -54,6 +56,20 @@ def train_step(trainer: "Trainer") -> dict:
             f"interrupted by {signal.Signals(signum).name} in the middle of training step "
             f"{exc.step}, after {exc.done} of its {exc.total} critic updates: the step is "
             f"dropped; {trainer._kept()}", signum) from None
+
+
+def blame(trainer: "Trainer", exc: Exception) -> Exception:
+    """What ends the run for ``exc``, raised outside a step (at a log line, a checkpoint, a
+    picture): a `TrickFailed` naming the trick, its hook and the checkpoint kept when a
+    trick raised it; ``exc`` itself otherwise."""
+    if isinstance(exc, GantrixError):
+        return exc
+    failed = failed_hook(exc, trainer.composition.pm.get_plugins())
+    if failed is None:
+        return exc
+    error = TrickFailed(*failed, trainer.step, exc, f"; {trainer._kept()}")
+    error.__cause__ = exc
+    return error
 
 
 def save_last_completed(trainer: "Trainer", failure: TrickFailed) -> str:

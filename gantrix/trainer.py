@@ -404,12 +404,14 @@ class Trainer:
                     if distributed.agreed(self._stop is not None, step % s.log_every == 0
                                           or step == s.steps):
                         self._interrupted(self._stop or signal.SIGTERM)
+                if self.out is not None:
+                    self.save_checkpoint()
+                    self._last_checkpoint = self.step
+                    self.save_pictures()
+            except Exception as exc:  # a trick raising at a log line, checkpoint, picture
+                raise recovery.blame(self, exc)
             finally:
                 progress.close()
-            if self.out is not None:
-                self.save_checkpoint()
-                self._last_checkpoint = self.step
-                self.save_pictures()
         return self
 
     def _kept(self) -> str:

@@ -276,3 +276,37 @@ def test_a_trick_failing_before_training_is_named_too(add_tricks, tmp_path, wher
     assert str(info.value) == (f"trick 'broken-build' ({__name__}.BrokenBuild, plugin tests) "
                                f"failed in {hook} before training: {words}")
     assert not (tmp_path / "run").exists()
+
+
+class NoisyLog(Regularizer):
+    """Publishes a log value that fails at the log line of step ``LOG_FAILS_AT``."""
+
+    name = "noisy-log"
+    summary = "a log value that raises at one log line"
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        self.lines = 0
+
+    @hookimpl
+    def gantrix_log_values(self):
+        self.lines += 1
+        if self.lines == 3:
+            raise ValueError("cannot format the value")
+        return {"noisy": 1.0}
+
+
+def test_a_trick_failing_at_a_log_line_is_named_with_the_checkpoint_kept(add_tricks, tmp_path):
+    """Outside the step too (log lines, checkpoints, pictures): the trick, its hook, and
+    the last checkpoint, which is whole."""
+    add_tricks(NoisyLog)
+    out = tmp_path / "run"
+    trainer = Trainer(["nonsaturating", "noisy-log"], "ring8", out=out, steps=20,
+                      progress=False, **SMALL)
+    with pytest.raises(TrickFailed) as caught:
+        trainer.fit()
+    message = str(caught.value)
+    assert "trick 'noisy-log'" in message and "gantrix_log_values" in message
+    assert "at training step 6" in message and "ValueError: cannot format the value" in message
+    assert f"the last checkpoint (step 4) is kept in {out}" in message
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 4
