@@ -24,7 +24,7 @@ from gantrix import __version__
 from gantrix.errors import GantrixError
 
 #: the built-in command modules, in help order; each exposes ``register(app)``.
-BUILTIN_COMMANDS = ("browse", "train", "ablate", "data")
+BUILTIN_COMMANDS = ("browse", "train", "ablate", "data", "export")
 
 #: the exit status of a command stopped by a user mistake.
 USER_ERROR = 2

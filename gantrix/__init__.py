@@ -8,6 +8,7 @@
     composition = recipe.compose()                    # tricks wired into one run
     gantrix.Trainer(recipe, "ring8", out="runs/ring").fit()   # train, checkpoint, plot
     gantrix.ablate("wgan-gp", data="ring8", seeds=3, out="runs/ab")  # which trick helps
+    g = gantrix.load_generator("g.safetensors")      # an exported generator (gantrix export)
 
 Names are imported lazily: ``import gantrix`` loads no plugin, no torch model and no triton.
 A run is planned once by `gantrix.plan.plan_run` (what `Trainer` trains and ``gantrix check``
@@ -53,6 +54,7 @@ _EXPORTS = {
     "RunPlan": "plan",
     "Settings": "settings",
     "ablate": "ablation_run",
+    "load_generator": "export",
 }
 
 __all__ = sorted(_EXPORTS)

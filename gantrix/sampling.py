@@ -39,7 +39,9 @@ class Sampler:
         """The generator to sample from: an averaged copy when a trick publishes one."""
         return self.models.extra.get("generator_ema") or self.models.generator
 
-    def _batch(self, z: torch.Tensor, step: int) -> Batch:
+    def batch(self, z: torch.Tensor, step: int) -> Batch:
+        """A generator-phase batch for latents ``z``, as the conditioning hooks see it when
+        sampling (no real samples, no labels unless the caller sets ``fake_labels``)."""
         return Batch(real=torch.zeros(len(z), *self.spec.shape, device=self.device),
                      critic=self.models.discriminator, phase="generator", step=step, z=z,
                      hook=self.composition.hook)
@@ -68,7 +70,7 @@ class Sampler:
                     m = min(CHUNK, n - lo)
                     z = draw_latent(self.composition.hook, m, self.spec.latent_dim,
                                     device=self.device, generator=rng)
-                    batch = self._batch(z, step)
+                    batch = self.batch(z, step)
                     if labels is not None:
                         batch.fake_labels = labels[lo:lo + m].to(self.device)
                     self.composition.hook.gantrix_condition(batch=batch)
@@ -82,7 +84,7 @@ class Sampler:
     def takes_labels(self, step: int = 0) -> bool:
         """Whether the generator takes class labels: a trick routes the batch's
         ``fake_labels`` to it as ``generator_inputs["labels"]`` (cgan, acgan, projection)."""
-        batch = self._batch(torch.zeros(1, self.spec.latent_dim, device=self.device), step)
+        batch = self.batch(torch.zeros(1, self.spec.latent_dim, device=self.device), step)
         batch.fake_labels = torch.zeros(1, dtype=torch.long, device=self.device)
         with self._forked_rng():
             self.composition.hook.gantrix_condition(batch=batch)  # codes may be drawn
