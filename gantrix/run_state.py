@@ -34,6 +34,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return check_structure(checkpoint.load_checkpoint(path), Path(path))
 
 
+def legacy_settings(train: dict[str, Any]) -> dict[str, Any]:
+    """What a run folder's config.toml (its ``[train]`` table) leaves out because the run
+    was written before the setting was recorded, as that run had it: an image folder's
+    non-square images were squashed before ``image_fit`` existed (so a run resumed,
+    sampled or evaluated sees its own images)."""
+    data = train.get("data")
+    if "image_fit" not in train and isinstance(data, str) and Path(data).is_dir():
+        return {"image_fit": "squash"}
+    return {}
+
+
 def trick_state(composition: Composition) -> dict:
     """Every trick's checkpoint state (`gantrix_state_dict`), merged; two tricks may not
     use one key."""

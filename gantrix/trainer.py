@@ -47,7 +47,7 @@ from .progress import Progress, host_values
 from .recipe import Recipe
 from .run_control import RunRandomState, TrainingInterrupted, stop_requests
 from .run_folder import CHECKPOINT, CONFIG, EVAL, LOSSES, SAMPLES
-from .run_state import installed_part, load_weights, qualname, trick_state
+from .run_state import installed_part, legacy_settings, load_weights, qualname, trick_state
 from .sampling import Sampler, check_labels
 from .settings import FIXED_ON_RESUME, RESUMABLE, with_setting_parameters
 from .step import DEFAULT_LR, ComposedStep, configure_optimizers, latent_generator
@@ -163,7 +163,7 @@ class Trainer:
         recipe = Recipe(config=run / CONFIG)
         return cls(recipe, run_folder.saved_data(run, recipe.train.get("data")), out=run,
                    progress=progress, generator=generator, discriminator=discriminator,
-                   _resume=True, **settings)
+                   _resume=True, **legacy_settings(recipe.train), **settings)
 
     @classmethod
     def load(cls, run_dir: str | Path, *, device: str | None = None,
@@ -189,7 +189,8 @@ class Trainer:
         recipe, without = installed_part(Recipe(config=run / CONFIG), state)
         trainer = cls(recipe, run_folder.saved_data(run, recipe.train.get("data")), out=run,
                       device=device, progress=False, generator=generator,
-                      discriminator=discriminator, _resume=state, _without=without)
+                      discriminator=discriminator, _resume=state, _without=without,
+                      **legacy_settings(recipe.train))
         if checkpoint == "best":
             trainer.best = load_best(trainer)
         elif checkpoint != "last":

@@ -119,3 +119,20 @@ def test_the_real_features_cache_is_keyed_by_the_fit(tmp_path):
             for fit in ("crop", "pad", "squash")}
     assert len(set(keys.values())) == 3
     assert keys["crop"] == data_key(load_data(folder, image_size=8), folder)
+
+
+def test_a_run_recorded_before_the_fit_existed_keeps_its_squashed_images(tmp_path):
+    """config.toml without image_fit: the run was trained on squashed images; it resumes,
+    samples and evaluates on those, not on the centre crops of the new default."""
+    import re
+
+    _circle(tmp_path / "faces" / "a.png")
+    _circle(tmp_path / "faces" / "b.png", width=200)
+    run = tmp_path / "run"
+    Trainer(["nonsaturating"], str(tmp_path / "faces"), out=run, steps=2, image_size=8,
+            batch_size=2, sample_every=0, image_fit="squash", progress=False).fit()
+    config = run / "config.toml"
+    config.write_text(re.sub(r"(?m)^image_fit = .*\n", "", config.read_text()))
+    assert "image_fit" not in config.read_text()
+    assert Trainer.load(run).settings.image_fit == "squash"
+    assert Trainer.resume(run, progress=False).settings.image_fit == "squash"
