@@ -32,8 +32,10 @@ fx cannot describe is an error for safetensors that names the formats that can h
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -102,7 +104,8 @@ def export_trainer(trainer: "Trainer", out: Path, *, format: str = "safetensors"
         traced = _traced(_Pixels(generator, meta), meta)
         if format == "torchscript":
             buffer = io.BytesIO()
-            torch.jit.save(traced, buffer, _extra_files={EXTRA_FILE: json.dumps(meta)})
+            with _jit_quiet():
+                torch.jit.save(traced, buffer, _extra_files={EXTRA_FILE: json.dumps(meta)})
             write_atomic(out, buffer.getvalue())
         else:
             _write_onnx(_Pixels(generator, meta), out, meta)
@@ -268,10 +271,20 @@ def _traced(module: _Pixels, meta: dict):
     z, labels = _example(meta)
     args = (z, labels) if labels is not None else (z,)
     try:
-        return torch.jit.trace(module, args, check_trace=False)
+        with _jit_quiet():
+            return torch.jit.trace(module, args, check_trace=False)
     except Exception as exc:  # tracing raises many kinds
         raise GantrixError(f"TorchScript cannot trace this generator "
                            f"({type(module.generator).__name__}): {exc}") from None
+
+
+@contextlib.contextmanager
+def _jit_quiet():
+    """Torch's deprecation notes on TorchScript silenced: the user asked for the format
+    (it is what loads with torch alone)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 def _require_onnx():
@@ -397,5 +410,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         return json.loads(props[METADATA_KEY])
     files = {EXTRA_FILE: ""}
-    torch.jit.load(str(path), _extra_files=files)
+    with _jit_quiet():
+        torch.jit.load(str(path), _extra_files=files)
     return json.loads(files[EXTRA_FILE])
