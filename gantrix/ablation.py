@@ -462,12 +462,20 @@ def default_metric(data: str) -> str:
     return "fd" if metrics_for(data) is not None else "fid"
 
 
-def check_metric(metric: str, data: str) -> None:
-    """``metric`` is one the ablation can rank variants by on ``data``."""
-    from .data import load_data
-    from .periodic_eval import check_metric as check
+def check_metric(metric: str, data: str, report: Callable[[str], None] = print) -> None:
+    """``metric`` is one the ablation can rank variants by on ``data``; a metric measured in
+    features has its feature space set up now (a folder's classifier trained and cached
+    once, here, not by every cell), or the reason it cannot be, before any training."""
+    from .features import feature_space
+    from .periodic_eval import FEATURE_METRICS, check_metric as check
+    from .plan import open_data
 
+    loaded, source = open_data(data, {})
     try:
-        check(metric, load_data(data).is_image)
+        check(metric, loaded.is_image)
     except GantrixError as exc:
         raise GantrixError(str(exc).replace("--eval-metric", "--metric")) from None
+    if metric in FEATURE_METRICS:
+        _, notes = feature_space(loaded, source, report=report)
+        for note in notes:
+            report(f"{metric}: {note}")

@@ -135,3 +135,29 @@ def test_ctrl_c_before_training_is_a_message_and_130(gantrix, tmp_path, monkeypa
     assert result.exit_code == 130
     assert "interrupted (Ctrl-C) before anything was written" in result.stderr
     assert "Traceback" not in result.output and "Aborted" not in result.output
+
+
+def test_a_metric_that_cannot_be_measured_stops_before_any_training(gantrix, tmp_path,
+                                                                    monkeypatch):
+    """FID on an unlabelled folder without the Inception extra: said at once, not after
+    every cell has trained."""
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setenv("GANTRIX_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    from gantrix import inception
+
+    def unavailable(*args, **kwargs):
+        raise inception.InceptionUnavailable("no Inception here")
+
+    monkeypatch.setattr(inception, "_library", unavailable)
+    result = gantrix("ablate", "--trick", "nonsaturating", "--data", str(folder),
+                     "--out", str(tmp_path / "ab"))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "error: imgs has no classifier to compare images in" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "ab").exists()
