@@ -322,53 +322,99 @@ def _load_run(run: Path, device: str | None, checkpoint: str = "last"):
 
 def sample(
     run: Path = typer.Argument(..., help="A run folder."),
-    n: int = typer.Option(64, "--n", "-n", help="How many samples."),
-    out: Path = typer.Option(..., "--out", "-o", help="A .npy (array) or .png (grid) file."),
+    n: int = typer.Option(64, "--n", "-n", help="How many samples (with --interpolate: rows; "
+                          "with --grid: samples per class)."),
+    out: str = typer.Option(..., "--out", "-o", help="A .npy (array) or .png (grid) file, or "
+                            "a folder (DIR/) for numbered PNGs, resumable."),
     labels: Optional[str] = typer.Option(None, help="Class labels for a conditional model: "
                                          "one label, or a comma-separated list (repeated to "
                                          "n); a class index, or its name where the run's "
                                          "data names its classes (an image folder's "
                                          "sub-folders)."),
     seed: int = typer.Option(0, help="Seed of the latent vectors."),
+    truncation: float = typer.Option(1.0, "--truncation", metavar="PSI",
+                                     help="Pull the latents toward the prior's mean: "
+                                          "mean + PSI*(z - mean), PSI in [0, 1] (1: as drawn)."),
+    interpolate: Optional[int] = typer.Option(None, "--interpolate", metavar="K",
+                                              help="Rows of K steps between random latents "
+                                                   "(spherical; straight for a trick's prior)."),
+    grid: bool = typer.Option(False, "--grid", help="One row of --n samples per class "
+                              "(--labels: those classes) of a conditional model."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
     checkpoint: str = CHECKPOINT_OPTION,
 ) -> None:
     """Draw samples from a trained run (from its averaged generator when it has one)."""
+    from gantrix import sample_modes
+    from gantrix.sampling import check_truncation
+
+    folder = out.endswith(("/", os.sep)) or Path(out).expanduser().is_dir()
+    path = Path(out).expanduser()
+    check_truncation(truncation)  # before loading the run
+    if interpolate is not None and grid:
+        raise GantrixError("--interpolate and --grid make different grids; choose one")
+    if folder and (interpolate is not None or grid):
+        raise GantrixError("a folder of numbered PNGs holds plain samples; write --interpolate "
+                           "and --grid to a .png or .npy file")
+    if not folder:
+        _check_out_file(path)
+    picked = None if labels is None else [v for v in labels.split(",") if v.strip()]
+    trainer = _load_run(run, device, checkpoint)
+    if folder:
+        written, kept = sample_modes.write_numbered(trainer, path, n, picked, seed=seed,
+                                                    truncation=truncation)
+        typer.echo(f"{written} samples -> {path}/" + (f" ({kept} already there, kept)"
+                                                      if kept else ""))
+        return
+    columns = None
+    if interpolate is not None:
+        x = sample_modes.interpolation(trainer, n, interpolate, picked, seed=seed,
+                                       truncation=truncation)
+    elif grid:
+        x = sample_modes.class_grid(trainer, n, picked, seed=seed, truncation=truncation)
+    else:
+        x = sample_modes.draw(trainer, n, picked, seed=seed, truncation=truncation)
+    if x.dim() > len(trainer.data.shape) + 1:  # rows of a grid: kept as rows in a .npy
+        columns = x.shape[1]
+    try:
+        _save_samples(path, x, trainer, columns)
+    except OSError as exc:
+        raise GantrixError(f"could not write --out {path} ({exc.strerror or exc}); nothing was "
+                           f"saved; choose another --out") from None
+    typer.echo(f"{x.shape[0] * (columns or 1)} samples -> {path}")
+
+
+def _check_out_file(out: Path) -> None:
+    """--out is a .npy or .png file in a writable folder."""
     if out.suffix.lower() not in (".npy", ".png"):
-        raise GantrixError(f"--out must end in .npy or .png, got {out.name!r}")
+        raise GantrixError(f"--out must end in .npy or .png, or be a folder (DIR/), got "
+                           f"{out.name!r}")
     if not out.parent.is_dir():
         raise GantrixError(f"the folder of --out does not exist: {out.parent}")
     if not os.access(out.parent, os.W_OK):
         raise GantrixError(f"cannot write --out {out}: its folder {out.parent} is not "
                            f"writable; choose another --out")
-    picked = None if labels is None else [v for v in labels.split(",") if v.strip()]
-    trainer = _load_run(run, device, checkpoint)
-    x = trainer.sample(n, labels=picked, seed=seed)
-    try:
-        _save_samples(out, x, trainer)
-    except OSError as exc:
-        raise GantrixError(f"could not write --out {out} ({exc.strerror or exc}); nothing was "
-                           f"saved; choose another --out") from None
-    typer.echo(f"{n} samples -> {out}")
 
 
-def _save_samples(out: Path, x, trainer) -> None:
-    """Samples ``x`` of ``trainer``'s run as ``out``: an array (.npy), or a picture (.png)."""
+def _save_samples(out: Path, x, trainer, columns: int | None = None) -> None:
+    """Samples ``x`` of ``trainer``'s run as ``out``: an array (.npy, rows kept), or a
+    picture (.png; ``x`` in rows of ``columns`` when given)."""
     import numpy as np
 
     from gantrix.checkpoint import write_atomic
 
-    n = len(x)
     if out.suffix.lower() == ".npy":
         import io
 
         buffer = io.BytesIO()
         np.save(buffer, x.numpy())
         write_atomic(out, buffer.getvalue())
-    elif trainer.data.is_image:
-        from gantrix.plots import grid_png
+        return
+    x = x.flatten(0, 1) if columns else x
+    n = len(x)
+    if trainer.data.is_image:
+        from gantrix.plots import GRID_COLUMNS, grid_png
 
-        grid_png(out, x)
+        grid_png(out, x, columns or GRID_COLUMNS)
     elif trainer.data.shape == (2,):
         from gantrix.plots import scatter_png
 
