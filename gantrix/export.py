@@ -303,12 +303,13 @@ def _write_onnx(module: _Pixels, out: Path, meta: dict) -> None:
     names = ["z", "labels"][:len(args)]
     buffer = io.BytesIO()
     try:
-        torch.onnx.export(module, args, buffer, input_names=names, output_names=["x"],
-                          dynamic_axes={name: {0: "n"} for name in [*names, "x"]},
-                          dynamo=False)
+        with _jit_quiet():
+            torch.onnx.export(module, args, buffer, input_names=names, output_names=["x"],
+                              dynamic_axes={name: {0: "n"} for name in [*names, "x"]},
+                              dynamo=False)  # the TorchScript-based exporter: no onnxscript
     except Exception as exc:  # the exporter raises many kinds
         raise GantrixError(f"ONNX cannot hold this generator ({type(module.generator).__name__}"
-                           f"): {exc}; the formats that can: safetensors, torchscript") from None
+                           f"): {exc}; export it as safetensors or torchscript instead") from None
     model = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(meta)})
     write_atomic(out, model.SerializeToString())
