@@ -94,9 +94,10 @@ def export_trainer(trainer: "Trainer", out: Path, *, format: str = "safetensors"
         try:
             architecture, tensors = module_graph.describe(generator, meta["conditional"])
         except module_graph.NotDescribable as exc:
-            raise GantrixError(f"safetensors cannot hold this generator ({type(generator).__name__}"
-                               f"): {exc}; the formats that can: torchscript, onnx "
-                               f"(gantrix export --format torchscript)") from None
+            raise GantrixError(
+                f"safetensors cannot hold this generator ({type(generator).__name__}): {exc}; "
+                f"the formats that can hold it: torchscript, onnx (they trace it on an example "
+                f"batch: gantrix export --format torchscript)") from None
         _check_rebuilt(generator, architecture, tensors, meta)
         safetensors_io.save(out, tensors, {METADATA_KEY: json.dumps(
             {**meta, "architecture": architecture})})
@@ -199,9 +200,10 @@ def _routes_labels(trainer: "Trainer") -> bool:
                 torch.manual_seed(0)
                 call_plugin(pm, "gantrix_condition", trick, batch=batch)
             inputs = batch.generator_inputs
-            if set(inputs) - {"labels"}:
+            others = sorted(set(inputs) - {"labels"})
+            if others:
                 raise _no_format(trick, "gantrix_condition",
-                                 f"draws the generator's {', '.join(sorted(set(inputs) - {'labels'}))}")
+                                 f"draws the generator's {', '.join(others)}")
             if "labels" not in inputs:
                 continue
             want = asked if given else expected
@@ -268,22 +270,36 @@ class _Pixels(nn.Module):
 
 
 def _traced(module: _Pixels, meta: dict):
+    """``module`` traced by TorchScript on an example batch, checked on a batch of another
+    size (a trace keeps one path through Python: one that depended on the batch is an
+    error, not a file that computes something else)."""
     z, labels = _example(meta)
     args = (z, labels) if labels is not None else (z,)
+    other = _example(meta, n=len(z) + 3)
+    other = other if labels is not None else other[:1]
     try:
         with _jit_quiet():
-            return torch.jit.trace(module, args, check_trace=False)
+            traced = torch.jit.trace(module, args, check_trace=False)
+        with torch.no_grad():
+            same = torch.allclose(traced(*other), module(*other), rtol=1e-5, atol=1e-6)
     except Exception as exc:  # tracing raises many kinds
         raise GantrixError(f"TorchScript cannot trace this generator "
                            f"({type(module.generator).__name__}): {exc}") from None
+    if not same:
+        raise GantrixError(f"TorchScript's trace of this generator "
+                           f"({type(module.generator).__name__}) computes other values on "
+                           f"another batch (its forward takes a path the trace cannot keep)")
+    return traced
 
 
 @contextlib.contextmanager
 def _jit_quiet():
-    """Torch's deprecation notes on TorchScript silenced: the user asked for the format
-    (it is what loads with torch alone)."""
+    """Torch's deprecation notes on TorchScript silenced (the user asked for the format: it
+    is what loads with torch alone), and its tracer's warnings (`_traced` checks the trace on
+    another batch instead)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         yield
 
 

@@ -5,8 +5,10 @@ ConvTranspose2d, BatchNorm, activations, ...) and the torch functions and tensor
 between them (``cat``, ``flatten``, indexing), and writes both as JSON: each layer by its
 torch.nn class and constructor arguments, each graph node by its op, target and arguments.
 `rebuild` makes the module again from that JSON and the weights: it imports torch.nn layers
-and calls functions of ``torch``, ``operator`` and ``math`` only, so a file can name nothing
-else (no pickle, no code of the trick plugins that built the model). That is how a
+and calls tensor operators of ``torch`` (those of its ATen library), ``torch.nn.functional``,
+``operator`` and ``math``, and public tensor methods that stay with the values, so a file can
+name nothing else (no pickle, no file or memory access, no code of the trick plugins that
+built the model). That is how a
 safetensors export is loaded where the tricks are not installed (`gantrix.export`).
 
 A module fx cannot trace (control flow on tensor values, a non-torch.nn leaf layer) is a
@@ -27,6 +29,12 @@ from torch import nn
 FUNCTION_MODULES = ("torch", "torch.nn.functional", "operator", "math", "builtins")
 #: the builtins a graph may call (fx records ``getattr`` for ``x.shape``)
 BUILTINS = ("getattr", "len", "int", "float")
+#: tensor methods a described graph may not call (they leave the tensor's values: memory,
+#: numpy, hooks, callables)
+LEAVING_METHODS = {"numpy", "tolist", "storage", "untyped_storage", "data_ptr", "set_",
+                   "share_memory_", "pin_memory", "record_stream", "register_hook",
+                   "register_post_accumulate_grad_hook", "backward", "apply_", "map_", "map2_",
+                   "tofile", "item"}
 #: constructor arguments never recorded (where a layer lives, not what it is)
 SKIPPED = {"self", "device", "dtype", "inplace"}
 
@@ -84,14 +92,18 @@ def rebuild(architecture: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:
     graph = fx.Graph()
     made: dict[str, fx.Node] = {}
     for name, op, target, args, kwargs in architecture["nodes"]:
+        _check_node(name, op, target, architecture["layers"], tensors)
         if op == "call_function":
             target = _function(target)
         elif op == "get_attr" and _missing(root, target):
             owner, _, leaf = target.rpartition(".")
             holder = _owner(root, owner)
             holder.register_buffer(leaf, tensors[target].clone())
-        node = graph.create_node(op, target, _decode(args, made), _decode(kwargs, made), name)
-        made[name] = node
+        args, kwargs = _decode(args, made), _decode(kwargs, made)
+        if target is getattr and not (len(args) == 2 and isinstance(args[1], str)
+                                      and args[1].isidentifier() and not args[1].startswith("_")):
+            raise NotDescribable(f"node {name} reads an attribute gantrix does not read")
+        made[name] = graph.create_node(op, target, args, kwargs, name)
     module = fx.GraphModule(root, graph)
     module.load_state_dict({k: v for k, v in tensors.items()}, strict=True)
     return module.eval()
@@ -182,9 +194,35 @@ def _target(node: fx.Node) -> Any:
                          f"{', '.join(FUNCTION_MODULES[:-1])}")
 
 
+def _check_node(name: str, op: str, target: Any, layers: dict, tensors: dict) -> None:
+    """A described node is one `describe` can write: a plain name, a known op, a layer or
+    tensor of the file, a public tensor method (not one that leaves the tensor: memory,
+    numpy, hooks). The graph becomes Python code when rebuilt, so nothing else passes."""
+    ok = isinstance(name, str) and name.isidentifier()
+    if op == "placeholder":
+        ok = ok and isinstance(target, str) and target.isidentifier()
+    elif op == "call_module":
+        ok = ok and target in layers
+    elif op == "get_attr":
+        ok = ok and target in tensors
+    elif op == "call_method":
+        ok = ok and (isinstance(target, str) and target.isidentifier()
+                     and not target.startswith("_") and target not in LEAVING_METHODS
+                     and callable(getattr(torch.Tensor, target, None)))
+    elif op == "call_function":
+        ok = ok and isinstance(target, list) and len(target) == 2
+    elif op != "output":
+        ok = False
+    if not ok:
+        raise NotDescribable(f"node {name!r} ({op} {target!r}) is not one gantrix describes")
+
+
 def _function(target: list) -> Any:
     home, name = target
-    if home not in FUNCTION_MODULES or (home == "builtins" and name not in BUILTINS):
+    if (home not in FUNCTION_MODULES or not isinstance(name, str) or name.startswith("_")
+            or (home == "builtins" and name not in BUILTINS)
+            or (home == "operator" and name in ("attrgetter", "methodcaller"))
+            or (home == "torch" and not hasattr(torch.ops.aten, name))):
         raise NotDescribable(f"the graph calls {home}.{name}, which gantrix does not call")
     fn = getattr(import_module(home), name, None)
     if not callable(fn):

@@ -196,8 +196,9 @@ def _between(a: torch.Tensor, b: torch.Tensor, t: float, spherical: bool) -> tor
         omega = cos.clamp(-1.0, 1.0).acos()
         sin = omega.sin()
         wide = sin > 1e-6  # nearly parallel rows: the chord
-        wa = torch.where(wide, ((1 - t) * omega).sin() / sin.clamp_min(1e-6), torch.full_like(sin, 1 - t))
-        wb = torch.where(wide, (t * omega).sin() / sin.clamp_min(1e-6), torch.full_like(sin, t))
+        safe = sin.clamp_min(1e-6)
+        wa = torch.where(wide, ((1 - t) * omega).sin() / safe, torch.full_like(sin, 1 - t))
+        wb = torch.where(wide, (t * omega).sin() / safe, torch.full_like(sin, t))
         return wa * a + wb * b
     return a + t * (b - a)
 

@@ -14,7 +14,7 @@ RUNS = {
     "digits-cgan": (["nonsaturating", "cgan"], "digits"),
     "mnist-dcgan-ema": (["nonsaturating", "dcgan", "ema"], "mnist"),
 }
-SMALL = {"steps": 3, "batch_size": 16, "progress": False, "threads": 1, "seed": 7}
+SMALL = {"steps": 3, "batch_size": 16, "progress": False, "seed": 7}
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ def test_conditional_metadata_and_uniform_prior(trained, tmp_path):
     assert meta["class_names"] == []  # digits names no classes: indices
     run = tmp_path / "uniform"
     Trainer(["nonsaturating", "uniform-latent:bound=2"], "ring8", out=run, steps=2,
-            batch_size=16, progress=False, threads=1).fit()
+            batch_size=16, progress=False).fit()
     gantrix.export.export(run, tmp_path / "u.safetensors")
     g = gantrix.load_generator(tmp_path / "u.safetensors")
     assert g.metadata["prior"] == {"name": "uniform", "bound": 2.0}
@@ -142,7 +142,7 @@ def test_bad_input_is_a_clear_error(trained, cli, user_error, tmp_path):
 def test_python_side_sampling_logic_is_an_error_naming_the_trick(cli, user_error, tmp_path):
     run = tmp_path / "info"
     Trainer(["nonsaturating", "infogan"], "digits", out=run, steps=2, batch_size=16,
-            progress=False, threads=1).fit()
+            progress=False).fit()
     for fmt in ("safetensors", "torchscript"):
         user_error(cli("export", run, "--out", tmp_path / f"g.{fmt}", "--format", fmt),
                    "infogan", "gantrix_condition", "codes", "no export format")

@@ -35,7 +35,7 @@ def test_truncation_one_is_the_identity_and_zero_the_mean_image(trained, cli, tm
 def test_truncation_pulls_a_tricks_prior_toward_its_mean(tmp_path, cli):
     run = tmp_path / "u"
     Trainer(["nonsaturating", "uniform-latent:bound=2"], "ring8", out=run, steps=2,
-            batch_size=16, progress=False, threads=1).fit()
+            batch_size=16, progress=False).fit()
     x = _npy(cli, run, tmp_path, "--n", 5, "--truncation", 0)
     # one point: the generator's image of the prior's (estimated) mean
     torch.testing.assert_close(x, x[:1].expand_as(x), rtol=0, atol=1e-6)
