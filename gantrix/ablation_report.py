@@ -232,6 +232,8 @@ def summarize(title: str, data: str, variants, scores: dict[tuple[str, int], dic
         if row.kind != "full" and not row.refused:
             row.diff = paired_difference(row.values, full.values)
         row.verdict = "" if row.refused else verdict(row.kind, row.subject, row.diff, better)
+        if row.diff is None and row.kind != "full" and len(row.missing) < seeds:
+            row.verdict = f"no {NAMES.get(metric, metric)} on a seed the full composition has"
     features = next((s["metrics"].get("features") for s in scores.values()
                      if s["metrics"].get("features")), None)
     steps = next((s.get("step") for s in scores.values()), None)

@@ -74,3 +74,18 @@ def test_an_interval_across_zero_is_no_measurable_effect():
     assert verdict("without", "ema", Interval(0.5, 1.0, 5), 1) == "no measurable effect at 5 seeds"
     assert verdict("full", "", None, 1) == "reference"
     assert verdict("add", "ema", None, 1) == "not run yet"
+
+
+def test_a_variant_whose_runs_give_no_value_says_so_not_that_it_did_not_run():
+    from gantrix.ablation import Variant
+    from gantrix.ablation_report import summarize
+
+    full = Variant("full", "full composition", "full", "", ["wgan"])
+    dead = Variant("swap-a-b", "a → b", "swap", "a=b", ["b"])
+    scores = {("full", 0): {"seconds": 1.0, "metrics": {"kl": 0.5}},
+              ("full", 1): {"seconds": 1.0, "metrics": {"kl": 0.7}},
+              ("swap-a-b", 0): {"seconds": 1.0, "metrics": {"kl": None}},
+              ("swap-a-b", 1): {"seconds": 1.0, "metrics": {"kl": None}}}
+    table = summarize("t", "ring8", [full, dead], scores, 2, "kl", -1)
+    assert table.row("swap-a-b").verdict == "no KL to uniform on a seed the full composition has"
+    assert table.row("swap-a-b").missing == []
