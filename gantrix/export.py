@@ -135,7 +135,7 @@ def metadata(trainer: "Trainer", *, averaged: bool, checkpoint: str) -> dict[str
                      ("points in the data's units (the generator's output times scale)"),
         "tricks": trainer.composition.specs(),
         "data": data.name,
-        "step": trainer.step,
+        "step": trainer.best["step"] if trainer.best is not None else trainer.step,
         "checkpoint": checkpoint,
         "averaged": averaged,
         "chunk": CHUNK,

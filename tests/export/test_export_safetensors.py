@@ -147,3 +147,16 @@ def test_python_side_sampling_logic_is_an_error_naming_the_trick(cli, user_error
         user_error(cli("export", run, "--out", tmp_path / f"g.{fmt}", "--format", fmt),
                    "infogan", "gantrix_condition", "codes", "no export format")
     assert not list(tmp_path.glob("g.*"))
+
+
+def test_best_checkpoint_exports_best_pts_generator(cli, tmp_path):
+    run = tmp_path / "evaluated"
+    Trainer(["nonsaturating", "ema"], "ring8", out=run, steps=4, batch_size=16, eval_every=2,
+            eval_n=300, progress=False).fit()
+    out = tmp_path / "best.safetensors"
+    result = cli("export", run, "--checkpoint", "best", "--out", out)
+    assert result.exit_code == 0, result.output
+    g = gantrix.load_generator(out)
+    best = Trainer.load(run, checkpoint="best")
+    assert g.metadata["checkpoint"] == "best" and g.metadata["step"] == best.best["step"]
+    assert torch.equal(g.sample(30, seed=8), best.sample(30, seed=8))
