@@ -78,17 +78,17 @@ def export(run: str | Path, out: str | Path, *, format: str = "safetensors",
     from .trainer import Trainer
 
     trainer = Trainer.load(run, device=device, checkpoint=checkpoint)
-    return export_trainer(trainer, out, format=format, ema=ema, checkpoint=checkpoint)
+    return export_trainer(trainer, out, format=format, ema=ema)
 
 
 def export_trainer(trainer: "Trainer", out: Path, *, format: str = "safetensors",
-                   ema: bool = True, checkpoint: str = "last") -> dict[str, Any]:
-    """`export` for a loaded trainer (a `Trainer` that needs no run folder)."""
+                   ema: bool = True) -> dict[str, Any]:
+    """`export` for a trainer (loaded from a run, or trained in memory)."""
     if format == "onnx":
         _require_onnx()
     averaged = trainer.models.extra.get("generator_ema")
     generator = (averaged if ema and averaged is not None else trainer.models.generator)
-    meta = metadata(trainer, averaged=generator is averaged, checkpoint=checkpoint)
+    meta = metadata(trainer, averaged=generator is averaged)
     generator = _plain_copy(generator)
     if format == "safetensors":
         try:
@@ -113,7 +113,7 @@ def export_trainer(trainer: "Trainer", out: Path, *, format: str = "safetensors"
     return meta
 
 
-def metadata(trainer: "Trainer", *, averaged: bool, checkpoint: str) -> dict[str, Any]:
+def metadata(trainer: "Trainer", *, averaged: bool) -> dict[str, Any]:
     """What an exported generator says about itself; checks that its sampling can leave
     gantrix (`sampling_contract`)."""
     data = trainer.data
@@ -136,7 +136,7 @@ def metadata(trainer: "Trainer", *, averaged: bool, checkpoint: str) -> dict[str
         "tricks": trainer.composition.specs(),
         "data": data.name,
         "step": trainer.best["step"] if trainer.best is not None else trainer.step,
-        "checkpoint": checkpoint,
+        "checkpoint": "best" if trainer.best is not None else "last",
         "averaged": averaged,
         "chunk": CHUNK,
     }
