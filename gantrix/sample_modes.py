@@ -126,6 +126,10 @@ def write_numbered(trainer: "Trainer", folder: Path, n: int, labels=None, *, see
                     written += 1
                     done += 1
             bar.update(done)
+    except OSError as exc:
+        raise GantrixError(f"could not write {exc.filename or folder} ({exc.strerror or exc}); "
+                           f"the {done} files there are complete: free space or fix the "
+                           f"folder and run the same command again to go on") from None
     finally:
         bar.close()
     return written, n - written
