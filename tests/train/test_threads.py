@@ -154,11 +154,13 @@ def test_threads_is_recorded_and_may_change_on_resume(cli, tmp_path):
 def test_nproc_on_the_cpu_gives_each_process_its_share(cli, tmp_path, monkeypatch):
     started = []
 
-    def call(command, env=None):
+    def run(self, command, env=None, **popen):
         started.append((command, env))
         return 0
 
-    monkeypatch.setattr(subprocess, "call", call)
+    from gantrix.children import Children
+
+    monkeypatch.setattr(Children, "run", run)  # the launcher starts torchrun through it
     result = cli("train", "--trick", "nonsaturating", "--data", "ring8", "--device", "cpu",
                  "--nproc", "2", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
@@ -196,7 +198,7 @@ def test_stacked_mnist_runs_get_their_share(monkeypatch, tmp_path):
         envs.append(env)
         raise SystemExit  # nothing to train here: the environment is what is tested
 
-    monkeypatch.setattr(module.subprocess, "run", run)
+    monkeypatch.setattr(module.CHILDREN, "run", run)  # the script's gantrix.children
     with pytest.raises(SystemExit):
         module.run_cell("dcgan-veegan", 0, 10, tmp_path, 1, [])
     assert envs[0]["OMP_NUM_THREADS"] == "1"
