@@ -72,6 +72,8 @@ class Row:
     seconds: float | None = None
     others: dict[str, Interval] = field(default_factory=dict)
     missing: list[int] = field(default_factory=list)
+    #: seeds whose run diverged (kept as results: the same on every try)
+    diverged: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -111,6 +113,7 @@ class Ablation:
                     "metric": interval(r.metric), "difference": interval(r.diff),
                     "verdict": r.verdict, "worst_seed": r.worst_seed,
                     "seconds_per_run": r.seconds, "missing_seeds": r.missing,
+                    "diverged_seeds": r.diverged,
                     "other_metrics": {k: interval(v) for k, v in r.others.items()}}
                     for r in self.rows]}
 
@@ -215,6 +218,7 @@ def summarize(title: str, data: str, variants, scores: dict[tuple[str, int], dic
         if not v.refused:
             runs = {s: scores[(v.name, s)] for s in range(seeds) if (v.name, s) in scores}
             row.missing = [s for s in range(seeds) if s not in runs]
+            row.diverged = sorted(s for s, run in runs.items() if run.get("failed"))
             row.values = {s: _value(run, metric) for s, run in runs.items()
                           if _value(run, metric) is not None}
             if row.values:
@@ -234,6 +238,9 @@ def summarize(title: str, data: str, variants, scores: dict[tuple[str, int], dic
         row.verdict = "" if row.refused else verdict(row.kind, row.subject, row.diff, better)
         if row.diff is None and row.kind != "full" and len(row.missing) < seeds:
             row.verdict = f"no {NAMES.get(metric, metric)} on a seed the full composition has"
+        if row.diverged:
+            seeds_text = ", ".join(str(s) for s in row.diverged)
+            row.verdict += f"{'; ' if row.verdict else ''}diverged on seed {seeds_text}"
     features = next((s["metrics"].get("features") for s in scores.values()
                      if s["metrics"].get("features")), None)
     steps = next((s.get("step") for s in scores.values()), None)

@@ -89,3 +89,18 @@ def test_a_variant_whose_runs_give_no_value_says_so_not_that_it_did_not_run():
     table = summarize("t", "ring8", [full, dead], scores, 2, "kl", -1)
     assert table.row("swap-a-b").verdict == "no KL to uniform on a seed the full composition has"
     assert table.row("swap-a-b").missing == []
+
+
+def test_a_diverged_seed_is_named_in_the_verdict():
+    from gantrix.ablation import Variant
+    from gantrix.ablation_report import summarize
+
+    full = Variant("full", "full composition", "full", "", ["wgan"])
+    bare = Variant("without-gp", "− gp", "without", "gp", ["wgan"])
+    scores = {("full", s): {"seconds": 1.0, "metrics": {"modes": 8}} for s in range(3)}
+    scores.update({("without-gp", 0): {"seconds": 1.0, "metrics": {"modes": 2}},
+                   ("without-gp", 1): {"seconds": 0.0, "metrics": {}, "failed": "diverged: nan"},
+                   ("without-gp", 2): {"seconds": 1.0, "metrics": {"modes": 2.5}}})
+    row = summarize("t", "ring8", [full, bare], scores, 3, "modes", 1).row("without-gp")
+    assert row.values == {0: 2.0, 2: 2.5} and row.diverged == [1]
+    assert row.verdict == "gp helps; diverged on seed 1"
