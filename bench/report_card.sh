@@ -22,7 +22,7 @@ declare -A ABLATE=(
   # WGAN-GP (Gulrajani et al. 2017): penalty at interpolates vs at the samples, lambda, n-critic
   [wgan-gp-ring8]="--recipe wgan-gp --data ring8 --steps 1000 --add gradient-penalty:interpolate=false --add gradient-penalty:weight=1 --add gradient-penalty:weight=0.01 --add n-critic:n=1"
   # DCGAN's rules one by one (Radford et al. 2016), and SELU instead of BatchNorm
-  [dcgan-digits]="--recipe dcgan --data digits --add dcgan:resample=pool --add dcgan:generator_norm=none --add dcgan:critic_norm=none --add dcgan:hidden_fc=true --add dcgan:generator_output=none --add dcgan:critic_act=relu --add dcgan:generator_act=leaky --add selu"
+  [dcgan-digits]="--recipe dcgan --data digits --steps 500 --add dcgan:resample=pool --add dcgan:generator_norm=none --add dcgan:critic_norm=none --add dcgan:hidden_fc=true --add dcgan:generator_output=none --add dcgan:critic_act=relu --add dcgan:generator_act=leaky --add selu"
 )
 ORDER=(losses-ring8 wgan-gp-ring8 wgan-ring8 dcgan-digits capacity-ring8 losses-grid25)
 names=("$@")
