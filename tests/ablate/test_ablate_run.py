@@ -184,14 +184,14 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """The small ablation at 400 steps and one seed: long enough to be killed mid-cell."""
-    return ablate(**{**SMALL, "steps": 400}, seeds=1, jobs=1,
+    """The small ablation at 200 steps and one seed: long enough to be killed mid-cell."""
+    return ablate(**{**SMALL, "steps": 200}, seeds=1, jobs=1,
                   out=tmp_path_factory.mktemp("whole") / "ab", report=lambda line: None)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_kill_9_of_the_ablation_resumes_to_the_uninterrupted_numbers(tmp_path, uninterrupted):
-    steps = ("--steps", "400", "--jobs", "1")
+    steps = ("--steps", "200", "--jobs", "1")
     out = tmp_path / "killed"
     process = subprocess.Popen(_cli(out, *steps), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -245,7 +245,7 @@ def test_sigterm_stops_the_workers_and_kill_9_leaves_no_orphan(tmp_path):
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_a_worker_killed_mid_cell_is_retried_and_the_numbers_hold(tmp_path, uninterrupted):
     out = tmp_path / "ab"
-    process = subprocess.Popen(_cli(out, "--steps", "400", "--jobs", "2"),
+    process = subprocess.Popen(_cli(out, "--steps", "200", "--jobs", "2"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: len(list(out.glob("*/seed-0/checkpoint.pt"))) >= 2
