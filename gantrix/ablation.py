@@ -429,19 +429,22 @@ def _numbers(result: dict) -> dict:
             if isinstance(v, (int, float)) and not isinstance(v, bool) or v is None}
 
 
+def scored(score: dict | None, metric: str) -> bool:
+    """Whether a cell's score.json answers for ``metric``: it has it, the run diverged (a
+    result kept), or the metric is one of the data's own (all computed at once)."""
+    from .periodic_eval import FEATURE_METRICS
+
+    return score is not None and (metric in score["metrics"] or bool(score.get("failed"))
+                                  or metric not in FEATURE_METRICS)
+
+
 def run_cell(cell: Cell, metric: str) -> dict:
     """Train (or resume) and score one cell, unless it is scored already: what a worker runs."""
     score = read_score(cell.folder)
-    if score is not None and (metric in score["metrics"] or metric not in _feature_metrics()):
+    if scored(score, metric):
         return score
     train_cell(cell)
     return score_cell(cell, metric)
-
-
-def _feature_metrics() -> dict[str, str]:
-    from .periodic_eval import FEATURE_METRICS
-
-    return FEATURE_METRICS
 
 
 # ---------------------------------------------------------------------------- the metric

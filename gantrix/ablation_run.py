@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .ablation import (Arguments, Cell, Layout, check_metric, default_metric, read_score,
-                       run_cell, score_cell)
+                       run_cell, score_cell, scored)
 from .ablation_report import Ablation, DIGITS, NAMES, summarize
 from .errors import GantrixError
 
@@ -185,7 +185,7 @@ def run_cells(cells: list[Cell], metric: str, jobs: int, threads: int,
     todo = []
     for cell in cells:
         score = read_score(cell.folder)
-        if score is not None and (metric in score["metrics"] or score.get("failed")):
+        if scored(score, metric):
             scores[(cell.variant, cell.seed)] = score
         else:
             todo.append(cell)
