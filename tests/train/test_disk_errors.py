@@ -21,6 +21,8 @@ from gantrix import Trainer, checkpoint, run_folder
 from gantrix.atomic import atomic_file
 from gantrix.checkpoint import load_checkpoint
 
+from folder_state import digests
+
 RUN = ["--trick", "nonsaturating", "--data", "ring8", "--batch-size", "8", "--latent-dim",
        "4", "--sample-every", "0", "--quiet"]
 
@@ -154,13 +156,13 @@ def _read_only(monkeypatch, folder):
 def test_a_read_only_run_is_refused_for_resume_with_its_checkpoint_step(cli, trained,
                                                                         monkeypatch):
     _read_only(monkeypatch, trained)
-    before = {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()}
+    before = digests(trained)
     result = cli("train", "--resume", trained, "--steps", "20")
     assert result.exit_code == 2, result.output
     assert (f"cannot write {trained}: it is not writable (a resumed run writes its "
             f"checkpoint there; make it writable); the last checkpoint (step 10) is kept in "
             f"{trained}; continue with gantrix train --resume {trained}") in result.stderr
-    assert {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()} == before
+    assert digests(trained) == before
 
 
 def test_a_read_only_out_is_refused_before_training(cli, tmp_path, monkeypatch):

@@ -16,6 +16,8 @@ import torch
 from gantrix import GantrixError, Trainer, run_folder
 from gantrix.checkpoint import load_checkpoint
 
+from folder_state import digests
+
 TRAIN = ["--trick", "nonsaturating", "--data", "ring8", "--batch-size", "8", "--latent-dim",
          "4", "--sample-every", "0", "--quiet"]
 
@@ -54,9 +56,18 @@ def _hold(out) -> subprocess.Popen:
     return holder
 
 
+LIVE = ("checkpoint.pt", "metrics.jsonl", "losses.png")  # what the live run rewrites
+
+
+def _live(name):
+    """A file the live run keeps rewriting, or the temp file of a write it is making now
+    (`.checkpoint.pt.<random>.tmp`, renamed in place a moment later)."""
+    return name in LIVE or (name.endswith(".tmp") and "in-flight" not in name
+                            and name.lstrip(".").startswith(LIVE))
+
+
 def _snapshot(folder):
-    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()
-            if p.is_file() and p.name not in ("checkpoint.pt", "metrics.jsonl", "losses.png")}
+    return digests(folder, skip=_live, mtimes=True)
 
 
 def test_a_second_writer_is_refused_untouched_and_a_kill_9_frees_the_folder(cli, tmp_path):
@@ -140,10 +151,10 @@ def test_a_new_run_refuses_a_folder_filled_after_it_was_planned(tmp_path):
     second = Trainer(["nonsaturating"], "ring8", out=out, steps=3, batch_size=8,
                      progress=False)
     first.fit()
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    before = digests(out)
     with pytest.raises(GantrixError, match="is not empty"):
         second.fit()
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert digests(out) == before
     first.fit()  # the same trainer may go on (it holds nothing between fits)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
 
