@@ -71,6 +71,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gantrix.plugins.penalties",
     "gantrix.plugins.recipes",
     "gantrix.plugins.relativistic",
+    "gantrix.plugins.resnet",
     "gantrix.plugins.schedules",
     "gantrix.plugins.selu",
     "gantrix.plugins.spectral_norm",

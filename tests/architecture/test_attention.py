@@ -276,7 +276,8 @@ def test_sngan_recipe_is_the_papers_hinge_setting():
     findings = gantrix.Recipe(recipe="sngan").check()
     assert not [f for f in findings if f.severity in ("error", "warning")], findings
     tricks = _configs("sngan")
-    assert set(tricks) == {"hinge", "spectral-norm", "n-critic", "adam"}
+    assert set(tricks) == {"resnet", "hinge", "spectral-norm", "n-critic", "adam"}
+    assert tricks["resnet"]["layout"] == "sngan"  # the paper's CIFAR ResNet
     assert tricks["spectral-norm"]["role"] == "discriminator"
     assert tricks["n-critic"]["n"] == 5
     adam = tricks["adam"]

@@ -148,7 +148,7 @@ def test_info_on_a_recipe_name_without_the_flag(gantrix):
 
 
 @pytest.mark.parametrize("name", ["wgan", "wgan-gp", "dcgan", "rsgan", "rasgan", "ralsgan",
-                                  "rahinge", "cgan", "infogan", "selu-gan"])
+                                  "rahinge", "cgan", "infogan", "selu-gan", "wgan-gp-resnet"])
 def test_every_builtin_recipe_composes(gantrix, name):
     result = gantrix("info", "--recipe", name)
     assert result.exit_code == 0, result.output

@@ -10,7 +10,7 @@ import gantrix.plugins.recipes as recipes_package
 
 FILES = sorted(p.stem for p in Path(recipes_package.__file__).parent.glob("*.toml"))
 EXPECTED = {"dcgan", "wgan", "wgan-gp", "cgan", "infogan", "rsgan", "rasgan", "ralsgan",
-            "rahinge", "selu-gan"}
+            "rahinge", "selu-gan", "wgan-gp-resnet"}
 
 
 def test_every_recipe_file_is_registered_under_its_name():
