@@ -56,6 +56,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gantrix.plugins.attention",
     "gantrix.plugins.capacity",
     "gantrix.plugins.conditional",
+    "gantrix.plugins.conditional_batchnorm",
     "gantrix.plugins.conditional_critics",
     "gantrix.plugins.critic_terms",
     "gantrix.plugins.dcgan",

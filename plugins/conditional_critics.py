@@ -262,10 +262,12 @@ class ProjectionDiscriminator(_ClassConditional):
     conditioning, G(z | y) = G([z, one-hot(y)]) with the first layer of its layer stack
     widened (a generator whose ``forward`` takes ``labels=`` is left as it is). That needs
     no BatchNorm to replace (the core's generator has none) and keeps this trick about the
-    critic, which is what the paper contributes. The fakes' classes are drawn uniformly
-    (``fake_labels=uniform``, the paper's) or taken from the real batch (``real``); labels a
-    sampler sets are kept. Needed to sample: yes, G takes the class — ``gantrix sample
-    --labels``, ``Trainer.sample(n, labels=...)``, ``G(z, labels=y)``.
+    critic, which is what the paper contributes; add ``conditional-batchnorm`` for the
+    paper's generator (G then takes the class through its BatchNorms alone, no one-hot
+    concatenated to z: the ``sngan-projection`` recipe). The fakes' classes are drawn
+    uniformly (``fake_labels=uniform``, the paper's) or taken from the real batch
+    (``real``); labels a sampler sets are kept. Needed to sample: yes, G takes the class —
+    ``gantrix sample --labels``, ``Trainer.sample(n, labels=...)``, ``G(z, labels=y)``.
 
     Relations: needs labelled data (an error finding at build time). One way of giving the
     critic the labels per composition: with ``cgan`` or ``acgan`` (tag ``critic-labels``)
