@@ -137,11 +137,20 @@ def test_without_a_class_it_is_a_clear_error():
 # --------------------------------------------------------------------------- the generator
 
 
+def inputs_of(layer):
+    return getattr(layer, "in_channels", getattr(layer, "in_features", None))
+
+
+@pytest.mark.parametrize("builder", ["dcgan", "resnet"])
 @pytest.mark.parametrize("shared", [False, True], ids=["per-class", "shared"])
-def test_every_batchnorm_of_dcgans_generator_is_conditioned(shared):
-    plain = models().generator
+def test_every_batchnorm_of_the_generator_is_conditioned(builder, shared):
+    """dcgan's BatchNorms sit in G's layer stack, resnet's also inside its residual blocks."""
+    torch.manual_seed(5)
+    plain = gantrix.build_models(gantrix.Recipe("hinge", builder).compose(), SPEC).generator
     spec = "conditional-batchnorm:shared=true,embed_dim=16" if shared else "conditional-batchnorm"
-    g = models(spec, "projection").generator
+    torch.manual_seed(5)  # G's weights as plain's
+    g = gantrix.build_models(gantrix.Recipe("hinge", builder, spec, "projection").compose(),
+                             SPEC).generator
     assert isinstance(g, ConditionalBatchNormGenerator)
     batchnorms = [m for m in plain.modules() if isinstance(m, nn.BatchNorm2d)]
     conditioned = norms(g)
@@ -149,13 +158,20 @@ def test_every_batchnorm_of_dcgans_generator_is_conditioned(shared):
     # every BatchNorm left is the normalisation inside a conditional one
     inside = {id(c.norm) for c in conditioned}
     assert all(id(m) in inside for m in g.modules() if isinstance(m, nn.BatchNorm2d))
-    assert [c.norm.num_features for c in conditioned] == [m.num_features for m in batchnorms]
+    assert [(c.norm.num_features, c.norm.eps) for c in conditioned] == [
+        (m.num_features, m.eps) for m in batchnorms]
     # projection left G as it was: no one-hot concatenated to z, its first layer not widened
-    assert g.wrapped.net[0].in_channels == plain.net[0].in_channels == SPEC.latent_dim
+    assert inputs_of(g.wrapped.net[0]) == inputs_of(plain.net[0]) == SPEC.latent_dim
     assert (g.embed is not None) == shared
     if shared:
         assert g.embed.weight.shape == (K, 16)
         assert conditioned[0].gain_proj.shape == (conditioned[0].norm.num_features, 16)
+    # it starts as the unconditional generator: the same samples for the same z
+    z = torch.randn(3, SPEC.latent_dim)
+    for training in (True, False):
+        g.train(training)
+        plain.train(training)
+        torch.testing.assert_close(g(z, labels=torch.tensor([0, 2, 3])), plain(z))
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["per-class", "shared"])
