@@ -386,6 +386,7 @@ def test_the_sngan_projection_recipe_is_the_papers_setup_and_checks_clean_on_dig
     adam = tricks["adam"]
     assert (adam["lr"], adam["beta1"], adam["beta2"]) == (2e-4, 0.0, 0.9)
     assert tricks["lr-decay"]["to"] == 0.0
+    assert tricks["resnet"]["layout"] == "sngan"  # the paper's models
     assert "Miyato & Koyama 2018" in gantrix.catalogue().recipes["sngan-projection"].data["paper"]
     report = check(gantrix.Recipe(recipe="sngan-projection"), "digits")
     assert report.ok and not [f for f in report.findings if f.severity == "warning"]
