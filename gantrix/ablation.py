@@ -465,9 +465,11 @@ def default_metric(data: str) -> str:
     return "fd" if metrics_for(data) is not None else "fid"
 
 
-def check_metric(metric: str, data: str, report: Callable[[str], None] = print) -> None:
-    """``metric`` is one the ablation can rank variants by on ``data``; a metric measured in
-    features has its feature space set up now (a folder's classifier trained and cached
+def check_metric(metric: str, data: str, report: Callable[[str], None] = print,
+                 args: Arguments | None = None) -> None:
+    """``metric`` is one the ablation can rank variants by on ``data`` (and, given the
+    ablation's ``args``, for its full composition: `check_code_metric`); a metric measured
+    in features has its feature space set up now (a folder's classifier trained and cached
     once, here, not by every cell), or the reason it cannot be, before any training."""
     from .features import feature_space
     from .periodic_eval import FEATURE_METRICS, check_metric as check
@@ -478,7 +480,50 @@ def check_metric(metric: str, data: str, report: Callable[[str], None] = print) 
         check(metric, loaded.is_image)
     except GantrixError as exc:
         raise GantrixError(str(exc).replace("--eval-metric", "--metric")) from None
+    check_code_metric(metric, data, args)
     if metric in FEATURE_METRICS:
         _, notes = feature_space(loaded, source, report=report)
         for note in notes:
             report(f"{metric}: {note}")
+
+
+def has_code(args: Arguments) -> bool | None:
+    """Whether the full composition of ``args`` gives its generator a categorical latent
+    code (a trick answers `gantrix_code_inputs`); None when it does not compose (the
+    planning says why)."""
+    import torch
+
+    from .recipe import Recipe
+
+    try:
+        composition = Recipe(recipe=args.recipe, config=args.config).extend(args.tricks).compose()
+    except GantrixError:
+        return None
+    answer = composition.hook.gantrix_code_inputs(n=1, device=torch.device("cpu"),
+                                                  generator=torch.Generator().manual_seed(0))
+    return answer is not None
+
+
+def check_code_metric(metric: str, data: str, args: Arguments | None) -> None:
+    """A code metric (``code_mi``, ``code_accuracy``: how well the generator's categorical
+    code agrees with the class a built-in classifier sees) needs data that classifier
+    labels and, given ``args``, a full composition whose generator has such a code (the
+    reference every variant is compared with); a variant without one is a row saying so."""
+    from .metrics import CLASSIFIED, CODE_METRICS
+
+    if metric not in CODE_METRICS:
+        return
+    if data not in CLASSIFIED:
+        raise GantrixError(f"--metric {metric} measures how well the generator's categorical "
+                           f"code agrees with the digit a built-in classifier sees, on "
+                           f"{' or '.join(CLASSIFIED)}; {data} has no such classifier: choose "
+                           f"another --metric")
+    if args is not None and has_code(args) is False:
+        from .registry import tricks
+
+        coded = sorted(name for name, cls in tricks().items()
+                       if hasattr(cls, "gantrix_code_inputs"))
+        hint = f" (one that does: {', '.join(coded)})" if coded else ""
+        raise GantrixError(f"--metric {metric} measures the generator's categorical latent "
+                           f"code, and no trick of the composition gives it one; add a trick "
+                           f"that does{hint}, or choose another --metric")

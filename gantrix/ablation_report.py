@@ -26,12 +26,16 @@ PLOT = "ablation.png"
 
 #: decimals a metric is shown with
 DIGITS = {"high_quality": 1, "confident": 1, "asked_class": 1, "modes": 1, "classes": 1,
-          "kl": 3, "fd": 2, "fid": 2, "kid": 4, "precision": 3, "recall": 3}
+          "kl": 3, "fd": 2, "fid": 2, "kid": 4, "precision": 3, "recall": 3,
+          "code_mi": 3, "code_accuracy": 3}
 #: the names of metrics, for people
 NAMES = {"high_quality": "high-quality samples %", "modes": "modes", "kl": "KL to uniform",
          "classes": "classes", "confident": "confident %", "fd": "Fréchet distance",
          "fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall",
-         "asked_class": "asked class %"}
+         "asked_class": "asked class %", "code_mi": "code MI / H(code)",
+         "code_accuracy": "code accuracy (matched)"}
+#: what a variant whose generator has no categorical code shows for a code metric
+NO_CODE = "no categorical code: nothing to measure"
 
 
 def verdict(kind: str, subject: str, diff: Interval | None, better: int) -> str:
@@ -211,7 +215,11 @@ def _signed(i: Interval | None, digits: int) -> str:
 def summarize(title: str, data: str, variants, scores: dict[tuple[str, int], dict],
               seeds: int, metric: str, better: int, command: str = "") -> Ablation:
     """The table of ``variants`` (`gantrix.ablation.Variant`, the full one first) from
-    ``scores`` (score.json per (variant, seed)) over seeds 0 … ``seeds`` − 1."""
+    ``scores`` (score.json per (variant, seed)) over seeds 0 … ``seeds`` − 1. Judged by a
+    code metric, a variant whose scored runs have none (its generator has no categorical
+    code) says so (`NO_CODE`)."""
+    from .metrics import CODE_METRICS
+
     rows = []
     for v in variants:
         row = Row(v.name, v.label, v.kind, v.subject, list(v.tricks), v.refused, list(v.notes))
@@ -238,6 +246,9 @@ def summarize(title: str, data: str, variants, scores: dict[tuple[str, int], dic
         row.verdict = "" if row.refused else verdict(row.kind, row.subject, row.diff, better)
         if row.diff is None and row.kind != "full" and len(row.missing) < seeds:
             row.verdict = f"no {NAMES.get(metric, metric)} on a seed the full composition has"
+        if metric in CODE_METRICS and not row.refused and not row.values and \
+                len(row.diverged) < seeds - len(row.missing):
+            row.verdict = NO_CODE  # scored runs without the figure: the generator has no code
         if row.diverged:
             seeds_text = ", ".join(str(s) for s in row.diverged)
             row.verdict += f"{'; ' if row.verdict else ''}diverged on seed {seeds_text}"

@@ -40,9 +40,9 @@ def _check_counts(seeds: int, jobs: int | None) -> None:
         raise GantrixError(f"--jobs must be at least 1, got {jobs}")
 
 
-def _metric(metric: str | None, data: str, report: Callable[[str], None]) -> str:
-    metric = metric or default_metric(data)
-    check_metric(metric, data, report)
+def _metric(metric: str | None, args: Arguments, report: Callable[[str], None]) -> str:
+    metric = metric or default_metric(args.data)
+    check_metric(metric, args.data, report, args)
     return metric
 
 
@@ -61,7 +61,7 @@ def ablate(recipe: str | None = None, *, data: str, tricks: Sequence[str] = (),
     // ``threads``, or 1 on a GPU). Run again with the same arguments to resume."""
     _check_counts(seeds, jobs)
     args = _arguments(recipe, data, tricks, config, add, swap, steps, threads)
-    metric = _metric(metric, args.data, report)
+    metric = _metric(metric, args, report)
     layout = Layout.open(out, args, seeds, report)
     with layout.locked():
         scores = run_cells(layout.cells(), metric, _jobs(jobs, threads), threads, report)
@@ -85,7 +85,7 @@ def collect(out: str | Path, metric: str | None = None,
     """The table of the ablation in ``out`` from its finished run folders (each scored once,
     its score.json kept); unfinished cells are listed as missing."""
     layout = Layout.read(out)
-    metric = _metric(metric, layout.args.data, report)
+    metric = _metric(metric, layout.args, report)
     scores, missing = {}, []
     with layout.locked():
         for cell in layout.cells():

@@ -41,7 +41,7 @@ from .atomic import write_atomic
 from .cache import cache_dir
 from .data import Toy2D
 from .errors import GantrixError, UnknownNameError
-from .metrics import SAMPLES, metrics_for, mode_metrics
+from .metrics import CLASSIFIED, SAMPLES, metrics_for, mode_metrics
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -273,15 +273,17 @@ def blocks(n: int) -> list[tuple[int, int]]:
 
 
 def sample_blocks(trainer: "Trainer", n: int, labels: torch.Tensor | None, seed: int,
-                  share: range | None = None) -> torch.Tensor:
+                  share: range | None = None,
+                  inputs: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """The rows of ``trainer.sample(n, labels, seed=seed)`` in the sampler's blocks
-    ``share`` (all of them when None). The tricks' draws (codes, labels) are those of the
-    one-process sampler in every process (`distributed.alone`)."""
+    ``share`` (all of them when None), with the generator ``inputs`` given (n rows each:
+    `code_inputs`) in place of those the tricks draw. The tricks' draws (codes, labels)
+    are those of the one-process sampler in every process (`distributed.alone`)."""
     if n < 1:
         raise GantrixError(f"the number of samples must be at least 1, got {n}")
     with distributed.alone():
         x = trainer._sampler.sample(n, labels, seed=seed, step=trainer.stepper.g_steps,
-                                    blocks=share)
+                                    blocks=share, inputs=inputs)
     return x * trainer.data.scale
 
 
@@ -307,15 +309,18 @@ def generated_features(trainer: "Trainer", n: int, seed: int, space: feats.Featu
 
 
 def shared_samples(trainer: "Trainer", n: int, labels: torch.Tensor | None, seed: int,
-                   shared: bool) -> torch.Tensor | None:
-    """``trainer.sample(n, labels, seed=seed)``; ``shared`` (every process of a distributed
-    run calls it): each process generates its share of the blocks, gathered on rank 0,
-    which gets all ``n`` (the others None)."""
+                   shared: bool, inputs: dict[str, torch.Tensor] | None = None
+                   ) -> torch.Tensor | None:
+    """``trainer.sample(n, labels, seed=seed)`` (with the generator ``inputs`` given:
+    `sample_blocks`); ``shared`` (every process of a distributed run calls it): each
+    process generates its share of the blocks, gathered on rank 0, which gets all ``n``
+    (the others None)."""
     if not shared:
-        return sample_blocks(trainer, n, labels, seed)
+        return sample_blocks(trainer, n, labels, seed, inputs=inputs)
     share = distributed.share(math.ceil(n / sampling.CHUNK))
     with distributed.writer_state(trainer.sampler):
-        mine = sample_blocks(trainer, n, labels, seed, share) if len(share) else torch.zeros(0)
+        mine = (sample_blocks(trainer, n, labels, seed, share, inputs) if len(share)
+                else torch.zeros(0))
     return distributed.gather_to_writer(mine)
 
 
@@ -335,14 +340,40 @@ def scored_step(trainer: "Trainer") -> dict[str, Any]:
     return {"step": trainer.step}
 
 
+#: added to an evaluation's seed for the draws of `code_inputs` (the continuous codes), so
+#: that they are not the latents' own stream
+CODE_SEED = 0x5EED
+
+
+def code_inputs(trainer: "Trainer", n: int, seed: int
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
+    """The composition's answer to `gantrix_code_inputs` for ``n`` samples: each sample's
+    categorical code value (cycling 0 … K − 1) and the generator inputs that give it, drawn
+    from ``seed`` (the same in every process); None when no trick gives the generator a
+    categorical code."""
+    device = trainer.device
+    rng = torch.Generator(device).manual_seed(seed + CODE_SEED)
+    with torch.no_grad():
+        answer = trainer.composition.hook.gantrix_code_inputs(n=n, device=device, generator=rng)
+    if answer is None:
+        return None
+    codes, inputs = answer
+    return codes.cpu().long(), dict(inputs)
+
+
 def data_metrics(trainer: "Trainer", n: int | None, seed: int, *,
                  shared: bool = False) -> dict[str, Any] | None:
     """`gantrix.metrics`' figures for the run's data: modes on 2-D data and stacked-mnist,
     classes and Fréchet distance on digits and mnist (a conditional model asked for each
     class in turn), on ``n`` samples (by default the papers' count); only the step for a
-    user's own data. ``shared``: every process of a distributed run calls it, each
-    generates its share of the samples (`shared_samples`) and rank 0 scores them all and
-    returns the result; the others return None."""
+    user's own data. On digits and mnist, where a trick gives the generator a categorical
+    code (`code_inputs`), the samples cycle through its values and the result adds how
+    well the code agrees with the predicted class (``code_mi``, ``code_accuracy``:
+    `gantrix.metrics.code_agreement`); a conditional model's classes then cycle once per
+    full cycle of the code, so that class and code are independent. ``shared``: every
+    process of a distributed run calls it, each generates its share of the samples
+    (`shared_samples`) and rank 0 scores them all and returns the result; the others
+    return None."""
     result = scored_step(trainer)
     data = trainer.data
     if isinstance(data, Toy2D):
@@ -352,11 +383,17 @@ def data_metrics(trainer: "Trainer", n: int | None, seed: int, *,
     elif (scorer := metrics_for(trainer.settings.data)) is not None:
         score, default_n = scorer
         n = n or default_n
+        coded = code_inputs(trainer, n, seed) if trainer.settings.data in CLASSIFIED else None
+        codes, inputs = coded or (None, None)
         # digits, mnist: a conditional model is asked for each class in turn
-        labels = torch.arange(n) % 10 if data.num_classes == 10 and trainer.conditional else None
-        samples = shared_samples(trainer, n, labels, seed, shared)
+        labels = None
+        if data.num_classes == 10 and trainer.conditional:
+            cycle = 1 if codes is None else int(codes.max()) + 1
+            labels = torch.arange(n) // cycle % 10
+        samples = shared_samples(trainer, n, labels, seed, shared, inputs)
         if samples is not None:
-            result.update(score(samples) if labels is None else score(samples, labels=labels))
+            given = {k: v for k, v in (("labels", labels), ("codes", codes)) if v is not None}
+            result.update(score(samples, **given))
     return result if not shared or distributed.is_writer() else None
 
 

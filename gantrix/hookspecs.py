@@ -330,6 +330,28 @@ def gantrix_latent(n: int, dim: int, device: torch.device | str,
     """
 
 
+@hookspec(firstresult=True)
+def gantrix_code_inputs(n: int, device: torch.device | str,
+                        generator: torch.Generator | None
+                        ) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]] | None:
+    """Return how to draw ``n`` samples with chosen values of the generator's categorical
+    latent code, or None when the trick gives the generator no such code.
+
+    The answer is ``(codes, inputs)``: ``codes`` the code value of each sample, a long
+    tensor of shape ``(n,)`` cycling through the K values (sample i gets ``i % K``), and
+    ``inputs`` the generator's keyword inputs for the n samples (each a tensor of n rows,
+    on ``device``) that give sample i the value ``codes[i]``; they replace the inputs of
+    the same names that `gantrix_condition` draws. Any other code in them (continuous
+    ones) is drawn from its prior with ``generator`` (a `torch.Generator` on ``device``,
+    or None for torch's global stream), so evaluations stay reproducible.
+
+    Called by the evaluation of data a built-in classifier labels (digits, mnist: `gantrix
+    eval`, ``--eval-every``, `gantrix ablate`), which then reports how well the code
+    agrees with the predicted class (``code_mi``, ``code_accuracy``:
+    `gantrix.metrics.code_agreement`). First answer wins.
+    """
+
+
 @hookspec
 def gantrix_condition(batch: Batch) -> None:
     """Fill the generator's and critic's conditioning inputs for this step.

@@ -40,7 +40,7 @@ EVAL_SEED = 20_260_612
 #: +1 where a higher score is better, -1 where a lower one is.
 BETTER = {"fid": -1, "kid": -1, "kl": -1, "fd": -1,
           "precision": 1, "recall": 1, "modes": 1, "high_quality": 1, "classes": 1,
-          "confident": 1, "asked_class": 1}
+          "confident": 1, "asked_class": 1, "code_mi": 1, "code_accuracy": 1}
 #: metrics computed in a feature space (`Trainer.evaluate`'s ``metrics``), by the name
 #: `Trainer.evaluate` takes for them.
 FEATURE_METRICS = {"fid": "fid", "kid": "kid", "precision": "pr", "recall": "pr"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -53,7 +53,8 @@ class Sampler:
 
     def sample(self, n: int, labels: torch.Tensor | None = None, *, seed: int = 0,
                step: int = 0, blocks: range | None = None,
-               truncation: float = 1.0) -> torch.Tensor:
+               truncation: float = 1.0,
+               inputs: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """``n`` samples on the CPU, in the generator's range (the generator in eval mode).
         ``labels``: n checked class indices (`check_labels`), or None; ``step`` is the
         generator update the conditioning hooks are told. ``blocks`` (a process's share of
@@ -61,20 +62,25 @@ class Sampler:
         generator; the others' latents and conditioning are drawn all the same, so the rows
         returned are exactly those rows of the ``n`` (the generator itself draws nothing
         in eval mode). ``truncation`` ψ pulls each latent toward the prior's mean
-        (`truncate`)."""
+        (`truncate`). ``inputs``: generator keyword inputs of n rows each (chosen code
+        values: `gantrix_code_inputs`) that replace those the conditioning hooks draw."""
         return torch.cat([x for _, x in self.blocks(n, labels, seed=seed, step=step,
-                                                    only=blocks, truncation=truncation)])
+                                                    only=blocks, truncation=truncation,
+                                                    inputs=inputs)])
 
     def blocks(self, n: int, labels: torch.Tensor | None = None, *, seed: int = 0,
                step: int = 0, only: range | set | None = None,
-               truncation: float = 1.0) -> Iterator[tuple[int, torch.Tensor]]:
+               truncation: float = 1.0,
+               inputs: Mapping[str, torch.Tensor] | None = None
+               ) -> Iterator[tuple[int, torch.Tensor]]:
         """`sample`'s blocks of `CHUNK` rows, one at a time, as (index, samples): every
         block's latents and conditioning are drawn first (cheap), then those in ``only``
         (all by default) go through the generator as they are asked for, so a caller may
         write each block as it comes."""
-        for block, (z, inputs, _) in enumerate(self._draw(n, labels, seed, step, truncation)):
+        drawn = self._draw(n, labels, seed, step, truncation, chosen=inputs)
+        for block, (z, given, _) in enumerate(drawn):
             if only is None or block in only:
-                yield block, self._generate(z, inputs)
+                yield block, self._generate(z, given)
 
     def interpolate(self, n: int, steps: int, labels: torch.Tensor | None = None, *,
                     seed: int = 0, step: int = 0, truncation: float = 1.0) -> torch.Tensor:
@@ -112,10 +118,12 @@ class Sampler:
                 generator=torch.Generator(self.device).manual_seed(0)) is None
 
     def _draw(self, n: int, labels: torch.Tensor | None, seed: int, step: int,
-              truncation: float, ends: bool = False) -> list[tuple]:
+              truncation: float, ends: bool = False,
+              chosen: Mapping[str, torch.Tensor] | None = None) -> list[tuple]:
         """Each block's latents and generator inputs, drawn as training draws them (with
-        ``ends``: latents to walk to as well, drawn after all of them), the random streams
-        outside untouched."""
+        ``ends``: latents to walk to as well, drawn after all of them; ``chosen``: the
+        block's rows of these inputs replace the drawn ones), the random streams outside
+        untouched."""
         mean = self.prior_mean() if truncation != 1.0 else None
         rng = torch.Generator(self.device).manual_seed(seed)
         drawn = []
@@ -130,6 +138,8 @@ class Sampler:
                 if labels is not None:
                     batch.fake_labels = labels[lo:lo + m].to(self.device)
                 self.composition.hook.gantrix_condition(batch=batch)
+                for key, value in (chosen or {}).items():
+                    batch.generator_inputs[key] = value[lo:lo + m].to(self.device)
                 drawn.append((z, batch.generator_inputs))
             ended = []
             for z, inputs in drawn:

@@ -23,7 +23,7 @@ import torch
 from typer.testing import CliRunner
 
 import gantrix
-from gantrix import hookspecs, registry
+from gantrix import evaluation, hookspecs, registry
 
 pytestmark = pytest.mark.usefixtures("fresh_registry")
 
@@ -148,7 +148,9 @@ def test_every_hook_is_called_with_only_the_arguments_it_names(contract, tmp_pat
     run = tmp_path / "run"
     gantrix.Trainer(recipe, "ring8", out=run, steps=2, batch_size=16, latent_dim=2, width=16,
                     log_every=1, sample_every=0, progress=False).fit()
-    gantrix.Trainer.load(run)
+    loaded = gantrix.Trainer.load(run)
+    # and the one only an evaluation of classified data asks (the generator's code)
+    assert evaluation.code_inputs(loaded, 4, 0) is None
 
     assert sorted(calls) == sorted(SPECS), f"never called: {sorted(set(SPECS) - set(calls))}"
     hints = _annotations()
