@@ -109,6 +109,7 @@ def replay(trainer: "Trainer", done: int) -> bool:
     when Ctrl-C or SIGTERM asks to stop meanwhile. Called inside `fit`, where the run owns
     torch's global random state and its signals."""
     state = load_checkpoint(trainer.out / CHECKPOINT)
+    trainer._batches.close()  # no batch read ahead (`gantrix.prefetch`) while the data loads
     load_weights(trainer, state)
     trainer.composition.hook.gantrix_load_state_dict(state=state["tricks"], models=trainer.models)
     trainer._rng.load_owned(state["rng"])

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import distributed, evaluation, plots, recovery, run_folder, threads, trackers
+from . import distributed, evaluation, plots, prefetch, recovery, run_folder, threads, trackers
 from .run_state import load_checkpoint, save_checkpoint  # load_checkpoint checks the structure
 from .errors import GantrixError
 from .findings import Finding
@@ -114,6 +114,8 @@ class Trainer:
         self.without = list(_without)
         #: the run's own global random stream: from the models' seeded build on
         self._rng = RunRandomState(self.plan.rng_after_build, self.device, self.settings.seed)
+        #: the batches training draws (closed as `fit` ends; their state is the checkpoint's)
+        self._batches = prefetch.Batches(self.data, self.device, self.settings.batch_size)
         self.models.generator.to(self.device)
         self.models.discriminator.to(self.device)
         optimizers = configure_optimizers(self.composition, self.models,
@@ -221,7 +223,7 @@ class Trainer:
             "scalers": self.stepper.precision.state_dict(),
             "tricks": trick_state(self.composition),
             "rng": rng,
-            "data": self.data.state_dict(),
+            "data": self._batches.state_dict(),  # the batches used, not those read ahead
             **({"evaluation": self.evaluation.state_dict()} if self.evaluation else {}),
             "log": {**self.tally.state_dict(),
                     "interval_steps": self._interval[0], "interval_seconds": self._interval[1],
@@ -289,12 +291,8 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def _pull(self):
-        if self.device.type == "cuda" and getattr(self, "_data_placed", None) != self.device:
-            self._data_placed = self.device  # memory-sized data moves to the GPU once
-            self.data.place(self.device)
-        x, y = self.data.next_shard(self.settings.batch_size)
-        return (x.to(self.device, non_blocking=True),
-                None if y is None else y.to(self.device, non_blocking=True))
+        """The next batch on the device: `gantrix.prefetch.Batches` (placed once, or read ahead)."""
+        return self._batches.next()
 
     def _account(self, out: dict[str, torch.Tensor], seconds: float) -> None:
         """Tally a step's losses on their device (read back at log lines and checkpoints)."""
@@ -412,6 +410,7 @@ class Trainer:
             except Exception as exc:  # a trick raising at a log line, checkpoint, picture
                 raise recovery.blame(self, exc)
             finally:
+                self._batches.close()  # stops a reader; the data's stream as the steps left it
                 progress.close()
         return self
 

@@ -109,6 +109,7 @@ def test_the_cycle_finder_finds_one():
     ("gantrix.compose", "gantrix.recipe"), ("gantrix.recipe", "gantrix.plan"),
     ("gantrix.step", "gantrix.plan"), ("gantrix.settings", "gantrix.plan"),
     ("gantrix.plan", "gantrix.trainer"), ("gantrix.plan", "gantrix.check"),
+    ("gantrix.prefetch", "gantrix.trainer"), ("gantrix.prefetch", "gantrix.recovery"),
 ])
 def test_the_layers_run_one_way(low, high):
     """The layers of DESIGN.md §1 (with the checker below the recipe: `Recipe.check` and
