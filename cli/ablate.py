@@ -12,13 +12,13 @@ from gantrix.errors import GantrixError
 
 HELP = """Train a composition and each variant of it over seeds, and tell which tricks help.
 
-The variants: the composition without each of its tricks (leave-one-out), with each
---add trick, and with each --swap OLD=NEW. All train on the same seeds (paired: seed s of
-every variant starts from the same weights where the models agree and sees the same
-batches). The table (mean ± 95 % t interval over seeds, the paired difference from the full
-composition with its own interval, a verdict, the worst seed, the time per run) is printed
-and written to OUT/ablation.md, .json and .png. A variant the checker refuses is a row
-saying why.
+The variants: the composition without each of its tricks (leave-one-out; --keep T holds T
+fixed: no variant without it), with each --add trick, and with each --swap OLD=NEW. All
+train on the same seeds (paired: seed s of every variant starts from the same weights where
+the models agree and sees the same batches). The table (mean ± 95 % t interval over seeds,
+the paired difference from the full composition with its own interval, a verdict, the worst
+seed, the time per run) is printed and written to OUT/ablation.md, .json and .png. A
+variant the checker refuses is a row saying why.
 
 Each cell (a variant on a seed) is an ordinary run folder, OUT/VARIANT/seed-S. Run the same
 command again to resume a killed ablation: scored cells are read back, a cell cut short
@@ -57,6 +57,9 @@ def ablate(
     swap: List[str] = typer.Option([], "--swap", metavar="OLD=NEW",
                                    help="A variant with trick OLD replaced by NEW "
                                         "(e.g. adam=rmsprop); repeatable."),
+    keep: List[str] = typer.Option([], "--keep", metavar="NAME",
+                                   help="A trick of the composition held fixed: no variant "
+                                        "without it (e.g. the architecture); repeatable."),
     metric: Optional[str] = typer.Option(None, "--metric", "-m",
                                          help="The metric that judges the variants (default: "
                                               "high_quality on 2-D data, modes on "
@@ -88,7 +91,7 @@ def ablate(
         given = [flag for flag, value in (("--recipe", recipe), ("--trick", trick),
                                           ("--config", config), ("--data", data),
                                           ("--add", add), ("--swap", swap),
-                                          ("--steps", steps), ("--out", out),
+                                          ("--keep", keep), ("--steps", steps), ("--out", out),
                                           ("--plan", plan), ("--jobs", jobs)) if value]
         if given:
             raise GantrixError(f"--collect reads the ablation as it was planned; drop "
@@ -103,7 +106,7 @@ def ablate(
                            f"a .npy/.pt file)")
     out = out or _default_out(recipe, config, trick, data)
     kwargs = dict(data=data, tricks=trick, config=config, seeds=seeds, add=add, swap=swap,
-                  steps=steps, threads=threads, out=out, report=report)
+                  keep=keep, steps=steps, threads=threads, out=out, report=report)
     if plan:
         commands = ablation_run.plan(recipe, **kwargs)
         typer.echo(f"# {len(commands)} cells of the ablation in {out}; run each (in any "

@@ -5,7 +5,8 @@
 
 The composition (a recipe, a config file and tricks, as ``gantrix train`` takes them) is
 planned once on the data, and its tricks as they survive composition are the *full* variant.
-Then one variant per trick without it (leave-one-out), one per ``add`` (the full composition
+Then one variant per trick without it (leave-one-out; not for the tricks named in ``keep``,
+the fixed part of the setting, e.g. its architecture), one per ``add`` (the full composition
 plus that trick, which wins where it competes, as ``--trick`` does over a recipe) and one
 per ``swap`` (``A=B``: A replaced by B in its place). Each variant is checked as ``gantrix
 check`` would: one the checker refuses is a row saying why, not an abort.
@@ -67,6 +68,8 @@ class Arguments:
     swap: tuple[str, ...] = ()
     steps: int | None = None
     threads: int = 1
+    #: tricks of the composition with no leave-one-out variant (the setting held fixed)
+    keep: tuple[str, ...] = ()
 
     def differences(self, other: "Arguments") -> list[str]:
         """``--steps 500 (this folder: 400)``, ... for each argument that differs."""
@@ -201,6 +204,20 @@ def _swap(full: list[str], names: list[str], text: str) -> tuple[str, str, list[
     return old, new, [new if n == old else spec for n, spec in zip(names, full)]
 
 
+def _kept(keep: tuple[str, ...], names: list[str]) -> list[str]:
+    """The tricks of the composition that get a leave-one-out variant: all but ``keep``'s,
+    each of which must be a trick of the composition (by its name alone)."""
+    for name in keep:
+        if name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(name.split(":")[0], names, n=2)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise GantrixError(f"--keep {name!r}: not a trick of the composition "
+                               f"({', '.join(names)}); name one by its name alone{hint}")
+    return [name for name in names if name not in keep]
+
+
 def plan_variants(args: Arguments, report: Callable[[str], None] = print) -> list[Variant]:
     """The full composition and every variant of ``args``, each checked on the data."""
     from .compose import CONFIG
@@ -221,7 +238,7 @@ def plan_variants(args: Arguments, report: Callable[[str], None] = print) -> lis
     names = [t.name for t in plan.tricks]
     variants = [Variant("full", _label("full", ""), "full", "", full, train,
                         notes=[f.message for f in plan.findings if f.severity == "note"])]
-    for name in names:
+    for name in _kept(args.keep, names):
         variants.append(Variant(folder_name("without", name), _label("without", name),
                                 "without", name, [s for n, s in zip(names, full) if n != name],
                                 train))
@@ -305,8 +322,8 @@ class Layout:
             if plan.get("version") != PLAN_VERSION:
                 raise ValueError(f"version {plan.get('version')!r}")
             args = plan["arguments"]
-            for key in ("tricks", "add", "swap"):
-                args[key] = tuple(args[key])
+            for key in ("tricks", "add", "swap", "keep"):
+                args[key] = tuple(args.get(key, ()))
             return cls(out, Arguments(**args), [Variant(**v) for v in plan["variants"]],
                        int(plan["seeds"]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -19,7 +19,7 @@ from .errors import GantrixError
 MAX_SEEDS = 1000
 
 
-def _arguments(recipe, data, tricks, config, add, swap, steps, threads) -> Arguments:
+def _arguments(recipe, data, tricks, config, add, swap, steps, threads, keep=()) -> Arguments:
     if data is None:
         from .data import BUILTIN
 
@@ -30,7 +30,7 @@ def _arguments(recipe, data, tricks, config, add, swap, steps, threads) -> Argum
     if threads < 1:
         raise GantrixError(f"--threads must be at least 1, got {threads}")
     return Arguments(str(data), recipe, None if config is None else str(config),
-                     tuple(tricks), tuple(add), tuple(swap), steps, threads)
+                     tuple(tricks), tuple(add), tuple(swap), steps, threads, tuple(keep))
 
 
 def _check_counts(seeds: int, jobs: int | None) -> None:
@@ -50,17 +50,19 @@ def ablate(recipe: str | None = None, *, data: str, tricks: Sequence[str] = (),
            config: str | Path | None = None, seeds: int = 3, add: Sequence[str] = (),
            swap: Sequence[str] = (), metric: str | None = None, steps: int | None = None,
            threads: int = 1, jobs: int | None = None, out: str | Path,
-           report: Callable[[str], None] = print, command: str = "") -> Ablation:
+           keep: Sequence[str] = (), report: Callable[[str], None] = print,
+           command: str = "") -> Ablation:
     """Train the full composition and each variant on ``seeds`` seeds in ``out``, and
     return the table (also written to out/ablation.md, .json, .png).
 
     ``recipe``/``config``/``tricks`` are the composition, as ``gantrix train`` takes them;
-    ``add`` and ``swap`` (``"A=B"``) variants beside the leave-one-out ones. ``metric`` (by
+    ``add`` and ``swap`` (``"A=B"``) variants beside the leave-one-out ones (none for the
+    tricks named in ``keep``: the setting held fixed, e.g. the architecture). ``metric`` (by
     default the data's: `gantrix.ablation.default_metric`) judges the variants. Each cell
     trains with ``threads`` CPU threads; ``jobs`` cells at once (default: the usable cores
     // ``threads``, or 1 on a GPU). Run again with the same arguments to resume."""
     _check_counts(seeds, jobs)
-    args = _arguments(recipe, data, tricks, config, add, swap, steps, threads)
+    args = _arguments(recipe, data, tricks, config, add, swap, steps, threads, keep)
     metric = _metric(metric, args, report)
     layout = Layout.open(out, args, seeds, report)
     with layout.locked():
@@ -71,12 +73,13 @@ def ablate(recipe: str | None = None, *, data: str, tricks: Sequence[str] = (),
 def plan(recipe: str | None = None, *, data: str, tricks: Sequence[str] = (),
          config: str | Path | None = None, seeds: int = 3, add: Sequence[str] = (),
          swap: Sequence[str] = (), steps: int | None = None, threads: int = 1,
-         out: str | Path, report: Callable[[str], None] = print) -> list[str]:
+         out: str | Path, keep: Sequence[str] = (),
+         report: Callable[[str], None] = print) -> list[str]:
     """Write the ablation folder (plan and variant configs) and return one ``gantrix train``
     command per cell: exactly what `ablate` would run. `collect` builds the table after."""
     _check_counts(seeds, None)
     layout = Layout.open(out, _arguments(recipe, data, tricks, config, add, swap, steps,
-                                         threads), seeds, report)
+                                         threads, keep), seeds, report)
     return [cell.command() for cell in layout.cells()]
 
 

@@ -77,9 +77,11 @@ def test_help_says_how_jobs_and_threads_share_the_cores(gantrix):
     ((*SMALL, "--swap", "n-critic"), ("write OLD=NEW",)),
     ((*SMALL, "--swap", "adam=rmsprop"), ("'adam' is not a trick of the composition",)),
     ((*SMALL, "--add", "emma"), ("emma", "ema")),
+    ((*SMALL, "--keep", "n-critc"), ("--keep 'n-critc'", "did you mean n-critic?")),
     (("--trick", "ema", "--data", "ring8"), ("does not train", "no loss")),
     (("--data", "ring8", "--collect", "x"), ("--collect reads the ablation as it was planned",
                                              "drop --data")),
+    (("--keep", "adam", "--collect", "x"), ("drop --keep",)),
 ])
 def test_user_mistakes_are_one_line(gantrix, tmp_path, args, fragments):
     _user_error(gantrix("ablate", *args, "--out", str(tmp_path / "ab")) if "--collect" not in args

@@ -37,6 +37,27 @@ def test_leave_one_out_over_the_tricks_as_they_compose_on_the_data():
     assert any("default Adam" in n for n in variants["without-adam"].notes)
 
 
+def test_kept_tricks_have_no_leave_one_out_variant():
+    """--keep holds part of the setting fixed (an architecture the question is not about):
+    its trick stays in every variant and gets no row of its own."""
+    variants, _ = _plan(recipe="wgan-gp", keep=("adam", "lr-decay"), add=("ema",))
+    assert list(variants) == ["full", "without-wgan", "without-gradient-penalty",
+                              "without-n-critic", "add-ema"]
+    assert all("lr-decay" in v.tricks for name, v in variants.items() if name != "without-wgan")
+
+
+@pytest.mark.parametrize("keep, fragment", [
+    ("adm", "did you mean adam?"),
+    ("adam:lr=1", "name one by its name alone"),
+    ("ema", "'ema': not a trick of the composition (wgan, gradient-penalty, n-critic, adam, "
+            "lr-decay)"),
+])
+def test_keep_names_a_trick_of_the_composition(keep, fragment):
+    with pytest.raises(GantrixError, match=None) as err:
+        _plan(recipe="wgan-gp", keep=(keep,))
+    assert fragment in str(err.value) and str(err.value).startswith(f"--keep {keep!r}")
+
+
 def test_an_added_trick_wins_where_it_competes_as_trick_does_over_a_recipe():
     variants, _ = _plan(recipe="wgan-gp", add=("rasgan", "ema", "gradient-penalty:weight=1"))
     rasgan = variants["add-rasgan"]
