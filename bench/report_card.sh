@@ -21,11 +21,11 @@ declare -A ABLATE=(
   [wgan-ring8]="--recipe wgan --data ring8 --steps 1000 --swap rmsprop=adam --swap rmsprop=sgd --swap weight-clip=gradient-penalty --add weight-clip:c=0.1 --add weight-clip:c=0.001 --swap wgan=minimax"
   # WGAN-GP (Gulrajani et al. 2017): penalty at interpolates vs at the samples, lambda, n-critic
   [wgan-gp-ring8]="--recipe wgan-gp --data ring8 --steps 1000 --add gradient-penalty:interpolate=false --add gradient-penalty:weight=1 --add gradient-penalty:weight=0.01 --add n-critic:n=1"
-  # DCGAN's rules one by one (Radford et al. 2016), and SELU instead of BatchNorm
   # the anti-collapse tricks on Stacked MNIST with a critic a quarter of G's size (PacGAN's
   # Table 3 setting; unrolled and minibatch discrimination left out: 3-5x the CPU of a cell;
   # mode-seeking and top-k are measured on grid25 in docs/results.md)
   [anticollapse-stacked]="--config bench/stacked-mnist/dcgan-dquarter.toml --data stacked-mnist --steps 5000 --keep dcgan --keep adam --add pac:2 --add feature-matching --add minibatch-stddev"
+  # DCGAN's rules one by one (Radford et al. 2016), and SELU instead of BatchNorm
   [dcgan-digits]="--recipe dcgan --data digits --steps 500 --add dcgan:resample=pool --add dcgan:generator_norm=none --add dcgan:critic_norm=none --add dcgan:hidden_fc=true --add dcgan:generator_output=none --add dcgan:critic_act=relu --add dcgan:generator_act=leaky --add selu"
 )
 ORDER=(losses-ring8 wgan-gp-ring8 wgan-ring8 dcgan-digits capacity-ring8 anticollapse-stacked losses-grid25)
