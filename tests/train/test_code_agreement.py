@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
 import gantrix
 from gantrix import Trainer, evaluation, metrics
@@ -272,3 +273,33 @@ def test_the_table_says_a_variant_without_a_code_has_none():
     assert table.rows[0].verdict == "reference"
     assert table.rows[1].verdict == NO_CODE and table.rows[1].metric is None
     assert NO_CODE in table.markdown()
+
+
+def test_ablate_judged_by_the_code_runs_and_says_which_variant_has_none(tmp_path,
+                                                                        digit_stand_in):
+    from gantrix.cli.app import create_app
+
+    def gantrix_cli(*args):
+        return CliRunner().invoke(create_app(), [str(a) for a in args])
+
+    refused = gantrix_cli("ablate", "-t", "nonsaturating", "--data", "digits", "--metric",
+                          "code_mi", "--out", tmp_path / "none")
+    assert refused.exit_code == 2 and refused.stdout == "", refused.output
+    assert refused.stderr.startswith("error: --metric code_mi measures the generator's "
+                                     "categorical latent code, and no trick")
+    assert not (tmp_path / "none").exists()
+    elsewhere = gantrix_cli("ablate", "-t", "nonsaturating", "-t", "infogan", "--data",
+                            "ring8", "--metric", "code_accuracy", "--out", tmp_path / "ring")
+    assert elsewhere.exit_code == 2 and "not measured on 2-D points" in elsewhere.stderr
+
+    out = tmp_path / "ab"
+    done = gantrix_cli("ablate", "-t", "nonsaturating", "-t", "infogan", "--data", "digits",
+                       "--seeds", "1", "--steps", "2", "--jobs", "1", "--metric", "code_mi",
+                       "--out", out)
+    assert done.exit_code == 0, done.output
+    rows = {(r["kind"], r["subject"]): r
+            for r in json.loads((out / "ablation.json").read_text())["variants"]}
+    assert 0 <= rows[("full", "")]["metric"]["mean"] <= 1
+    assert rows[("without", "infogan")]["verdict"] == NO_CODE
+    assert rows[("without", "nonsaturating")]["refused"]  # no loss: the checker's row
+    assert NO_CODE in done.stdout
