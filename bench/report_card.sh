@@ -25,10 +25,13 @@ declare -A ABLATE=(
   # Table 3 setting; unrolled and minibatch discrimination left out: 3-5x the CPU of a cell;
   # mode-seeking and top-k are measured on grid25 in docs/results.md)
   [anticollapse-stacked]="--config bench/stacked-mnist/dcgan-dquarter.toml --data stacked-mnist --steps 5000 --keep dcgan --keep adam --add pac:2 --add feature-matching --add minibatch-stddev"
+  # InfoGAN (Chen et al. 2016): the mutual-information term, on the agreement of the
+  # categorical code with the classified digit (the codes kept, their term's weights 0)
+  [infogan-digits]="--recipe infogan --data digits --steps 3000 --keep infogan --keep adam --add infogan:weight=0,continuous_weight=0 --metric code_mi"
   # DCGAN's rules one by one (Radford et al. 2016), and SELU instead of BatchNorm
   [dcgan-digits]="--recipe dcgan --data digits --steps 500 --add dcgan:resample=pool --add dcgan:generator_norm=none --add dcgan:critic_norm=none --add dcgan:hidden_fc=true --add dcgan:generator_output=none --add dcgan:critic_act=relu --add dcgan:generator_act=leaky --add selu"
 )
-ORDER=(losses-ring8 wgan-gp-ring8 wgan-ring8 dcgan-digits capacity-ring8 anticollapse-stacked losses-grid25)
+ORDER=(losses-ring8 wgan-gp-ring8 wgan-ring8 dcgan-digits capacity-ring8 anticollapse-stacked infogan-digits losses-grid25)
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=("${ORDER[@]}")
 mkdir -p docs/ablations
