@@ -167,7 +167,9 @@ class ResNetCritic(nn.Module):
 
 
 class ResNet(Architecture):
-    """Build the residual G and D of WGAN-GP's and SNGAN's CIFAR-10 experiments.
+    """Build the residual G and D of WGAN-GP's and SNGAN's CIFAR-10 experiments, as the
+    authors' code builds them (igul222/improved_wgan_training at fa66c574,
+    pfnet-research/sngan_projection at e84b1a5f; the module's docstring names the files).
 
     Builds, for square images whose side is 4 · 2^k from 8 to 128 px (any channel count;
     32 is the papers' setting, 8 and 16 are for quick runs on the 8×8 digits):
@@ -248,7 +250,8 @@ class ResNet(Architecture):
     )
     replaces = (Replaces("dcgan", "resnet builds the models in dcgan's place"),)
     conflicts = (Clash("dcgan", "resnet and dcgan both build the models and only one can: "
-                       "keep one of them"),)
+                       "keep one of them (dcgan with a recipe that builds resnet, such as "
+                       "sngan: a config file with that recipe's other tricks and dcgan)"),)
 
     def features(self) -> set[str]:
         tags = super().features()
