@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from gantrix.plugin import (KERNELS, SMALLEST_SIDES, Architecture, ConvCritic, ConvGenerator,
-                            Finding, GantrixError, Param, find_layers, hookimpl)
+                            Finding, GantrixError, Param, Replaces, find_layers, hookimpl)
 
 PAPER = ("Radford, Metz & Chintala 2015, Unsupervised Representation Learning with Deep "
          "Convolutional Generative Adversarial Networks")
@@ -145,6 +145,8 @@ class DCGAN(Architecture):
     name = "dcgan"
     summary = "DCGAN all-conv G and D: strided convs, BN, ReLU/Tanh in G, LeakyReLU in D"
     paper = PAPER
+    #: on a recipe that builds the residual models (sngan), --trick dcgan builds its own
+    replaces = (Replaces("resnet", "dcgan builds the models in resnet's place"),)
     params = (
         Param("critic_norm", str, "batch", "rule 2: normalisation in D's hidden layers (layer: "
               "what a gradient penalty needs; none: no normalisation)",

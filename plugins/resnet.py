@@ -250,8 +250,8 @@ class ResNet(Architecture):
     )
     replaces = (Replaces("dcgan", "resnet builds the models in dcgan's place"),)
     conflicts = (Clash("dcgan", "resnet and dcgan both build the models and only one can: "
-                       "keep one of them (dcgan with a recipe that builds resnet, such as "
-                       "sngan: a config file with that recipe's other tricks and dcgan)"),)
+                       "keep one of them (on a recipe that builds one, --trick with the other "
+                       "replaces it)"),)
 
     def features(self) -> set[str]:
         tags = super().features()

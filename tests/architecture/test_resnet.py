@@ -259,6 +259,10 @@ def test_dcgan_and_resnet_build_the_models_one_at_a_time():
     assert [f.severity for f in findings] == ["note"]  # resnet replaces the recipe's dcgan
     composed = gantrix.Recipe("resnet", recipe="dcgan").compose()
     assert "dcgan" not in {t.name for t in composed.tricks}
+    # and the other way: the lighter dcgan pair on a recipe that builds the residual models
+    composed = gantrix.Recipe("dcgan:critic_norm=none", recipe="sngan").compose()
+    assert {"dcgan", "spectral-norm", "hinge"} <= {t.name for t in composed.tricks}
+    assert "resnet" not in {t.name for t in composed.tricks}
 
 
 LABELLED = ModelSpec((1, 8, 8), num_classes=10, latent_dim=8)
