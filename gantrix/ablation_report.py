@@ -184,7 +184,7 @@ class Ablation:
         ax.set_title(f"Ablation: {self.title}", fontsize=10)
         fig.tight_layout()
         with atomic_file(path) as f:
-            fig.savefig(f, format="png", dpi=110)
+            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")  # long labels kept whole
         plt.close(fig)
 
     def write(self, out: str | Path) -> list[Path]:
