@@ -16,8 +16,8 @@ def export(
     format: Optional[str] = typer.Option(None, "--format", "-f",
                                          metavar="safetensors|torchscript|onnx",
                                          help="The file's format (default: from --out's "
-                                              "suffix, .safetensors .pt .onnx; else "
-                                              "safetensors)."),
+                                              "suffix, .safetensors .pt .onnx, which must "
+                                              "match it)."),
     checkpoint: str = typer.Option("last", "--checkpoint", metavar="last|best",
                                    help="The last checkpoint, or best.pt (--eval-every)."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="The averaged generator when the "
@@ -30,7 +30,10 @@ def export(
     from gantrix.export import FORMATS, SUFFIXES, export as write
 
     if format is None:
-        format = next((f for f, s in SUFFIXES.items() if out.suffix.lower() == s), "safetensors")
+        format = next((f for f, s in SUFFIXES.items() if out.suffix.lower() == s), None)
+        if format is None:
+            raise GantrixError(f"--out {out}: name the file for its format, "
+                               f"{', '.join(f'*{s} ({f})' for f, s in SUFFIXES.items())}")
     if format not in FORMATS:
         raise GantrixError(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
     meta = write(run, out, format=format, checkpoint=checkpoint, ema=ema, force=force)

@@ -71,6 +71,10 @@ def export(run: str | Path, out: str | Path, *, format: str = "safetensors",
     if format not in FORMATS:
         raise GantrixError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out).expanduser()
+    if out.suffix.lower() != SUFFIXES[format]:
+        raise GantrixError(f"{out}: a {format} export is named *{SUFFIXES[format]} (the "
+                           f"suffix tells load_generator, read_metadata and other tools what "
+                           f"the file holds); write {out.with_suffix(SUFFIXES[format]).name}")
     if out.exists() and not force:
         raise GantrixError(f"{out} exists; choose another --out, or pass --force to replace it")
     if not out.parent.is_dir():
@@ -399,7 +403,7 @@ def load_generator(path: str | Path) -> ExportedGenerator:
     path = Path(path).expanduser()
     if not path.is_file():
         raise GantrixError(f"no exported generator at {path}")
-    if path.suffix != ".safetensors":
+    if path.suffix.lower() != ".safetensors":
         raise GantrixError(f"{path} is not a safetensors export; load a TorchScript export "
                            f"with torch.jit.load and an ONNX one with onnxruntime")
     tensors, raw = safetensors_io.load(path)
@@ -416,11 +420,11 @@ def load_generator(path: str | Path) -> ExportedGenerator:
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of an export in any of the formats (ONNX needs the onnx package)."""
     path = Path(path).expanduser()
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         meta = json.loads(safetensors_io.load(path)[1][METADATA_KEY])
         meta.pop("architecture", None)
         return meta
-    if path.suffix == ".onnx":
+    if path.suffix.lower() == ".onnx":
         _require_onnx()
         import onnx
 

@@ -116,6 +116,14 @@ def test_bad_input_is_a_clear_error(trained, cli, user_error, tmp_path):
                "unknown --format 'pickle'", "safetensors, torchscript, onnx")
     with pytest.raises(GantrixError, match="unknown export format 'zip'"):
         gantrix.export.export(run, tmp_path / "g.zip", format="zip")
+    # the suffix names the format, so the file can be read back (load_generator reads by it)
+    user_error(cli("export", run, "--out", tmp_path / "g.xyz"), "--out", "g.xyz",
+               "*.safetensors (safetensors), *.pt (torchscript), *.onnx (onnx)")
+    user_error(cli("export", run, "--out", tmp_path / "g.bin", "--format", "torchscript"),
+               "a torchscript export is named *.pt", "write g.pt")
+    with pytest.raises(GantrixError, match="a safetensors export is named"):
+        gantrix.export.export(run, tmp_path / "g.pt", format="safetensors")
+    assert not list(tmp_path.glob("g.*"))
     out = tmp_path / "g.safetensors"
     out.write_bytes(b"old")
     user_error(cli("export", run, "--out", out), "exists", "--force")
@@ -143,8 +151,8 @@ def test_python_side_sampling_logic_is_an_error_naming_the_trick(cli, user_error
     run = tmp_path / "info"
     Trainer(["nonsaturating", "infogan"], "digits", out=run, steps=2, batch_size=16,
             progress=False).fit()
-    for fmt in ("safetensors", "torchscript"):
-        user_error(cli("export", run, "--out", tmp_path / f"g.{fmt}", "--format", fmt),
+    for fmt, suffix in (("safetensors", ".safetensors"), ("torchscript", ".pt")):
+        user_error(cli("export", run, "--out", tmp_path / f"g{suffix}", "--format", fmt),
                    "infogan", "gantrix_condition", "codes", "no export format")
     assert not list(tmp_path.glob("g.*"))
 
