@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import fcntl
 import json
 import os
@@ -185,6 +186,12 @@ def _checked(variant: Variant, recipe, data, settings: dict[str, Any]) -> Varian
     return variant
 
 
+def _suggestion(name: str, names: list[str]) -> str:
+    """``; did you mean A or B?`` for the tricks of the composition closest to ``name``."""
+    close = difflib.get_close_matches(name, names, n=2)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
 def _swap(full: list[str], names: list[str], text: str) -> tuple[str, str, list[str]]:
     old, sep, new = text.partition("=")
     old, new = old.strip(), new.strip()
@@ -195,12 +202,8 @@ def _swap(full: list[str], names: list[str], text: str) -> tuple[str, str, list[
         raise GantrixError(f"--swap {text!r}: name the trick to replace by its name alone "
                            f"({old.split(':')[0]}=...)")
     if old not in names:
-        import difflib
-
-        close = difflib.get_close_matches(old, names, n=2)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise GantrixError(f"--swap {text!r}: {old!r} is not a trick of the composition "
-                           f"({', '.join(names)}){hint}")
+                           f"({', '.join(names)}){_suggestion(old, names)}")
     return old, new, [new if n == old else spec for n, spec in zip(names, full)]
 
 
@@ -209,12 +212,10 @@ def _kept(keep: tuple[str, ...], names: list[str]) -> list[str]:
     each of which must be a trick of the composition (by its name alone)."""
     for name in keep:
         if name not in names:
-            import difflib
-
-            close = difflib.get_close_matches(name.split(":")[0], names, n=2)
-            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            alone = "; name one by its name alone" if ":" in name else ""
             raise GantrixError(f"--keep {name!r}: not a trick of the composition "
-                               f"({', '.join(names)}); name one by its name alone{hint}")
+                               f"({', '.join(names)}){alone}"
+                               f"{_suggestion(name.split(':')[0], names)}")
     return [name for name in names if name not in keep]
 
 
