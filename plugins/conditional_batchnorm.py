@@ -123,21 +123,22 @@ class ConditionalBatchNormGenerator(nn.Module):
             self.embed = nn.Embedding(num_classes, embed_dim, device=like.device,
                                       dtype=like.dtype)
         self.passes_labels = takes_keyword(wrapped, "labels")
+        #: the norms each call hands the class to, found once (not a walk of G per step)
+        self.norms = [m for m in wrapped.modules() if isinstance(m, ConditionalBatchNorm)]
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, **inputs):
         if labels is None:
             labels = draw_labels(self.num_classes, z.shape[0], z.device)
         labels = labels.long()
         condition = labels if self.embed is None else self.embed(labels)
-        norms = [m for m in self.wrapped.modules() if isinstance(m, ConditionalBatchNorm)]
-        for norm in norms:
+        for norm in self.norms:
             norm.condition = condition
         if self.passes_labels:
             inputs = {**inputs, "labels": labels}
         try:
             return self.wrapped(z, **inputs)
         finally:
-            for norm in norms:
+            for norm in self.norms:
                 norm.condition = None
 
 
