@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import distributed
+from . import compiling, distributed
 from .compose import Composition, resolve
 from .data import BUILTIN, Data, Mirrored, TensorData, describe_source, load_data
 from .errors import CompositionError, GantrixError
@@ -183,6 +183,8 @@ def _settings_phase(composition: Composition, settings: Settings, processes: int
     if settings.lr is not None and any("optimizer" in t.features() for t in composition.tricks):
         problems.append("lr sets the core's default Adam, but this composition has an "
                         "optimizer trick: set its lr instead (e.g. --trick adam:lr=1e-4)")
+    if settings.compile and (missing := compiling.missing_backend(settings.device)):
+        problems.append(missing)
     try:
         check_shared_batch(settings.batch_size, processes)
     except GantrixError as exc:
@@ -191,6 +193,8 @@ def _settings_phase(composition: Composition, settings: Settings, processes: int
         raise GantrixError(problems[0])
     found = [Finding("error", p) for p in problems]
     tricks = settings_findings(composition, settings.batch_size, processes)
+    if settings.compile:
+        tricks += compiling.findings(composition)
     if strict and any(f.severity == "error" for f in tricks):
         raise CompositionError(tricks)
     return found + tricks

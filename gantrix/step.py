@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from . import distributed
+from . import compiling, distributed
 from .batch import Batch
 from .compose import Composition
 from .errors import CompositionError, GantrixError, ModelTransformError
@@ -171,6 +171,17 @@ class ComposedStep:
         # the device (see ``skipped_steps``); this step's skip so far (a bool or a device bool)
         self._skipped_run: torch.Tensor | int = 0
         self._skipped: torch.Tensor | bool = False
+        #: what each model's forward pass in an update calls: the model, or its compiled
+        #: forward (`compile`)
+        self._forward: dict[str, Callable] = {role: models.by_role(role) for role in ROLES}
+        self._compiled = False
+
+    def compile(self, roles) -> None:
+        """Run the forward passes of the models of ``roles`` through torch.compile in every
+        update from now on (`gantrix.compiling`); the models themselves are unchanged."""
+        for role in roles:
+            self._forward[role] = compiling.compiled(self.models.by_role(role))
+            self._compiled = True
 
     def _batch(self, real: torch.Tensor, labels, phase: str, *, critic: Callable | None = None,
                step: int | None = None, graph: bool | None = None) -> Batch:
@@ -183,7 +194,7 @@ class ComposedStep:
         if step is None:
             step = self.d_steps if phase == "discriminator" else self.g_steps
         batch = Batch(real=real, labels=labels, z=z, phase=phase, step=step,
-                      critic=self.models.discriminator if critic is None else critic,
+                      critic=self._forward["discriminator"] if critic is None else critic,
                       hook=self.hook)
         batch.grad_scale = self.precision.grad_scale("discriminator" if phase == "discriminator"
                                                      else "generator")
@@ -191,7 +202,7 @@ class ComposedStep:
         if graph is None:
             graph = phase == "generator"  # the critic's update needs no graph through G
         with contextlib.nullcontext() if graph else torch.no_grad():
-            fake = self.models.generator(z, **batch.generator_inputs)
+            fake = self._forward["generator"](z, **batch.generator_inputs)
         batch.fake = fake.to(real.dtype)  # autocast's half-precision output, as the data
         self.hook.gantrix_prepare_batch(batch=batch)
         return batch
@@ -334,9 +345,10 @@ class ComposedStep:
                 critic=self.models.discriminator, optimizer=self.optimizers["discriminator"],
                 critic_loss=self._critic_loss(pull, real, labels),
                 grad_scale=self.precision.grad_scale("discriminator"))
-        critic = self.models.discriminator if critic is None else critic
+        critic = self._forward["discriminator"] if critic is None else critic
         modules = [self.models.discriminator]
-        if isinstance(critic, nn.Module) and critic is not self.models.discriminator:
+        if isinstance(critic, nn.Module) and critic not in (self.models.discriminator,
+                                                            self._forward["discriminator"]):
             modules.append(critic)
         frozen = [p for m in modules for p in m.parameters() if p.requires_grad]
         for p in frozen:
@@ -402,11 +414,14 @@ class ComposedStep:
         if isinstance(exc, (StepAbandoned, TrickFailed, OutOfMemory)) or (
                 before and isinstance(exc, GantrixError)):
             return exc
+        failed = failed_hook(exc, self.composition.pm.get_plugins())
+        if self._compiled and (compiled := compiling.failure(
+                exc, self.steps + 1, failed[0].name if failed else None)):
+            return compiled
         if out_of_memory(exc):
             return OutOfMemory(f"training step {self.steps + 1} needs more memory than "
                                f"{_where(exc)} can give{_asked(exc)}: lower --batch-size (or "
                                f"--width, --latent-dim, --image-size)")
-        failed = failed_hook(exc, self.composition.pm.get_plugins())
         if failed is None:
             return exc
         trick, hook = failed

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import distributed, evaluation, plots, prefetch, recovery, run_folder, threads, trackers
+from . import compiling, distributed, evaluation, plots, prefetch, recovery, run_folder, threads, trackers
 from .run_state import load_checkpoint, save_checkpoint  # load_checkpoint checks the structure
 from .errors import GantrixError
 from .findings import Finding
@@ -126,6 +126,8 @@ class Trainer:
                                    precision=Precision(self.settings.precision, self.device))
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             self.stepper.probe(self.settings.batch_size, self.device)
+        if self.settings.compile and not loading:  # compiled after the eager probe
+            self.stepper.compile(compiling.compiled_roles(self.composition))
         #: evaluation during training (``eval_every``), or None
         self.evaluation = PeriodicEvaluation.for_run(self.settings, self.data.is_image)
         #: the step and score of ``best.pt`` when this trainer was loaded from it

@@ -55,6 +55,12 @@ class Trick:
     #: `SAMPLING_HOOKS`. Set False for a trick that only trains (it checks or changes only the
     #: critic, or keeps only training state), so a run can be sampled without its plugin.
     needed_to_sample: ClassVar[bool | None] = None
+    #: the roles (``"generator"``, ``"discriminator"``) whose forward pass this trick
+    #: differentiates twice: a penalty on the critic's input gradient, a look-ahead
+    #: differentiated through the critic's updates. ``--compile`` leaves those models'
+    #: forward passes eager, since torch.compile's graphs cannot be differentiated twice
+    #: (`gantrix.compiling`). A trick may set it per instance, from its parameters.
+    differentiates_twice: ClassVar[tuple[str, ...]] = ()
     #: set by the registry: the distribution (plugin) that registered the class.
     plugin: ClassVar[str] = ""
 

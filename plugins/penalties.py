@@ -54,7 +54,10 @@ def batchnorm_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 class _InputGradientPenalty(Regularizer):
-    """Shared rule: find BatchNorm in the built critic (an error or a warning)."""
+    """Shared rule: find BatchNorm in the built critic (an error or a warning). The penalty
+    differentiates the critic's input gradient: the critic's forward pass twice."""
+
+    differentiates_twice = ("discriminator",)
 
     #: severity of a BatchNorm critic under this penalty.
     batchnorm_severity = "warning"

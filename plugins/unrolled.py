@@ -110,6 +110,7 @@ class Unrolled(Policy):
     def validate(self) -> None:
         if self.differentiate:
             self.conflicts = type(self).conflicts + SECOND_ORDER_CLASHES
+            self.differentiates_twice = ("discriminator",)  # through the look-ahead's updates
 
     @hookimpl
     def gantrix_generator_critic(self, critic, optimizer, critic_loss, grad_scale):
