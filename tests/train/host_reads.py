@@ -6,8 +6,9 @@ On CUDA a read of a device value (``.item()``, ``.tolist()``, ``.cpu()``, ``.num
 ``bool()``/``float()``/``int()`` of a tensor) or a synchronising op (``nonzero``, boolean-mask
 indexing, ``torch.equal``, printing a tensor, ``GradScaler.get_scale``) makes the host wait for
 the GPU: the step stops being asynchronous. `HostReads` patches them and records the calls
-made directly from gantrix/, plugins/ or kernels/; torch's own internal reads (the
-GradScaler's found-inf check) are not counted: they are not gantrix's to remove.
+made directly from gantrix/, plugins/ or kernels/; torch's own internal reads are not
+counted, except the GradScaler's found-inf check with ``scaler=True``: gantrix avoids it by
+the optimizer it builds (fused Adam skips an overflowed step on the device).
 """
 from __future__ import annotations
 
@@ -20,18 +21,22 @@ import torch
 
 ROOT = Path(__file__).parents[2]
 OWN = tuple(str(ROOT / d) + "/" for d in ("gantrix", "plugins", "kernels"))
+#: torch's loss scaler, whose reads `HostReads(..., scaler=True)` counts too
+SCALER = str(Path(torch.amp.grad_scaler.__file__))
 
 
 class HostReads:
     """Patches the reading methods and syncing ops with ``patch(owner, name, value)``
     (pytest's ``monkeypatch.setattr``, or plain ``setattr`` in a process that ends after);
-    while ``on``, records the gantrix lines that call them in ``calls``."""
+    while ``on``, records the gantrix lines that call them in ``calls`` (``scaler``: and the
+    lines of torch's GradScaler)."""
 
     METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "nonzero",
                "__repr__", "__str__")
 
-    def __init__(self, patch: Callable[[Any, str, Any], None]):
+    def __init__(self, patch: Callable[[Any, str, Any], None], scaler: bool = False):
         self.calls: Counter = Counter()
+        self.own = OWN + ((SCALER,) if scaler else ())
         self.on = False
         for name in self.METHODS:
             patch(torch.Tensor, name, self._wrap(getattr(torch.Tensor, name), f"Tensor.{name}"))
@@ -51,8 +56,9 @@ class HostReads:
         if not self.on:
             return
         frame = sys._getframe(2)
-        if frame.f_code.co_filename.startswith(OWN):
-            where = Path(frame.f_code.co_filename).relative_to(ROOT)
+        name = frame.f_code.co_filename
+        if name.startswith(self.own):
+            where = Path(name).relative_to(ROOT) if name.startswith(OWN) else Path(name).name
             self.calls[f"{what} at {where}:{frame.f_lineno}"] += 1
 
     def _wrap(self, fn, what):
@@ -62,12 +68,13 @@ class HostReads:
         return wrapper
 
 
-def steps_without_log_lines(trainer, patch: Callable[[Any, str, Any], None], n: int = 3) -> Counter:
+def steps_without_log_lines(trainer, patch: Callable[[Any, str, Any], None], n: int = 3,
+                            scaler: bool = False) -> Counter:
     """The host reads of ``n`` training steps of ``trainer`` (planned with ``steps=1`` and a
     log interval no step reaches), after one whole `fit` step outside the count (its log
-    line, the first step's set-up)."""
+    line, the first step's set-up); ``scaler``: torch's GradScaler's reads counted too."""
     trainer.fit()
-    reads = HostReads(patch)
+    reads = HostReads(patch, scaler)
     trainer.settings.steps = 10_000
     reads.on = True
     pull = trainer._pull

@@ -95,3 +95,17 @@ def test_data_placed_on_the_device_serves_the_same_batches(mirror):
     assert torch.equal(host.next_batch(9)[0], placed.next_batch(9)[0])
     inner = placed.inner if mirror else placed
     assert torch.equal(inner.get(torch.tensor([3, 1])), (x[[3, 1]].float() / 127.5 - 1))
+
+
+@pytest.mark.parametrize("recipe, reads", [("wgan-gp", False), ("rasgan", False),
+                                           ("wgan", True)])
+def test_the_fp16_scaler_reads_nothing_with_fused_adam(recipe, reads, monkeypatch):
+    """torch's GradScaler reads its found-inf flag back (``.item()``) before each optimizer
+    step, unless the optimizer skips an overflowed step itself on the device (fused Adam,
+    ``_step_supports_amp_scaling``): gantrix's Adam is fused, so its fp16 steps wait for
+    nothing; an optimizer without that path (wgan's RMSprop) still costs one read an update."""
+    trainer = Trainer(recipe, "ring8", steps=1, batch_size=8, log_every=10_000, sample_every=0,
+                      checkpoint_every=0, progress=False, device="cpu", precision="fp16")
+    counts = steps_without_log_lines(trainer, monkeypatch.setattr, 3, scaler=True)
+    assert bool(counts) == reads, counts
+    assert all(line.split(" at ")[1].startswith("grad_scaler.py") for line in counts)
