@@ -179,6 +179,10 @@ def train(
              f"-> {out}")
     if trainer.writer:
         _show_findings(trainer)
+    if trainer.settings.compile:
+        from gantrix.compiling import announcement
+
+        _say(announcement(trainer.composition))
     started, evaluated = time.perf_counter(), trainer.eval_seconds
     trainer.fit()  # a torchrun process leaves its group on exit (`gantrix.cli.app.main`)
     if trainer.writer:

@@ -5,9 +5,9 @@
 a wrapper that shares the model's parameters and buffers. The models themselves stay plain
 modules, so checkpoints (their state dicts keep their names), copies (an EMA generator, a
 look-ahead critic), sampling, evaluation and export all see the eager model; tricks that call
-a model themselves call it eager. The first step pays the compilation (`gantrix train` says
-so); a new input shape or mode (the generator frozen in a critic update, the critic in a
-generator update) compiles once more.
+a model themselves call it eager. The first step pays for the compilation (`gantrix train`
+says so: `announcement`); a new input shape or mode (the generator without gradients in a
+critic update, the critic frozen in a generator update) compiles once more.
 
 **What is not.** A model whose forward pass a trick of the composition differentiates twice
 (`gantrix.Trick.differentiates_twice`: the gradient penalties on the critic's input
@@ -108,6 +108,14 @@ def missing_backend(device: str) -> str | None:
                 f"its code: none found ({', '.join(CXX)} or $CXX); install one (e.g. apt "
                 "install g++), or train without --compile")
     return None
+
+
+def announcement(composition: "Composition") -> str:
+    """The line ``gantrix train --compile`` says before training: what is compiled, and
+    that the first steps pay for it."""
+    roles = " and the ".join(f"{WHAT[role]}'s" for role in compiled_roles(composition))
+    return (f"--compile: torch.compile compiles the {roles} forward pass{'es' * (' and ' in roles)} "
+            f"in the first steps (minutes on a CPU); the steps after run the compiled code")
 
 
 def compiled(model: nn.Module) -> Callable:

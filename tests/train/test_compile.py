@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from gantrix import Param, Regularizer
-from gantrix.compiling import CompileFailed, compiled_roles, eager_roles, failure, findings, missing_backend
+from gantrix.compiling import CompileFailed, announcement, compiled_roles, eager_roles, failure, findings, missing_backend
 from gantrix.compose import Composition
 from gantrix.errors import CompositionError
 from gantrix.recipe import Recipe
@@ -72,6 +72,11 @@ def test_the_eager_model_is_named_with_the_trick_and_the_reason():
         "gradient-penalty differentiates it twice, and torch.compile's graphs cannot be "
         "differentiated twice (AOTAutograd has no double backward); the generator's is compiled")
     assert findings(composition("nonsaturating")) == []
+    assert announcement(composition("wgan", "gradient-penalty")) == (
+        "--compile: torch.compile compiles the generator's forward pass in the first steps "
+        "(minutes on a CPU); the steps after run the compiled code")
+    assert announcement(composition("nonsaturating")).startswith(
+        "--compile: torch.compile compiles the generator's and the critic's forward passes")
 
 
 def test_nothing_to_compile_is_refused_before_training(tmp_path):
