@@ -113,9 +113,10 @@ def missing_backend(device: str) -> str | None:
 def announcement(composition: "Composition") -> str:
     """The line ``gantrix train --compile`` says before training: what is compiled, and
     that the first steps pay for it."""
-    roles = " and the ".join(f"{WHAT[role]}'s" for role in compiled_roles(composition))
-    return (f"--compile: torch.compile compiles the {roles} forward pass{'es' * (' and ' in roles)} "
-            f"in the first steps (minutes on a CPU); the steps after run the compiled code")
+    roles = [f"{WHAT[role]}'s" for role in compiled_roles(composition)]
+    passes = "forward passes" if len(roles) > 1 else "forward pass"
+    return (f"--compile: torch.compile compiles the {' and the '.join(roles)} {passes} in the "
+            f"first steps (minutes on a CPU); the steps after run the compiled code")
 
 
 def compiled(model: nn.Module) -> Callable:
@@ -149,7 +150,7 @@ def failure(exc: BaseException, step: int, trick: str | None = None) -> CompileF
         who = f"{trick} does" if trick else "a trick of this composition does"
         return CompileFailed(
             f"training step {step} differentiated a compiled model's forward pass twice, "
-            f"which torch.compile's graphs cannot be: {who} so without saying it (a trick's `differentiates_twice` names the models it "
-            f"differentiates twice, which --compile then leaves eager); train without "
-            f"--compile", exc)
+            f"which torch.compile's graphs cannot be: {who} so without saying it (a "
+            f"trick's `differentiates_twice` names the models it differentiates twice, "
+            f"which --compile then leaves eager); train without --compile", exc)
     return None

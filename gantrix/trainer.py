@@ -35,7 +35,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import compiling, distributed, evaluation, plots, prefetch, recovery, run_folder, threads, trackers
+from . import (compiling, distributed, evaluation, plots, prefetch, recovery, run_folder,
+               threads, trackers)
 from .run_state import load_checkpoint, save_checkpoint  # load_checkpoint checks the structure
 from .errors import GantrixError
 from .findings import Finding
