@@ -42,10 +42,13 @@ import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from .atomic import write_atomic
 from .errors import GantrixError, ParamError, UnknownNameError
+
+if TYPE_CHECKING:
+    from .compose import Composition
 
 PLAN = "ablation-plan.json"
 VARIANT_CONFIG = "recipe.toml"
@@ -505,43 +508,31 @@ def check_metric(metric: str, data: str, report: Callable[[str], None] = print,
             report(f"{metric}: {note}")
 
 
-def has_code(args: Arguments) -> bool | None:
-    """Whether the full composition of ``args`` gives its generator a categorical latent
-    code (a trick answers `gantrix_code_inputs`); None when it does not compose (the
-    planning says why)."""
-    import torch
-
+def _composition(args: Arguments) -> "Composition | None":
+    """The full composition of ``args``; None when it does not compose (the planning says
+    why)."""
     from .recipe import Recipe
 
     try:
-        composition = Recipe(recipe=args.recipe, config=args.config).extend(args.tricks).compose()
+        return Recipe(recipe=args.recipe, config=args.config).extend(args.tricks).compose()
     except GantrixError:
         return None
-    answer = composition.hook.gantrix_code_inputs(n=1, device=torch.device("cpu"),
-                                                  generator=torch.Generator().manual_seed(0))
-    return answer is not None
+
+
+def has_code(args: Arguments) -> bool | None:
+    """Whether the full composition of ``args`` gives its generator a categorical latent
+    code (`gantrix.periodic_eval.gives_code`); None when it does not compose."""
+    from .periodic_eval import gives_code
+
+    composition = _composition(args)
+    return None if composition is None else gives_code(composition)
 
 
 def check_code_metric(metric: str, data: str, args: Arguments | None) -> None:
-    """A code metric (``code_mi``, ``code_accuracy``: how well the generator's categorical
-    code agrees with the class a built-in classifier sees) needs data that classifier
-    labels and, given ``args``, a full composition whose generator has such a code (the
-    reference every variant is compared with); a variant without one is a row saying so."""
-    from .metrics import CLASSIFIED, CODE_METRICS
+    """A code metric needs data a built-in classifier labels and, given ``args``, a full
+    composition whose generator has a categorical code (the reference every variant is
+    compared with); a variant without one is a row saying so
+    (`gantrix.periodic_eval.check_code_metric`)."""
+    from .periodic_eval import check_code_metric as check
 
-    if metric not in CODE_METRICS:
-        return
-    if data not in CLASSIFIED:
-        raise GantrixError(f"--metric {metric} measures how well the generator's categorical "
-                           f"code agrees with the digit a built-in classifier sees, on "
-                           f"{' or '.join(CLASSIFIED)}; {data} has no such classifier: choose "
-                           f"another --metric")
-    if args is not None and has_code(args) is False:
-        from .registry import tricks
-
-        coded = sorted(name for name, cls in tricks().items()
-                       if hasattr(cls, "gantrix_code_inputs"))
-        hint = f" (one that does: {', '.join(coded)})" if coded else ""
-        raise GantrixError(f"--metric {metric} measures the generator's categorical latent "
-                           f"code, and no trick of the composition gives it one; add a trick "
-                           f"that does{hint}, or choose another --metric")
+    check("--metric", metric, data, None if args is None else _composition(args))

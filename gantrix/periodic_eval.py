@@ -31,6 +31,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import GantrixError
 
 if TYPE_CHECKING:
+    from .compose import Composition
     from .settings import Settings
     from .trainer import Trainer
 
@@ -73,17 +74,53 @@ def check_metric(name: str, is_image: bool) -> None:
                            f"{', '.join(POINT_METRICS)}")
 
 
+def gives_code(composition: "Composition") -> bool:
+    """Whether ``composition`` gives its generator a categorical latent code (a trick
+    answers `gantrix_code_inputs`), which the code metrics measure."""
+    answer = composition.hook.gantrix_code_inputs(n=1, device=torch.device("cpu"),
+                                                  generator=torch.Generator().manual_seed(0))
+    return answer is not None
+
+
+def check_code_metric(option: str, metric: str, data: str,
+                      composition: "Composition | None") -> None:
+    """A code metric (``code_mi``, ``code_accuracy``: how well the generator's categorical
+    code agrees with the class a built-in classifier sees) given as ``option`` needs data
+    that classifier labels and, given ``composition``, a generator with such a code."""
+    from .metrics import CLASSIFIED, CODE_METRICS
+
+    if metric not in CODE_METRICS:
+        return
+    if data not in CLASSIFIED:
+        raise GantrixError(f"{option} {metric} measures how well the generator's categorical "
+                           f"code agrees with the digit a built-in classifier sees, on "
+                           f"{' or '.join(CLASSIFIED)}; {data} has no such classifier: choose "
+                           f"another {option}")
+    if composition is not None and not gives_code(composition):
+        from .registry import tricks
+
+        coded = sorted(name for name, cls in tricks().items()
+                       if hasattr(cls, "gantrix_code_inputs"))
+        hint = f" (one that does: {', '.join(coded)})" if coded else ""
+        raise GantrixError(f"{option} {metric} measures the generator's categorical latent "
+                           f"code, and no trick of the composition gives it one; add a trick "
+                           f"that does{hint}, or choose another {option}")
+
+
 class PeriodicEvaluation:
     """The evaluations of one run: when they are due, the best score so far, ``best.pt``."""
 
     @classmethod
-    def for_run(cls, settings: "Settings", is_image: bool) -> "PeriodicEvaluation | None":
+    def for_run(cls, settings: "Settings", is_image: bool,
+                composition: "Composition | None" = None) -> "PeriodicEvaluation | None":
         """The evaluation a run's settings ask for (``eval_every``, ``eval_metric``,
-        ``eval_n``), its metric checked; None without ``eval_every``."""
+        ``eval_n``), its metric checked (a code metric against the run's data and
+        ``composition``); None without ``eval_every``."""
         if not settings.eval_every:
             return None
         metric = settings.eval_metric or default_metric(is_image)
         check_metric(metric, is_image)
+        check_code_metric("--eval-metric", metric, settings.data, composition)
         return cls(metric, settings.eval_n)
 
     def __init__(self, metric: str, n: int | None):

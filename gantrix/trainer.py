@@ -130,7 +130,8 @@ class Trainer:
         if self.settings.compile and not loading:  # compiled after the eager probe
             self.stepper.compile(compiling.compiled_roles(self.composition))
         #: evaluation during training (``eval_every``), or None
-        self.evaluation = PeriodicEvaluation.for_run(self.settings, self.data.is_image)
+        self.evaluation = PeriodicEvaluation.for_run(self.settings, self.data.is_image,
+                                                     self.composition)
         #: the step and score of ``best.pt`` when this trainer was loaded from it
         self.best: dict[str, Any] | None = None
         self.history: list[dict] = []

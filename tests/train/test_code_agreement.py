@@ -257,6 +257,23 @@ def test_ablate_takes_a_code_metric_only_for_a_composition_with_a_code():
         check_metric("code_mi", "ring8", args=_args("nonsaturating", "infogan"))
 
 
+def test_training_ranked_by_a_code_metric_without_a_code_is_refused_before_it_starts(
+        tmp_path):
+    from gantrix import Trainer
+
+    with pytest.raises(GantrixError) as info:
+        Trainer(["nonsaturating"], "digits", out=tmp_path / "run", steps=2, eval_every=1,
+                eval_metric="code_mi")
+    assert str(info.value).startswith("--eval-metric code_mi measures the generator's "
+                                      "categorical latent code, and no trick of the "
+                                      "composition gives it one; add a trick that does "
+                                      "(one that does: infogan)")
+    assert not (tmp_path / "run").exists()
+    coded = Trainer(["nonsaturating", "infogan"], "digits", steps=2, eval_every=2,
+                    eval_metric="code_accuracy", batch_size=16, sample_every=0)
+    assert coded.evaluation.metric == "code_accuracy"
+
+
 def test_the_table_says_a_variant_without_a_code_has_none():
     class V:
         def __init__(self, name, kind, subject, tricks):
