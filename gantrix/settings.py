@@ -91,9 +91,9 @@ class Settings:
                                    high=4096, optional=True, resumable=True)
     precision: str = _setting(str, "fp32, or autocast to bf16, or fp16 with a loss scaler",
                               "fp32", choices=MODES)
-    compile: bool = _setting(bool, "torch.compile the models' forward passes in training "
-                             "steps, where the composition allows (gantrix.compiling)", False,
-                             resumable=True)
+    compile: bool = _setting(bool, "compile the models' forward passes in training steps "
+                             "with torch.compile, where the composition allows "
+                             "(gantrix.compiling)", False, resumable=True)
     latent_dim: int = _setting(int, "size of the latent vector z", low=1,
                                high=SIZE_HIGH)
     width: int = _setting(int, "base channel count of the core's convolutional models",
