@@ -37,11 +37,11 @@ from torch import nn
 
 from .errors import GantrixError
 from .findings import Finding
+from .models import ROLES
 
 if TYPE_CHECKING:
     from .compose import Composition
 
-ROLES = ("generator", "discriminator")
 #: how a role is named in messages
 WHAT = {"generator": "generator", "discriminator": "critic"}
 #: C++ compilers inductor looks for on the CPU (besides $CXX)
@@ -86,11 +86,11 @@ def findings(composition: "Composition") -> list[Finding]:
                         f"{'; '.join(_twice(r, t) for r, t in eager.items())}, and {reason}; "
                         f"train without --compile",
                         tuple(dict.fromkeys(n for t in eager.values() for n in t)))]
-    found = [Finding("warning", f"--compile leaves the {WHAT[role]}'s forward pass eager: "
-                     f"{_twice(role, tricks, it=True)}, and {reason}; the "
-                     f"{WHAT[compiled_roles(composition)[0]]}'s is compiled", tuple(tricks))
-             for role, tricks in eager.items()]
-    return found
+    other = next(role for role in ROLES if role not in eager)  # (one at most is eager here)
+    return [Finding("warning", f"--compile leaves the {WHAT[role]}'s forward pass eager: "
+                    f"{_twice(role, tricks, it=True)}, and {reason}; the {WHAT[other]}'s is "
+                    f"compiled", tuple(tricks))
+            for role, tricks in eager.items()]
 
 
 def missing_backend(device: str) -> str | None:
