@@ -29,7 +29,6 @@ import hashlib
 import json
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -189,9 +188,7 @@ def main() -> None:
             done = list(pool.map(lambda j: run(*j, steps[j[:2]], args.runs, threads,
                                                args.train_arg), jobs))
         except SystemExit:
-            name = signal.Signals(CHILDREN.signum).name
-            print(f"stopped by {name}: the runs saved a checkpoint; run the same command "
-                  f"again to continue them", file=sys.stderr)
+            print(CHILDREN.stopped(), file=sys.stderr)
             raise
     results: dict = {}
     for (cell, data, _), result in zip(jobs, done):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import subprocess
 import sys
@@ -118,9 +117,7 @@ def main() -> None:
             results = list(pool.map(lambda job: run_cell(*job, args.steps, args.runs, threads,
                                                          args.train_arg), jobs))
         except SystemExit:
-            name = signal.Signals(CHILDREN.signum).name
-            print(f"stopped by {name}: the runs saved a checkpoint; run the same command "
-                  f"again to continue them", file=sys.stderr)
+            print(CHILDREN.stopped(), file=sys.stderr)
             raise
     by_cell: dict[str, list[tuple[dict, float]]] = {}
     for (cell, seed), result in zip(jobs, results):

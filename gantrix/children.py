@@ -59,6 +59,12 @@ class Children:
         for process in running:
             _send(process, FORWARDED[signum])
 
+    def stopped(self) -> str:
+        """What a script running gantrix trainings says when a forwarded signal stopped
+        them: which signal, and that the same command continues them."""
+        return (f"stopped by {signal.Signals(self.signum).name}: the runs saved a checkpoint; "
+                f"run the same command again to continue them")
+
     @contextmanager
     def forwarding(self) -> Iterator["Children"]:
         """Pass the `FORWARDED` signals on to the children while the block runs (handlers can
